@@ -1,0 +1,58 @@
+package subjects
+
+import (
+	"crypto/sha256"
+	"fmt"
+
+	"github.com/nats-io/nkeys"
+)
+
+// Broker accounts and identities. The file servers and the broker share one
+// secret, the service password; from it both derive the key that signs user
+// authorizations, so an operator configures a single secret.
+const (
+	// Account holds JetStream, the file servers and every user connection.
+	Account = "FTFS"
+	// SystemAccount is the NATS system account (for `nats server report`).
+	SystemAccount = "SYS"
+	// ServiceUser is the file servers' identity: full access to Account.
+	ServiceUser = "ftfs-service"
+	// SystemUser is the operator's identity in SystemAccount.
+	SystemUser = "system"
+)
+
+// Environment variables; the development values live in .env, which goreman
+// loads for the Procfile.
+const (
+	EnvServicePassword = "FTFS_SERVICE_PASSWORD"
+	EnvSystemPassword  = "FTFS_SYSTEM_PASSWORD"
+	EnvAdminPassword   = "FTFS_ADMIN_PASSWORD"
+	EnvUserPassword    = "FTFS_PASSWORD"
+)
+
+// IssuerKey derives the account key that signs auth callout responses from
+// the service password. The broker configures its public key as the callout
+// issuer; the file servers sign with it.
+func IssuerKey(servicePassword string) (nkeys.KeyPair, error) {
+	if servicePassword == "" {
+		return nil, fmt.Errorf("no service password: set %s", EnvServicePassword)
+	}
+	seed := sha256.Sum256([]byte("ftfs auth callout issuer v1\x00" + servicePassword))
+	kp, err := nkeys.FromRawSeed(nkeys.PrefixByteAccount, seed[:])
+	if err != nil {
+		return nil, fmt.Errorf("derive issuer key: %w", err)
+	}
+	return kp, nil
+}
+
+// UserPublish lists the only subjects a user connection may publish to: the
+// file service's requests and its discovery subjects.
+func UserPublish() []string {
+	return []string{Prefix + ".>", DiscoveryPing, DiscoveryInfo, DiscoveryStats}
+}
+
+// UserSubscribe lists the only subjects a user connection may subscribe to:
+// its own inbox.
+func UserSubscribe(user string) []string {
+	return []string{Inbox(user) + ".>"}
+}

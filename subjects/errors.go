@@ -1,0 +1,56 @@
+package subjects
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a wire error code, sent in the "Nats-Service-Error-Code" header of
+// a micro error reply. Each kind of failure has exactly one code; client/
+// turns a code back into a sentinel error that callers test with errors.Is.
+type Code string
+
+// The error codes. The numbers follow HTTP where one fits, so `nats micro
+// stats` reads naturally.
+const (
+	CodeInvalid      Code = "400" // malformed request or bad name
+	CodeUnauthorized Code = "401" // no, bad or expired session; bad login
+	CodeForbidden    Code = "403" // not the owner, not an admin
+	CodeNotFound     Code = "404" // no such file, user or upload
+	CodeConflict     Code = "409" // exists already, or changed meanwhile
+	CodeTooLarge     Code = "413" // chunk or file over its limit
+	CodeIntegrity    Code = "422" // size or SHA-256 digest mismatch
+	CodeBusy         Code = "429" // window exceeded; retry later
+	CodeInternal     Code = "500" // a server bug; see its log
+	CodeUnavailable  Code = "503" // storage unreachable; retry
+)
+
+// Error is a failure as it crosses the wire: an operation, a kind (Code) and
+// a sentence for the user.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf makes an Error with a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// CodeOf returns the wire code of err: the Code of an *Error in its chain,
+// or CodeInternal.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// Retryable says whether a request that failed with code may succeed if sent
+// again unchanged, possibly to another server.
+func (c Code) Retryable() bool {
+	return c == CodeUnavailable || c == CodeBusy
+}

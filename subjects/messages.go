@@ -1,0 +1,192 @@
+package subjects
+
+import "time"
+
+// Messages are JSON. Unknown fields are rejected by the servers.
+
+// Empty is the body of requests and replies that carry nothing.
+type Empty struct{}
+
+// LoginRequest opens a session.
+type LoginRequest struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// SessionInfo is what login returns; whoami returns it without the token.
+type SessionInfo struct {
+	User    string    `json:"user"`
+	Admin   bool      `json:"admin"`
+	Token   string    `json:"token,omitempty"`
+	Expires time.Time `json:"expires"`
+}
+
+// FileInfo describes one stored file.
+type FileInfo struct {
+	Name     string    `json:"name"`
+	Size     int64     `json:"size"`
+	Modified time.Time `json:"modified"`
+	Owner    string    `json:"owner"`
+	// Digest is "SHA-256=" and the unpadded base64url digest, as the
+	// JetStream object store writes it.
+	Digest string `json:"digest"`
+	// Version identifies this content of the file (the object's NUID); it
+	// changes on every overwrite.
+	Version string `json:"version"`
+	Chunks  uint32 `json:"chunks"`
+}
+
+// NameRequest names one file.
+type NameRequest struct {
+	Name string `json:"name"`
+}
+
+// ListRequest asks for up to Limit files whose names start with Prefix and
+// sort after After (a page cursor: the last name of the previous page).
+type ListRequest struct {
+	Prefix string `json:"prefix,omitempty"`
+	After  string `json:"after,omitempty"`
+	Limit  int    `json:"limit,omitempty"`
+}
+
+// ListReply is one page of a listing, sorted by name. More says whether
+// another page follows.
+type ListReply struct {
+	Files []FileInfo `json:"files"`
+	More  bool       `json:"more"`
+}
+
+// MaxListPage bounds ListRequest.Limit so that a reply stays small.
+const MaxListPage = 1000
+
+// RenameRequest renames From to To. Without Overwrite an existing To is a
+// conflict.
+type RenameRequest struct {
+	From      string `json:"from"`
+	To        string `json:"to"`
+	Overwrite bool   `json:"overwrite,omitempty"`
+}
+
+// UploadOpenRequest starts an upload. Size is the announced size or -1 when
+// unknown (stdin). Without Overwrite an existing file is a conflict.
+type UploadOpenRequest struct {
+	Name      string `json:"name"`
+	Size      int64  `json:"size"`
+	Overwrite bool   `json:"overwrite,omitempty"`
+}
+
+// UploadState tells a client where to send the chunks of an upload and from
+// which chunk to go on.
+type UploadState struct {
+	Upload string `json:"upload"`
+	// Instance is the server holding the upload: send chunks to
+	// Chunk(Instance).
+	Instance string `json:"instance"`
+	// NextChunk and Offset are the first chunk (and its byte offset) the
+	// server has not stored; a resumed upload continues there.
+	NextChunk uint32 `json:"next_chunk"`
+	Offset    int64  `json:"offset"`
+	ChunkSize int    `json:"chunk_size"`
+	Window    int    `json:"window"`
+}
+
+// UploadRequest names an upload.
+type UploadRequest struct {
+	Upload string `json:"upload"`
+}
+
+// ChunkAck acknowledges that a chunk is stored: Offset is the upload's size
+// after it.
+type ChunkAck struct {
+	Chunk  uint32 `json:"chunk"`
+	Offset int64  `json:"offset"`
+}
+
+// UploadCommitRequest makes an upload visible under its name, provided the
+// stored bytes have this size and digest.
+type UploadCommitRequest struct {
+	Upload string `json:"upload"`
+	Size   int64  `json:"size"`
+	Digest string `json:"digest"`
+}
+
+// DownloadRequest asks for up to Max chunks of Name at Version, starting with
+// the first chunk stored at or after stream sequence After+1 (0 for the
+// start). The reply is a stream of chunk messages to the request's reply
+// subject, ended by a message with status 204; a server error comes back
+// instead as a single micro error reply.
+type DownloadRequest struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	After   uint64 `json:"after"`
+	Max     int    `json:"max"`
+}
+
+// UserRequest creates a user or changes a password.
+type UserRequest struct {
+	User     string `json:"user"`
+	Password string `json:"password,omitempty"`
+	Admin    bool   `json:"admin,omitempty"`
+}
+
+// UserInfo describes a user, without secrets.
+type UserInfo struct {
+	Name    string    `json:"name"`
+	Admin   bool      `json:"admin"`
+	Created time.Time `json:"created"`
+}
+
+// UserListReply lists every user.
+type UserListReply struct {
+	Users []UserInfo `json:"users"`
+}
+
+// StatusReply is one file server's report on itself, its broker and its
+// bucket.
+type StatusReply struct {
+	Instance string    `json:"instance"`
+	Role     string    `json:"role"`
+	Version  string    `json:"version"`
+	Started  time.Time `json:"started"`
+	// Broker is the broker this server is connected to.
+	Broker BrokerStatus `json:"broker"`
+	// Known brokers (the cluster's client URLs, as gossiped).
+	Brokers []string      `json:"brokers,omitempty"`
+	Bucket  BucketStatus  `json:"bucket"`
+	Replica *ReplicaStats `json:"replica,omitempty"`
+}
+
+// BrokerStatus names a broker.
+type BrokerStatus struct {
+	Name    string `json:"name"`
+	URL     string `json:"url"`
+	Cluster string `json:"cluster,omitempty"`
+}
+
+// BucketStatus describes the files bucket's stream.
+type BucketStatus struct {
+	Name     string       `json:"name"`
+	Files    int          `json:"files"`
+	Bytes    uint64       `json:"bytes"`
+	Replicas int          `json:"replicas"`
+	Leader   string       `json:"leader,omitempty"`
+	Peers    []PeerStatus `json:"peers,omitempty"`
+	Storage  string       `json:"storage"`
+	Uploads  int          `json:"uploads"`
+}
+
+// PeerStatus is one replica of a stream.
+type PeerStatus struct {
+	Name    string        `json:"name"`
+	Current bool          `json:"current"`
+	Lag     uint64        `json:"lag,omitempty"`
+	Active  time.Duration `json:"active,omitempty"`
+}
+
+// ReplicaStats is what a backup reports of its plain-file replica.
+type ReplicaStats struct {
+	Dir    string    `json:"dir"`
+	Files  int       `json:"files"`
+	Bytes  int64     `json:"bytes"`
+	Synced time.Time `json:"synced"`
+}

@@ -1,0 +1,163 @@
+// Package subjects is the ftfs wire contract: every subject, header, message
+// type and error code that crosses NATS between the file servers and their
+// clients. Nothing else in ftfs spells a subject string.
+//
+// The protocol in one screen:
+//
+//	connect     user+password or session token; the broker asks the file
+//	            servers (auth callout on AuthCallout) and gives the
+//	            connection the user's permissions: publish to Prefix+".>"
+//	            and the micro discovery subjects, subscribe to Inbox(user).
+//	login       Login          LoginRequest      -> SessionInfo
+//	logout      Logout         (session)         -> Empty
+//	whoami      WhoAmI         (session)         -> SessionInfo (no token)
+//	list        List           ListRequest       -> ListReply (paged)
+//	stat        Stat           NameRequest       -> FileInfo
+//	delete      Delete         NameRequest       -> Empty
+//	rename      Rename         RenameRequest     -> FileInfo
+//	upload      UploadOpen     UploadOpenRequest -> UploadState
+//	            Chunk(inst)    raw bytes, headers Upload+Chunk -> ChunkAck
+//	            UploadResume   UploadRequest     -> UploadState (any server)
+//	            UploadCommit   UploadCommitRequest -> FileInfo (any server)
+//	            UploadAbort    UploadRequest     -> Empty
+//	download    Download       DownloadRequest   -> a stream of chunk
+//	            messages (header HeaderStreamSeq), then an end-of-batch message
+//	            (status header 204); any server, stateless.
+//	status      Status         (session)         -> StatusReply
+//	admin       UserAdd, UserRemove, UserPassword, UserList (admin only)
+//
+// Every request but Login carries the session token in HeaderSession and
+// must be sent from the session user's own inbox (Inbox). Mutating requests
+// may carry HeaderRequestID so that a retry after a lost reply is answered with
+// the first outcome instead of being applied twice.
+//
+// Errors come back as nats micro errors: header "Nats-Service-Error-Code"
+// holds a Code, "Nats-Service-Error" a human sentence.
+package subjects
+
+import "time"
+
+// Service identity, as shown by `nats micro ls`.
+const (
+	ServiceName = "ftfs"
+	// QueueGroup load-balances the shared endpoints over every file server.
+	QueueGroup = "ftfs"
+	// Prefix is the root of every request subject; the version is part of it
+	// so that a v2 protocol can run beside v1.
+	Prefix = "ftfs.v1"
+)
+
+// Shared request subjects: any live file server may answer.
+const (
+	Login        = Prefix + ".login"
+	Logout       = Prefix + ".logout"
+	WhoAmI       = Prefix + ".whoami"
+	List         = Prefix + ".list"
+	Stat         = Prefix + ".stat"
+	Delete       = Prefix + ".delete"
+	Rename       = Prefix + ".rename"
+	UploadOpen   = Prefix + ".upload.open"
+	UploadResume = Prefix + ".upload.resume"
+	UploadCommit = Prefix + ".upload.commit"
+	UploadAbort  = Prefix + ".upload.abort"
+	Download     = Prefix + ".download"
+	Status       = Prefix + ".status"
+	UserAdd      = Prefix + ".user.add"
+	UserRemove   = Prefix + ".user.rm"
+	UserPassword = Prefix + ".user.passwd"
+	UserList     = Prefix + ".user.ls"
+)
+
+// ChunkPrefix is the root of the per-instance chunk subjects.
+const ChunkPrefix = Prefix + ".chunk"
+
+// Chunk is the subject on which one file server instance takes the chunks of
+// the uploads it holds. Chunks of one upload must reach one server, in order,
+// because that server chains them into the object store; when it dies the
+// client asks UploadResume and continues on the instance named in the reply.
+func Chunk(instance string) string { return ChunkPrefix + "." + instance }
+
+// AuthCallout is where the broker asks the file servers to authorize a new
+// connection (NATS auth callout; the file servers answer in QueueGroup).
+const AuthCallout = "$SYS.REQ.USER.AUTH"
+
+// Micro discovery subjects a user may ask (for `ftfs status`).
+const (
+	DiscoveryPing  = "$SRV.PING." + ServiceName
+	DiscoveryInfo  = "$SRV.INFO." + ServiceName
+	DiscoveryStats = "$SRV.STATS." + ServiceName
+)
+
+// InboxRoot is the first token of every user inbox.
+const InboxRoot = "_FTFS_INBOX"
+
+// Inbox is the inbox prefix of a user: the only subjects a user connection
+// may subscribe to are below it, so no user can read another user's replies.
+// Clients pass it to nats.CustomInboxPrefix.
+func Inbox(user string) string { return InboxRoot + "." + user }
+
+// Headers.
+const (
+	// HeaderSession carries the session token on every request but Login.
+	HeaderSession = "Ftfs-Session"
+	// HeaderRequestID makes a mutating request idempotent across retries.
+	HeaderRequestID = "Ftfs-Request-Id"
+	// HeaderUpload names the upload a chunk belongs to.
+	HeaderUpload = "Ftfs-Upload"
+	// HeaderChunk is the 0-based index of a chunk within its upload.
+	HeaderChunk = "Ftfs-Chunk"
+	// HeaderStreamSeq is copied by JetStream onto each downloaded chunk
+	// ("Nats-Sequence"): the stream sequence a download resumes after.
+	HeaderStreamSeq = "Nats-Sequence"
+	// StatusHeader is the NATS status header: "204" ends a download batch,
+	// "404" means the batch found nothing, "503" means no responders.
+	StatusHeader = "Status"
+	// HeaderErrorCode and HeaderErrorText are the nats micro error headers.
+	HeaderErrorCode = "Nats-Service-Error-Code"
+	HeaderErrorText = "Nats-Service-Error"
+)
+
+// Transfer sizing. Every NATS message stays under 1 MiB.
+const (
+	// ChunkSize is the size of every chunk of a file but the last.
+	ChunkSize = 512 << 10
+	// UploadWindow is how many unacknowledged chunks a client may have in
+	// flight to one server; the server refuses more.
+	UploadWindow = 8
+	// DownloadBatch is how many chunks one Download request returns.
+	DownloadBatch = 16
+	// MaxNameLen bounds a file name in bytes.
+	MaxNameLen = 1024
+)
+
+// Durations clients and servers agree on.
+const (
+	// SessionTTL is how long a session lasts after login.
+	SessionTTL = 24 * time.Hour
+	// UploadIdle is how long an unfinished upload may go without a chunk
+	// before any server aborts it and purges its chunks.
+	UploadIdle = 15 * time.Minute
+)
+
+// Storage names: the JetStream buckets the file servers share.
+const (
+	FilesBucket    = "ftfs-files"
+	UsersBucket    = "ftfs-users"
+	SessionsBucket = "ftfs-sessions"
+	UploadsBucket  = "ftfs-uploads"
+	// RequestsBucket remembers the outcome of recent mutating requests by
+	// RequestID.
+	RequestsBucket = "ftfs-requests"
+)
+
+// Object metadata keys on stored objects (ObjectInfo.Metadata).
+const (
+	MetaOwner = "ftfs-owner"
+)
+
+// Micro service metadata keys.
+const (
+	MetaRole     = "role"
+	MetaInstance = "instance"
+	MetaStarted  = "started"
+)
