@@ -27,7 +27,7 @@ type FileInfo struct {
 	Size     int64     `json:"size"`
 	Modified time.Time `json:"modified"`
 	Owner    string    `json:"owner"`
-	// Digest is "SHA-256=" and the unpadded base64url digest, as the
+	// Digest is "SHA-256=" and the base64url (padded) digest, as the
 	// JetStream object store writes it.
 	Digest string `json:"digest"`
 	// Version identifies this content of the file (the object's NUID); it

@@ -109,9 +109,9 @@ const (
 	// HeaderStreamSeq is copied by JetStream onto each downloaded chunk
 	// ("Nats-Sequence"): the stream sequence a download resumes after.
 	HeaderStreamSeq = "Nats-Sequence"
-	// StatusHeader is the NATS status header: "204" ends a download batch,
+	// HeaderStatus is the NATS status header: "204" ends a download batch,
 	// "404" means the batch found nothing, "503" means no responders.
-	StatusHeader = "Status"
+	HeaderStatus = "Status"
 	// HeaderErrorCode and HeaderErrorText are the nats micro error headers.
 	HeaderErrorCode = "Nats-Service-Error-Code"
 	HeaderErrorText = "Nats-Service-Error"

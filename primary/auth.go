@@ -1,0 +1,424 @@
+package primary
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// bcryptCost is bcrypt's work factor for stored passwords.
+const bcryptCost = 11
+
+// userRecord is a user as stored in the users bucket, keyed by name.
+type userRecord struct {
+	Name    string    `json:"name"`
+	Hash    []byte    `json:"hash"`
+	Admin   bool      `json:"admin"`
+	Created time.Time `json:"created"`
+}
+
+// sessionRecord is a session as stored in the sessions bucket, keyed by the
+// SHA-256 of its token so that the bucket never holds a usable token.
+type sessionRecord struct {
+	User    string    `json:"user"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+}
+
+// dummyHash makes a login for an unknown user cost as much as a wrong
+// password, so that timing does not tell which user names exist.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("ftfs-no-such-user"), bcryptCost)
+
+func sessionKey(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Server) getUser(ctx context.Context, name string) (userRecord, error) {
+	var u userRecord
+	if subjects.ValidUser(name) != nil {
+		return u, subjects.Errorf(subjects.CodeNotFound, "no user %q", name)
+	}
+	e, err := s.users.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return u, subjects.Errorf(subjects.CodeNotFound, "no user %q", name)
+	}
+	if err != nil {
+		return u, wrapStorage("read user", err)
+	}
+	if err := json.Unmarshal(e.Value(), &u); err != nil {
+		return u, fmt.Errorf("user %q: corrupt record: %w", name, err)
+	}
+	return u, nil
+}
+
+// checkPassword returns the user if the password is right. Unknown users and
+// wrong passwords get the same error, after the same bcrypt work.
+func (s *Server) checkPassword(ctx context.Context, name, password string) (userRecord, error) {
+	u, err := s.getUser(ctx, name)
+	if err != nil && subjects.CodeOf(err) != subjects.CodeNotFound {
+		return u, err
+	}
+	hash := u.Hash
+	if err != nil {
+		hash = dummyHash
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || err != nil {
+		return userRecord{}, subjects.Errorf(subjects.CodeUnauthorized, "wrong user name or password")
+	}
+	return u, nil
+}
+
+func (s *Server) lookupSession(ctx context.Context, token string) (sessionRecord, error) {
+	var sess sessionRecord
+	e, err := s.sessions.Get(ctx, sessionKey(token))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return sess, subjects.Errorf(subjects.CodeUnauthorized, "session expired or revoked: log in again")
+	}
+	if err != nil {
+		return sess, wrapStorage("read session", err)
+	}
+	if err := json.Unmarshal(e.Value(), &sess); err != nil {
+		return sess, fmt.Errorf("corrupt session record: %w", err)
+	}
+	if time.Now().After(sess.Expires) {
+		return sess, subjects.Errorf(subjects.CodeUnauthorized, "session expired: log in again")
+	}
+	return sess, nil
+}
+
+func (s *Server) putUser(ctx context.Context, u userRecord, create bool) error {
+	b, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	if create {
+		_, err = s.users.Create(ctx, u.Name, b)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return subjects.Errorf(subjects.CodeConflict, "user %q exists already", u.Name)
+		}
+	} else {
+		_, err = s.users.Put(ctx, u.Name, b)
+	}
+	return wrapStorage("write user", err)
+}
+
+// bootstrapAdmin creates the first admin from FTFS_ADMIN_PASSWORD when the
+// system has no user at all; otherwise there is no default account.
+func (s *Server) bootstrapAdmin(ctx context.Context) error {
+	if s.cfg.AdminPassword == "" {
+		return nil
+	}
+	if err := subjects.ValidPassword(s.cfg.AdminPassword); err != nil {
+		return fmt.Errorf("%s: %w", subjects.EnvAdminPassword, err)
+	}
+	return retryStartup(ctx, s.log, "create first admin", func(ctx context.Context) error {
+		lister, err := s.users.ListKeys(ctx)
+		if err != nil {
+			return err
+		}
+		for range lister.Keys() {
+			_ = lister.Stop()
+			return nil // users exist: leave them alone
+		}
+		hash, err := bcrypt.GenerateFromPassword([]byte(s.cfg.AdminPassword), bcryptCost)
+		if err != nil {
+			return err
+		}
+		err = s.putUser(ctx, userRecord{Name: AdminUser, Hash: hash, Admin: true, Created: time.Now().UTC()}, true)
+		if subjects.CodeOf(err) == subjects.CodeConflict {
+			return nil // the other instance was quicker
+		}
+		if err == nil {
+			s.log.Info("created first admin", "user", AdminUser)
+		}
+		return err
+	})
+}
+
+// serveAuthCallout answers the broker's authorization requests for every
+// connection that is not a service identity. The user connection gets
+// exactly the subjects of subjects.UserPublish and UserSubscribe.
+func (s *Server) serveAuthCallout() error {
+	_, err := s.nc.QueueSubscribe(subjects.AuthCallout, subjects.QueueGroup, func(m *nats.Msg) {
+		select {
+		case s.slots <- struct{}{}:
+		case <-s.ctx.Done():
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer func() { <-s.slots; s.wg.Done() }()
+			s.authorize(m)
+		}()
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to auth callout: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) authorize(m *nats.Msg) {
+	req, err := jwt.DecodeAuthorizationRequestClaims(string(m.Data))
+	if err != nil {
+		s.log.Warn("auth callout: undecodable request", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+
+	user, expires, err := s.authorizeConnect(ctx, req.ConnectOptions)
+	resp := jwt.NewAuthorizationResponseClaims(req.UserNkey)
+	resp.Audience = req.Server.ID
+	if err != nil {
+		s.log.Info("connection refused", "user", req.ConnectOptions.Username, "host", req.ClientInformation.Host, "reason", err)
+		resp.Error = err.Error()
+	} else {
+		uc := jwt.NewUserClaims(req.UserNkey)
+		uc.Name = user
+		uc.Audience = subjects.Account
+		uc.Expires = expires.Unix()
+		uc.Pub.Allow.Add(subjects.UserPublish()...)
+		uc.Sub.Allow.Add(subjects.UserSubscribe(user)...)
+		ujwt, err := uc.Encode(s.issuer)
+		if err != nil {
+			s.log.Error("auth callout: sign user", "err", err)
+			resp.Error = "internal error"
+		} else {
+			resp.Jwt = ujwt
+		}
+	}
+	token, err := resp.Encode(s.issuer)
+	if err != nil {
+		s.log.Error("auth callout: sign response", "err", err)
+		return
+	}
+	if err := m.Respond([]byte(token)); err != nil {
+		s.log.Warn("auth callout: respond", "err", err)
+	}
+}
+
+// authorizeConnect checks the credentials of a connecting client: a user
+// name and password, or a session token.
+func (s *Server) authorizeConnect(ctx context.Context, co jwt.ConnectOptions) (string, time.Time, error) {
+	switch {
+	case co.Token != "":
+		sess, err := s.lookupSession(ctx, co.Token)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		if _, err := s.getUser(ctx, sess.User); err != nil {
+			return "", time.Time{}, errors.New("user no longer exists")
+		}
+		return sess.User, sess.Expires, nil
+	case co.Username != "":
+		u, err := s.checkPassword(ctx, co.Username, co.Password)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		// A password connection lives as long as a session would; the
+		// client logs in over it and reconnects with the token later.
+		return u.Name, time.Now().Add(s.cfg.SessionTTL), nil
+	default:
+		return "", time.Time{}, errors.New("credentials required: user and password, or a session token")
+	}
+}
+
+func (s *Server) login(req micro.Request) {
+	ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
+	defer cancel()
+	v, err := s.doLogin(ctx, req)
+	s.reply(req, v, err)
+}
+
+func (s *Server) doLogin(ctx context.Context, req micro.Request) (any, error) {
+	var r subjects.LoginRequest
+	if err := decode(req.Data(), &r); err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(req.Reply(), subjects.Inbox(r.User)+".") {
+		return nil, subjects.Errorf(subjects.CodeForbidden, "log in as %q from a connection of that user", r.User)
+	}
+	u, err := s.checkPassword(ctx, r.User, r.Password)
+	if err != nil {
+		s.log.Info("login failed", "user", r.User)
+		return nil, err
+	}
+	token := uuid.NewString()
+	now := time.Now().UTC()
+	sess := sessionRecord{User: u.Name, Created: now, Expires: now.Add(s.cfg.SessionTTL)}
+	b, _ := json.Marshal(sess)
+	if _, err := s.sessions.Create(ctx, sessionKey(token), b); err != nil {
+		return nil, wrapStorage("store session", err)
+	}
+	s.log.Info("login", "user", u.Name)
+	return subjects.SessionInfo{User: u.Name, Admin: u.Admin, Token: token, Expires: sess.Expires}, nil
+}
+
+
+func (s *Server) logout(c *call) (any, error) {
+	if err := s.sessions.Purge(c.ctx, c.token); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, wrapStorage("revoke session", err)
+	}
+	s.log.Info("logout", "user", c.user)
+	return nil, nil
+}
+
+func (s *Server) whoami(c *call) (any, error) {
+	e, err := s.sessions.Get(c.ctx, c.token)
+	if err != nil {
+		return nil, wrapStorage("read session", err)
+	}
+	var sess sessionRecord
+	_ = json.Unmarshal(e.Value(), &sess)
+	return subjects.SessionInfo{User: c.user, Admin: c.admin, Expires: sess.Expires}, nil
+}
+
+func (s *Server) userAdd(c *call) (any, error) {
+	r, err := decodeCall[subjects.UserRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	if err := subjects.ValidUser(r.User); err != nil {
+		return nil, err
+	}
+	if err := subjects.ValidPassword(r.Password); err != nil {
+		return nil, err
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(r.Password), bcryptCost)
+	if err != nil {
+		return nil, err
+	}
+	u := userRecord{Name: r.User, Hash: hash, Admin: r.Admin, Created: time.Now().UTC()}
+	if err := s.putUser(c.ctx, u, true); err != nil {
+		return nil, err
+	}
+	s.log.Info("user added", "user", r.User, "admin", r.Admin, "by", c.user)
+	return subjects.UserInfo{Name: u.Name, Admin: u.Admin, Created: u.Created}, nil
+}
+
+func (s *Server) userRemove(c *call) (any, error) {
+	r, err := decodeCall[subjects.UserRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	if r.User == c.user {
+		return nil, subjects.Errorf(subjects.CodeForbidden, "you cannot remove yourself")
+	}
+	if _, err := s.getUser(c.ctx, r.User); err != nil {
+		return nil, err
+	}
+	if err := s.users.Purge(c.ctx, r.User); err != nil {
+		return nil, wrapStorage("remove user", err)
+	}
+	if err := s.revokeSessions(c.ctx, r.User, ""); err != nil {
+		return nil, err
+	}
+	s.log.Info("user removed", "user", r.User, "by", c.user)
+	return nil, nil
+}
+
+func (s *Server) userPassword(c *call) (any, error) {
+	r, err := decodeCall[subjects.UserRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	if r.User == "" {
+		r.User = c.user
+	}
+	if r.User != c.user && !c.admin {
+		return nil, subjects.Errorf(subjects.CodeForbidden, "only an admin may change another user's password")
+	}
+	if err := subjects.ValidPassword(r.Password); err != nil {
+		return nil, err
+	}
+	u, err := s.getUser(c.ctx, r.User)
+	if err != nil {
+		return nil, err
+	}
+	u.Hash, err = bcrypt.GenerateFromPassword([]byte(r.Password), bcryptCost)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.putUser(c.ctx, u, false); err != nil {
+		return nil, err
+	}
+	// A changed password ends every other session of that user.
+	keep := ""
+	if r.User == c.user {
+		keep = c.token
+	}
+	if err := s.revokeSessions(c.ctx, r.User, keep); err != nil {
+		return nil, err
+	}
+	s.log.Info("password changed", "user", r.User, "by", c.user)
+	return nil, nil
+}
+
+// revokeSessions deletes every session of user but the one keyed keep.
+func (s *Server) revokeSessions(ctx context.Context, user, keep string) error {
+	lister, err := s.sessions.ListKeys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil
+	}
+	if err != nil {
+		return wrapStorage("list sessions", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		if k == keep {
+			continue
+		}
+		e, err := s.sessions.Get(ctx, k)
+		if err != nil {
+			continue
+		}
+		var sess sessionRecord
+		if json.Unmarshal(e.Value(), &sess) == nil && sess.User == user {
+			if err := s.sessions.Purge(ctx, k); err != nil {
+				return wrapStorage("revoke session", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Server) userList(c *call) (any, error) {
+	lister, err := s.users.ListKeys(c.ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, wrapStorage("list users", err)
+	}
+	reply := subjects.UserListReply{Users: []subjects.UserInfo{}}
+	if lister == nil {
+		return reply, nil
+	}
+	var names []string
+	for k := range lister.Keys() {
+		names = append(names, k)
+	}
+	for _, n := range names {
+		u, err := s.getUser(c.ctx, n)
+		if err != nil {
+			continue
+		}
+		reply.Users = append(reply.Users, subjects.UserInfo{Name: u.Name, Admin: u.Admin, Created: u.Created})
+	}
+	return reply, nil
+}

@@ -1,0 +1,53 @@
+package primary
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// directGet is JetStream's direct-get request, batch form (nats-server 2.11+).
+type directGet struct {
+	Seq      uint64 `json:"seq"`
+	NextFor  string `json:"next_by_subj"`
+	Batch    int    `json:"batch"`
+	MaxBytes int    `json:"max_bytes,omitempty"`
+}
+
+// download checks the request and has JetStream send the next batch of
+// chunks straight to the client's inbox: the content does not pass through
+// this process, and since the cursor (a stream sequence) travels with each
+// request, any instance can serve the next batch when this one dies.
+func (s *Server) download(c *call) (any, error) {
+	r, err := decodeCall[subjects.DownloadRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.liveObject(c.ctx, r.Name)
+	if err != nil {
+		return nil, err
+	}
+	if o.info.NUID != r.Version {
+		return nil, subjects.Errorf(subjects.CodeConflict, "%q changed since the download started (version %s is now %s)", r.Name, r.Version, o.info.NUID)
+	}
+	if r.Max <= 0 || r.Max > subjects.DownloadBatch {
+		r.Max = subjects.DownloadBatch
+	}
+	body, err := json.Marshal(directGet{Seq: r.After + 1, NextFor: s.chunkSubject(o.info.NUID), Batch: r.Max})
+	if err != nil {
+		return nil, err
+	}
+	// authenticate has checked that the reply subject is the user's inbox.
+	err = s.nc.PublishMsg(&nats.Msg{
+		Subject: "$JS.API.DIRECT.GET." + objStream(s.cfg.Bucket),
+		Reply:   c.req.Reply(),
+		Data:    body,
+	})
+	if err != nil {
+		return nil, wrapStorage(fmt.Sprintf("download %q", r.Name), err)
+	}
+	return noReply{}, nil
+}

@@ -1,0 +1,285 @@
+package primary
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// The object store's own layout (nats.go jetstream/object.go), which ftfs
+// writes directly so that an upload can be continued by any instance and a
+// file only becomes visible when its meta message is stored.
+func (s *Server) metaSubject(name string) string {
+	return "$O." + s.cfg.Bucket + ".M." + base64.URLEncoding.EncodeToString([]byte(name))
+}
+
+func (s *Server) chunkSubject(nuid string) string {
+	return "$O." + s.cfg.Bucket + ".C." + nuid
+}
+
+// object is a file's current meta message and its stream sequence, which a
+// writer names in Nats-Expected-Last-Subject-Sequence so that two concurrent
+// changes of one name cannot both succeed.
+type object struct {
+	info jetstream.ObjectInfo
+	seq  uint64 // 0: the name was never written
+}
+
+func (o object) live() bool { return o.seq != 0 && !o.info.Deleted }
+
+func (o object) owner() string { return o.info.Metadata[subjects.MetaOwner] }
+
+// getObject reads the meta message of name; a missing name is a zero object.
+func (s *Server) getObject(ctx context.Context, name string) (object, error) {
+	m, err := s.stream.GetLastMsgForSubject(ctx, s.metaSubject(name))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return object{}, nil
+	}
+	if err != nil {
+		return object{}, wrapStorage("read file info", err)
+	}
+	var o object
+	if err := json.Unmarshal(m.Data, &o.info); err != nil {
+		return object{}, fmt.Errorf("file %q: corrupt meta message: %w", name, err)
+	}
+	o.info.ModTime = m.Time
+	o.seq = m.Sequence
+	return o, nil
+}
+
+// liveObject is getObject for a name that must exist.
+func (s *Server) liveObject(ctx context.Context, name string) (object, error) {
+	if err := subjects.ValidName(name); err != nil {
+		return object{}, err
+	}
+	o, err := s.getObject(ctx, name)
+	if err != nil {
+		return o, err
+	}
+	if !o.live() {
+		return o, subjects.Errorf(subjects.CodeNotFound, "no file %q", name)
+	}
+	return o, nil
+}
+
+// putMeta stores info as the meta message of its name, provided the name's
+// meta is still at expectSeq. It returns errConflict when it has moved.
+func (s *Server) putMeta(ctx context.Context, info jetstream.ObjectInfo, expectSeq uint64) (uint64, error) {
+	data, err := json.Marshal(info)
+	if err != nil {
+		return 0, err
+	}
+	m := nats.NewMsg(s.metaSubject(info.Name))
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expectSeq, 10))
+	m.Data = data
+	ack, err := s.js.PublishMsg(ctx, m)
+	if isWrongLastSequence(err) {
+		return 0, errConflict
+	}
+	if err != nil {
+		return 0, wrapStorage("write file info", err)
+	}
+	return ack.Sequence, nil
+}
+
+var errConflict = subjects.Errorf(subjects.CodeConflict, "the file changed meanwhile; try again")
+
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// mayChange says whether user may overwrite, rename or delete o.
+func mayChange(c *call, o object) error {
+	if !o.live() || c.admin || o.owner() == c.user {
+		return nil
+	}
+	return subjects.Errorf(subjects.CodeForbidden, "%q belongs to %s: only the owner or an admin may change it", o.info.Name, o.owner())
+}
+
+func fileInfo(info jetstream.ObjectInfo) subjects.FileInfo {
+	return subjects.FileInfo{
+		Name:     info.Name,
+		Size:     int64(info.Size),
+		Modified: info.ModTime,
+		Owner:    info.Metadata[subjects.MetaOwner],
+		Digest:   info.Digest,
+		Version:  info.NUID,
+		Chunks:   info.Chunks,
+	}
+}
+
+// allObjects lists every live object, sorted by name.
+func (s *Server) allObjects(ctx context.Context) ([]jetstream.ObjectInfo, error) {
+	list, err := s.files.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrapStorage("list files", err)
+	}
+	out := make([]jetstream.ObjectInfo, 0, len(list))
+	for _, o := range list {
+		if !o.Deleted {
+			out = append(out, *o)
+		}
+	}
+	slices.SortFunc(out, func(a, b jetstream.ObjectInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+func (s *Server) list(c *call) (any, error) {
+	r, err := decodeCall[subjects.ListRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	if r.Limit <= 0 || r.Limit > subjects.MaxListPage {
+		r.Limit = subjects.MaxListPage
+	}
+	all, err := s.allObjects(c.ctx)
+	if err != nil {
+		return nil, err
+	}
+	reply := subjects.ListReply{Files: []subjects.FileInfo{}}
+	for _, o := range all {
+		if !strings.HasPrefix(o.Name, r.Prefix) || (r.After != "" && o.Name <= r.After) {
+			continue
+		}
+		if len(reply.Files) == r.Limit {
+			reply.More = true
+			break
+		}
+		reply.Files = append(reply.Files, fileInfo(o))
+	}
+	return reply, nil
+}
+
+func (s *Server) stat(c *call) (any, error) {
+	r, err := decodeCall[subjects.NameRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.liveObject(c.ctx, r.Name)
+	if err != nil {
+		return nil, err
+	}
+	return fileInfo(o.info), nil
+}
+
+func (s *Server) delete(c *call) (any, error) {
+	r, err := decodeCall[subjects.NameRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		o, err := s.liveObject(c.ctx, r.Name)
+		if err != nil {
+			return nil, err
+		}
+		if err := mayChange(c, o); err != nil {
+			return nil, err
+		}
+		tomb := o.info
+		tomb.Deleted, tomb.Size, tomb.Chunks, tomb.Digest = true, 0, 0, ""
+		tomb.ModTime = time.Now().UTC()
+		_, err = s.putMeta(c.ctx, tomb, o.seq)
+		if err == errConflict && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.purgeUnreferenced(c.ctx, o.info.NUID)
+		s.log.Info("file deleted", "name", r.Name, "by", c.user)
+		return nil, nil
+	}
+}
+
+// purgeUnreferenced drops the chunks of an object version that no live name
+// points at any more. A rename interrupted between its two steps can leave
+// two names on one version; checking keeps the survivor readable.
+func (s *Server) purgeUnreferenced(ctx context.Context, nuid string) {
+	all, err := s.allObjects(ctx)
+	if err != nil {
+		s.log.Warn("not purging chunks: cannot list files", "version", nuid, "err", err)
+		return
+	}
+	for _, o := range all {
+		if o.NUID == nuid {
+			return
+		}
+	}
+	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(nuid))); err != nil {
+		s.log.Warn("purge chunks", "version", nuid, "err", err)
+	}
+}
+
+// rename points the new name at the same content, then removes the old
+// name. Content is not copied.
+func (s *Server) rename(c *call) (any, error) {
+	r, err := decodeCall[subjects.RenameRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	if err := subjects.ValidName(r.To); err != nil {
+		return nil, err
+	}
+	if r.From == r.To {
+		return nil, subjects.Errorf(subjects.CodeInvalid, "%q and its new name are the same", r.From)
+	}
+	for attempt := 0; ; attempt++ {
+		from, err := s.liveObject(c.ctx, r.From)
+		if err != nil {
+			return nil, err
+		}
+		if err := mayChange(c, from); err != nil {
+			return nil, err
+		}
+		to, err := s.getObject(c.ctx, r.To)
+		if err != nil {
+			return nil, err
+		}
+		if to.live() && !r.Overwrite {
+			return nil, subjects.Errorf(subjects.CodeConflict, "%q exists already", r.To)
+		}
+		if err := mayChange(c, to); err != nil {
+			return nil, err
+		}
+		moved := from.info
+		moved.Name = r.To
+		moved.ModTime = time.Now().UTC()
+		if _, err = s.putMeta(c.ctx, moved, to.seq); err == errConflict && attempt < 3 {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		tomb := from.info
+		tomb.Deleted, tomb.Size, tomb.Chunks, tomb.Digest = true, 0, 0, ""
+		if _, err := s.putMeta(c.ctx, tomb, from.seq); err != nil {
+			// The new name is in place; the old one still shows the same
+			// content. Report it: the user can remove the old name.
+			return nil, fmt.Errorf("rename %q: new name stored, old name not removed: %w", r.From, err)
+		}
+		if to.live() && to.info.NUID != from.info.NUID {
+			s.purgeUnreferenced(c.ctx, to.info.NUID)
+		}
+		s.log.Info("file renamed", "from", r.From, "to", r.To, "by", c.user)
+		o, err := s.getObject(c.ctx, r.To)
+		if err != nil {
+			return nil, err
+		}
+		return fileInfo(o.info), nil
+	}
+}

@@ -1,0 +1,235 @@
+package primary
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// requestTimeout bounds the work of one request, storage calls included.
+const requestTimeout = 30 * time.Second
+
+// call is one authenticated request in progress.
+type call struct {
+	ctx   context.Context
+	req   micro.Request
+	user  string
+	admin bool
+	token string // hashed session key, for logout
+}
+
+// op handles an authenticated request; it returns the reply body or an error
+// (a *subjects.Error for anything the caller should see as such).
+type op func(c *call) (any, error)
+
+// noReply is returned by an op that answered by other means (download).
+type noReply struct{}
+
+// async runs a handler in its own goroutine, bounded by s.slots, so that a
+// slow request (bcrypt, a long listing) does not hold up its endpoint.
+func (s *Server) async(h func(micro.Request)) micro.Handler {
+	return micro.HandlerFunc(func(req micro.Request) {
+		select {
+		case s.slots <- struct{}{}:
+		case <-s.ctx.Done():
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer func() {
+				<-s.slots
+				s.wg.Done()
+				if r := recover(); r != nil {
+					s.log.Error("request handler panicked", "subject", req.Subject(), "panic", r)
+					_ = req.Error(string(subjects.CodeInternal), "internal error", nil)
+				}
+			}()
+			h(req)
+		}()
+	})
+}
+
+// authed checks the session and the reply subject, runs f and replies.
+func (s *Server) authed(f op) func(micro.Request) {
+	return func(req micro.Request) {
+		ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
+		defer cancel()
+		c, err := s.authenticate(ctx, req)
+		if err != nil {
+			s.reply(req, nil, err)
+			return
+		}
+		v, err := f(c)
+		if _, ok := v.(noReply); ok && err == nil {
+			return
+		}
+		s.reply(req, v, err)
+	}
+}
+
+// authenticate finds the session of a request. Besides the token, the reply
+// subject must lie in the session user's inbox: the broker lets only that
+// user subscribe there, so a request cannot be made to answer anyone else.
+func (s *Server) authenticate(ctx context.Context, req micro.Request) (*call, error) {
+	token := req.Headers().Get(subjects.HeaderSession)
+	if token == "" {
+		return nil, subjects.Errorf(subjects.CodeUnauthorized, "not logged in: no session token")
+	}
+	sess, err := s.lookupSession(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(req.Reply(), subjects.Inbox(sess.User)+".") {
+		return nil, subjects.Errorf(subjects.CodeForbidden, "reply subject is not in the inbox of user %q", sess.User)
+	}
+	u, err := s.getUser(ctx, sess.User)
+	if err != nil {
+		if subjects.CodeOf(err) == subjects.CodeNotFound {
+			return nil, subjects.Errorf(subjects.CodeUnauthorized, "user %q no longer exists", sess.User)
+		}
+		return nil, err
+	}
+	return &call{ctx: ctx, req: req, user: u.Name, admin: u.Admin, token: sessionKey(token)}, nil
+}
+
+// admin restricts f to administrators.
+func (s *Server) admin(f op) op {
+	return func(c *call) (any, error) {
+		if !c.admin {
+			return nil, subjects.Errorf(subjects.CodeForbidden, "only an admin may do this")
+		}
+		return f(c)
+	}
+}
+
+// outcome is what the requests bucket remembers of a mutating request.
+type outcome struct {
+	Code    subjects.Code   `json:"code,omitempty"`
+	Message string          `json:"message,omitempty"`
+	Body    json.RawMessage `json:"body,omitempty"`
+}
+
+// idempotent answers a retried request (same HeaderRequestID from the same
+// user) with the outcome of its first execution, so that a client retrying
+// after a lost reply never renames or deletes twice.
+func (s *Server) idempotent(f op) op {
+	return func(c *call) (any, error) {
+		id := c.req.Headers().Get(subjects.HeaderRequestID)
+		if id == "" {
+			return f(c)
+		}
+		sum := sha256.Sum256([]byte(c.user + "\x00" + c.req.Subject() + "\x00" + id))
+		key := hex.EncodeToString(sum[:])
+		if e, err := s.requests.Get(c.ctx, key); err == nil {
+			var o outcome
+			if json.Unmarshal(e.Value(), &o) == nil {
+				if o.Code != "" {
+					return nil, &subjects.Error{Code: o.Code, Message: o.Message}
+				}
+				return o.Body, nil
+			}
+		}
+		v, err := f(c)
+		var o outcome
+		switch {
+		case err != nil && subjects.CodeOf(err).Retryable(), err != nil && subjects.CodeOf(err) == subjects.CodeInternal:
+			return v, err // not final: a retry may do better
+		case err != nil:
+			o.Code, o.Message = subjects.CodeOf(err), err.Error()
+		default:
+			o.Body, _ = json.Marshal(v)
+		}
+		if b, merr := json.Marshal(o); merr == nil {
+			if _, perr := s.requests.Put(c.ctx, key, b); perr != nil {
+				s.log.Warn("could not remember request outcome", "err", perr)
+			}
+		}
+		return v, err
+	}
+}
+
+// reply sends v as JSON, or err as a micro error with its wire code.
+func (s *Server) reply(req micro.Request, v any, err error) {
+	if err != nil {
+		code := subjects.CodeOf(err)
+		msg := err.Error()
+		if code == subjects.CodeInternal {
+			if storageUnavailable(err) {
+				code = subjects.CodeUnavailable
+				msg = "storage temporarily unavailable: " + err.Error()
+			} else {
+				s.log.Error("request failed", "subject", req.Subject(), "err", err)
+			}
+		}
+		_ = req.Error(string(code), msg, nil)
+		return
+	}
+	if v == nil {
+		v = subjects.Empty{}
+	}
+	if raw, ok := v.(json.RawMessage); ok {
+		_ = req.Respond(raw)
+		return
+	}
+	if rerr := req.RespondJSON(v); rerr != nil {
+		s.log.Error("reply failed", "subject", req.Subject(), "err", rerr)
+	}
+}
+
+// storageUnavailable says whether err is JetStream being briefly unreachable
+// (leader election, broker restart): the client should retry.
+func storageUnavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.Code == 503 {
+		return true
+	}
+	return errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+}
+
+// decode parses a JSON request strictly: unknown fields and trailing data are
+// errors, so a mistyped field is reported instead of silently ignored.
+func decode(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return subjects.Errorf(subjects.CodeInvalid, "malformed request: %v", err)
+	}
+	if dec.More() {
+		return subjects.Errorf(subjects.CodeInvalid, "malformed request: data after the JSON value")
+	}
+	return nil
+}
+
+func decodeCall[T any](c *call) (T, error) {
+	var v T
+	return v, decode(c.req.Data(), &v)
+}
+
+func wrapStorage(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *subjects.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

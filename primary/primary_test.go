@@ -1,0 +1,281 @@
+package primary
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+const testServicePassword = "test-service-password"
+
+func startTestBroker(t *testing.T) string {
+	t.Helper()
+	kp, err := subjects.IssuerKey(testServicePassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	conf := fmt.Sprintf(`
+listen: "127.0.0.1:-1"
+jetstream { store_dir: %q }
+accounts {
+  FTFS { jetstream: enabled, users: [ {user: %q, password: %q} ] }
+  SYS {}
+}
+system_account: SYS
+authorization { auth_callout { issuer: %q, account: FTFS, auth_users: [ %q ] } }
+`, t.TempDir(), subjects.ServiceUser, testServicePassword, pub, subjects.ServiceUser)
+	opts := &server.Options{}
+	if err := opts.ProcessConfigString(conf); err != nil {
+		t.Fatal(err)
+	}
+	opts.NoSigs, opts.NoLog = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("broker not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	return s.ClientURL()
+}
+
+func startTestServer(t *testing.T, url, role string) *Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := Start(ctx, Config{
+		Servers: []string{url}, ServicePassword: testServicePassword, AdminPassword: "admin-password",
+		Role: role, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// rawUser is a user connection speaking the wire protocol by hand.
+type rawUser struct {
+	t     *testing.T
+	nc    *nats.Conn
+	user  string
+	token string
+}
+
+func dialUser(t *testing.T, url, user, password string) *rawUser {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.UserInfo(user, password), nats.CustomInboxPrefix(subjects.Inbox(user)))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	u := &rawUser{t: t, nc: nc, user: user}
+	var sess subjects.SessionInfo
+	if err := u.call(subjects.Login, subjects.LoginRequest{User: user, Password: password}, &sess); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	u.token = sess.Token
+	return u
+}
+
+func (u *rawUser) call(subject string, req, reply any) error {
+	u.t.Helper()
+	m := nats.NewMsg(subject)
+	m.Data, _ = json.Marshal(req)
+	if u.token != "" {
+		m.Header.Set(subjects.HeaderSession, u.token)
+	}
+	resp, err := u.nc.RequestMsg(m, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	if code := resp.Header.Get(subjects.HeaderErrorCode); code != "" {
+		return &subjects.Error{Code: subjects.Code(code), Message: resp.Header.Get(subjects.HeaderErrorText)}
+	}
+	if reply != nil {
+		return json.Unmarshal(resp.Data, reply)
+	}
+	return nil
+}
+
+// put uploads data with one chunk in flight at a time.
+func (u *rawUser) put(name string, data []byte) (subjects.FileInfo, error) {
+	var st subjects.UploadState
+	if err := u.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: name, Size: int64(len(data)), Overwrite: true}, &st); err != nil {
+		return subjects.FileInfo{}, err
+	}
+	for i := 0; i*st.ChunkSize < len(data); i++ {
+		end := min((i+1)*st.ChunkSize, len(data))
+		m := nats.NewMsg(subjects.Chunk(st.Instance))
+		m.Header.Set(subjects.HeaderUpload, st.Upload)
+		m.Header.Set(subjects.HeaderChunk, strconv.Itoa(i))
+		m.Data = data[i*st.ChunkSize : end]
+		resp, err := u.nc.RequestMsg(m, 10*time.Second)
+		if err != nil {
+			return subjects.FileInfo{}, err
+		}
+		if code := resp.Header.Get(subjects.HeaderErrorCode); code != "" {
+			return subjects.FileInfo{}, fmt.Errorf("chunk %d: %s %s", i, code, resp.Header.Get(subjects.HeaderErrorText))
+		}
+	}
+	sum := sha256.Sum256(data)
+	var fi subjects.FileInfo
+	err := u.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])}, &fi)
+	return fi, err
+}
+
+func TestUploadListDownloadThroughObjectStore(t *testing.T) {
+	url := startTestBroker(t)
+	startTestServer(t, url, RolePrimary)
+	admin := dialUser(t, url, AdminUser, "admin-password")
+
+	data := make([]byte, 3*subjects.ChunkSize+17)
+	rand.Read(data)
+	fi, err := admin.put("dir/a.bin", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	if fi.Size != int64(len(data)) || fi.Digest != "SHA-256="+base64.URLEncoding.EncodeToString(sum[:]) || fi.Owner != AdminUser {
+		t.Fatalf("file info %+v", fi)
+	}
+
+	// The stored object is an ordinary object store object.
+	snc, err := nats.Connect(url, nats.UserInfo(subjects.ServiceUser, testServicePassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snc.Close()
+	js, _ := jetstream.New(snc)
+	obs, err := js.ObjectStore(context.Background(), subjects.FilesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := obs.GetBytes(context.Background(), "dir/a.bin")
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("object store get: %v, equal=%v", err, bytes.Equal(got, data))
+	}
+
+	var list subjects.ListReply
+	if err := admin.call(subjects.List, subjects.ListRequest{Prefix: "dir/"}, &list); err != nil || len(list.Files) != 1 {
+		t.Fatalf("list: %v %+v", err, list)
+	}
+
+	// Download in batches straight from JetStream.
+	sub, err := admin.nc.SubscribeSync(admin.nc.NewRespInbox())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	var after uint64
+	for len(out) < len(data) {
+		m := nats.NewMsg(subjects.Download)
+		m.Header.Set(subjects.HeaderSession, admin.token)
+		m.Reply = sub.Subject
+		m.Data, _ = json.Marshal(subjects.DownloadRequest{Name: "dir/a.bin", Version: fi.Version, After: after, Max: 2})
+		if err := admin.nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			r, err := sub.NextMsg(5 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c := r.Header.Get(subjects.HeaderErrorCode); c != "" {
+				t.Fatalf("download error %s %s", c, r.Header.Get(subjects.HeaderErrorText))
+			}
+			if r.Header.Get(subjects.HeaderStatus) != "" {
+				break
+			}
+			out = append(out, r.Data...)
+			after, _ = strconv.ParseUint(r.Header.Get(subjects.HeaderStreamSeq), 10, 64)
+		}
+	}
+	if !bytes.Equal(out, data) {
+		t.Fatal("downloaded bytes differ")
+	}
+
+	// Bad digest: refused, nothing visible.
+	var st subjects.UploadState
+	if err := admin.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: "bad.bin", Size: 3}, &st); err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(subjects.Chunk(st.Instance))
+	m.Header.Set(subjects.HeaderUpload, st.Upload)
+	m.Header.Set(subjects.HeaderChunk, "0")
+	m.Data = []byte("abc")
+	if _, err := admin.nc.RequestMsg(m, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	err = admin.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: 3, Digest: "SHA-256=wrong"}, nil)
+	if subjects.CodeOf(err) != subjects.CodeIntegrity {
+		t.Fatalf("commit with bad digest: %v", err)
+	}
+	if err := admin.call(subjects.Stat, subjects.NameRequest{Name: "bad.bin"}, nil); subjects.CodeOf(err) != subjects.CodeNotFound {
+		t.Fatalf("stat after failed commit: %v", err)
+	}
+}
+
+func TestResumeOnAnotherServerAfterHolderStops(t *testing.T) {
+	url := startTestBroker(t)
+	first := startTestServer(t, url, RolePrimary)
+	admin := dialUser(t, url, AdminUser, "admin-password")
+
+	data := make([]byte, 40*subjects.ChunkSize+5)
+	rand.Read(data)
+	var st subjects.UploadState
+	if err := admin.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: "big.bin", Size: int64(len(data))}, &st); err != nil {
+		t.Fatal(err)
+	}
+	send := func(st subjects.UploadState, from, to int) {
+		for i := from; i < to; i++ {
+			end := min((i+1)*st.ChunkSize, len(data))
+			m := nats.NewMsg(subjects.Chunk(st.Instance))
+			m.Header.Set(subjects.HeaderUpload, st.Upload)
+			m.Header.Set(subjects.HeaderChunk, strconv.Itoa(i))
+			m.Data = data[i*st.ChunkSize : end]
+			resp, err := admin.nc.RequestMsg(m, 10*time.Second)
+			if err != nil || resp.Header.Get(subjects.HeaderErrorCode) != "" {
+				t.Fatalf("chunk %d: %v %v", i, err, resp.Header)
+			}
+		}
+	}
+	send(st, 0, 20) // one checkpoint at 16, four chunks after it
+	second := startTestServer(t, url, RoleBackup)
+	first.Stop()
+
+	var st2 subjects.UploadState
+	if err := admin.call(subjects.UploadResume, subjects.UploadRequest{Upload: st.Upload}, &st2); err != nil {
+		t.Fatal(err)
+	}
+	if st2.Instance != second.Instance() || st2.NextChunk != 20 || st2.Offset != int64(20*st.ChunkSize) {
+		t.Fatalf("resume state %+v", st2)
+	}
+	send(st2, 20, 41)
+	sum := sha256.Sum256(data)
+	var fi subjects.FileInfo
+	if err := admin.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])}, &fi); err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size != int64(len(data)) || fi.Chunks != 41 {
+		t.Fatalf("file info %+v", fi)
+	}
+}

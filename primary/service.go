@@ -1,0 +1,362 @@
+// Package primary is the ftfs file service: the NATS micro service "ftfs"
+// that every file server instance runs, whatever its role. It authorizes
+// connections (auth callout), manages users and sessions, and moves file
+// content in and out of the JetStream object store.
+//
+// No state lives only in one process: users, sessions, uploads in flight
+// and files are all in JetStream, so any instance can answer any request,
+// and an upload held by a dead instance is continued by another from the
+// last checkpoint (see upload.go).
+package primary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// Version is the file service's version, as `nats micro ls` shows it.
+const Version = "0.1.0"
+
+// Server is one running file server instance.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	svc    micro.Service
+	issuer nkeys.KeyPair
+
+	files    jetstream.ObjectStore
+	stream   jetstream.Stream // the object store's stream, for chunk and meta messages
+	users    jetstream.KeyValue
+	sessions jetstream.KeyValue
+	uploads  jetstream.KeyValue
+	requests jetstream.KeyValue
+
+	instance string
+	started  time.Time
+
+	ctx    context.Context // the server's lifetime; handlers derive from it
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the server starts
+	slots  chan struct{}  // bounds concurrent request handlers
+
+	mu        sync.Mutex
+	transfers map[string]*upload // uploads this instance holds
+}
+
+// Run connects, serves until ctx is done, then drains and returns.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	s.Stop()
+	return nil
+}
+
+// Start connects to the brokers, makes sure the buckets exist and starts
+// serving. Stop ends it.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	cfg = withDefaults(cfg)
+	if cfg.Role != RolePrimary && cfg.Role != RoleBackup {
+		return nil, fmt.Errorf("file server: role %q: want %q or %q", cfg.Role, RolePrimary, RoleBackup)
+	}
+	issuer, err := subjects.IssuerKey(cfg.ServicePassword)
+	if err != nil {
+		return nil, fmt.Errorf("file server: %w", err)
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger.With("role", cfg.Role),
+		issuer:    issuer,
+		started:   time.Now().UTC(),
+		slots:     make(chan struct{}, 64),
+		transfers: map[string]*upload{},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	if err := s.connect(ctx); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	if err := s.openBuckets(ctx); err != nil {
+		s.nc.Close()
+		s.cancel()
+		return nil, err
+	}
+	if err := s.bootstrapAdmin(ctx); err != nil {
+		s.nc.Close()
+		s.cancel()
+		return nil, err
+	}
+	if err := s.serve(); err != nil {
+		s.nc.Close()
+		s.cancel()
+		return nil, err
+	}
+	// Ready means the broker routes requests here: flush the subscriptions.
+	if err := s.nc.FlushTimeout(10 * time.Second); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("file server: flush subscriptions: %w", err)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.janitor()
+	}()
+	s.log.Info("file server ready", "instance", s.instance, "bucket", cfg.Bucket, "replicas", cfg.Replicas)
+	return s, nil
+}
+
+// Instance is this server's micro service ID, the token of its chunk subject.
+func (s *Server) Instance() string { return s.instance }
+
+// Stop stops serving and closes the connection. Uploads this instance holds
+// stay resumable on another instance from their last checkpoint.
+func (s *Server) Stop() {
+	if s.svc != nil {
+		_ = s.svc.Stop()
+	}
+	s.cancel()
+	s.mu.Lock()
+	for _, u := range s.transfers {
+		u.stop()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.nc.Close()
+	s.log.Info("file server stopped")
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if len(cfg.Servers) == 0 {
+		cfg.Servers = []string{nats.DefaultURL}
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Bucket == "" {
+		cfg.Bucket = subjects.FilesBucket
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = subjects.SessionTTL
+	}
+	if cfg.UploadIdle <= 0 {
+		cfg.UploadIdle = subjects.UploadIdle
+	}
+	return cfg
+}
+
+func (s *Server) connect(ctx context.Context) error {
+	opts := []nats.Option{
+		nats.Name("ftfs-" + s.cfg.Role),
+		nats.UserInfo(subjects.ServiceUser, s.cfg.ServicePassword),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.PingInterval(2 * time.Second),
+		nats.MaxPingsOutstanding(3),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			s.log.Warn("disconnected from broker", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			s.log.Info("reconnected to broker", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			s.log.Error("nats async error", "subject", subj, "err", err)
+		}),
+	}
+	if d, ok := ctx.Deadline(); ok {
+		opts = append(opts, nats.Timeout(time.Until(d)))
+	}
+	nc, err := nats.Connect(strings.Join(s.cfg.Servers, ","), opts...)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", strings.Join(s.cfg.Servers, ","), err)
+	}
+	// RetryOnFailedConnect lets the server start before the broker; wait for
+	// the first connection so that bucket setup has somewhere to go.
+	for !nc.IsConnected() {
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return fmt.Errorf("connect to %s: %w", strings.Join(s.cfg.Servers, ","), ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if nc.IsClosed() {
+			return fmt.Errorf("connect to %s: %w", strings.Join(s.cfg.Servers, ","), nats.ErrConnectionClosed)
+		}
+	}
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(10*time.Second))
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	s.nc, s.js = nc, js
+	return nil
+}
+
+// openBuckets creates the buckets or opens them when another instance got
+// there first (both may start at the same moment).
+func (s *Server) openBuckets(ctx context.Context) error {
+	r := s.cfg.Replicas
+	var err error
+	err = retryStartup(ctx, s.log, "object store "+s.cfg.Bucket, func(ctx context.Context) error {
+		s.files, err = s.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      s.cfg.Bucket,
+			Description: "ftfs file content",
+			Storage:     jetstream.FileStorage,
+			Replicas:    r,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || isAlreadyInUse(err) {
+			s.files, err = s.js.ObjectStore(ctx, s.cfg.Bucket)
+		}
+		if err != nil {
+			return err
+		}
+		s.stream, err = s.js.Stream(ctx, objStream(s.cfg.Bucket))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	kvs := []struct {
+		dst *jetstream.KeyValue
+		cfg jetstream.KeyValueConfig
+	}{
+		{&s.users, jetstream.KeyValueConfig{Bucket: subjects.UsersBucket, Description: "ftfs users", History: 1}},
+		{&s.sessions, jetstream.KeyValueConfig{Bucket: subjects.SessionsBucket, Description: "ftfs sessions", TTL: s.cfg.SessionTTL + time.Hour}},
+		{&s.uploads, jetstream.KeyValueConfig{Bucket: subjects.UploadsBucket, Description: "ftfs uploads in flight", History: 1}},
+		{&s.requests, jetstream.KeyValueConfig{Bucket: subjects.RequestsBucket, Description: "ftfs outcomes of recent requests, by request id", TTL: 10 * time.Minute}},
+	}
+	for _, k := range kvs {
+		k.cfg.Storage = jetstream.FileStorage
+		k.cfg.Replicas = r
+		err := retryStartup(ctx, s.log, "key-value bucket "+k.cfg.Bucket, func(ctx context.Context) error {
+			kv, err := s.js.CreateKeyValue(ctx, k.cfg)
+			if errors.Is(err, jetstream.ErrBucketExists) || isAlreadyInUse(err) {
+				kv, err = s.js.KeyValue(ctx, k.cfg.Bucket)
+			}
+			if err != nil {
+				return err
+			}
+			*k.dst = kv
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isAlreadyInUse(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "already in use")
+}
+
+// retryStartup retries a start-up step that fails while JetStream is still
+// electing leaders or the broker is restarting.
+func retryStartup(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := f(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		log.Warn("start-up step failed; retrying", "step", what, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func objStream(bucket string) string { return "OBJ_" + bucket }
+
+// serve registers the micro service and the auth callout responder.
+func (s *Server) serve() error {
+	svc, err := micro.AddService(s.nc, micro.Config{
+		Name:        subjects.ServiceName,
+		Version:     Version,
+		Description: "ftfs fault-tolerant file service",
+		QueueGroup:  subjects.QueueGroup,
+		Metadata: map[string]string{
+			subjects.MetaRole:    s.cfg.Role,
+			subjects.MetaStarted: s.started.Format(time.RFC3339),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("register micro service: %w", err)
+	}
+	s.svc = svc
+	s.instance = svc.Info().ID
+
+	endpoints := []struct {
+		name, subject string
+		h             micro.Handler
+	}{
+		{"login", subjects.Login, s.async(s.login)},
+		{"logout", subjects.Logout, s.async(s.authed(s.logout))},
+		{"whoami", subjects.WhoAmI, s.async(s.authed(s.whoami))},
+		{"list", subjects.List, s.async(s.authed(s.list))},
+		{"stat", subjects.Stat, s.async(s.authed(s.stat))},
+		{"delete", subjects.Delete, s.async(s.authed(s.idempotent(s.delete)))},
+		{"rename", subjects.Rename, s.async(s.authed(s.idempotent(s.rename)))},
+		{"upload-open", subjects.UploadOpen, s.async(s.authed(s.uploadOpen))},
+		{"upload-resume", subjects.UploadResume, s.async(s.authed(s.uploadResume))},
+		{"upload-commit", subjects.UploadCommit, s.async(s.authed(s.uploadCommit))},
+		{"upload-abort", subjects.UploadAbort, s.async(s.authed(s.uploadAbort))},
+		{"download", subjects.Download, s.async(s.authed(s.download))},
+		{"status", subjects.Status, s.async(s.authed(s.status))},
+		{"user-add", subjects.UserAdd, s.async(s.authed(s.admin(s.idempotent(s.userAdd))))},
+		{"user-rm", subjects.UserRemove, s.async(s.authed(s.admin(s.idempotent(s.userRemove))))},
+		{"user-passwd", subjects.UserPassword, s.async(s.authed(s.idempotent(s.userPassword)))},
+		{"user-ls", subjects.UserList, s.async(s.authed(s.admin(s.userList)))},
+	}
+	for _, e := range endpoints {
+		if err := svc.AddEndpoint(e.name, e.h, micro.WithEndpointSubject(e.subject)); err != nil {
+			_ = svc.Stop()
+			return fmt.Errorf("add endpoint %s: %w", e.name, err)
+		}
+	}
+	// Chunks must reach the instance holding their upload, in order, so this
+	// endpoint is the instance's own and its handler never goes async.
+	err = svc.AddEndpoint("chunk", micro.HandlerFunc(s.chunk),
+		micro.WithEndpointSubject(subjects.Chunk(s.instance)),
+		micro.WithEndpointQueueGroupDisabled(),
+		micro.WithEndpointPendingLimits(4096, 256<<20))
+	if err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("add chunk endpoint: %w", err)
+	}
+	if err := s.serveAuthCallout(); err != nil {
+		_ = svc.Stop()
+		return err
+	}
+	return nil
+}

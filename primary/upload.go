@@ -1,0 +1,579 @@
+package primary
+
+// Uploads. A client opens an upload on any instance and streams chunks to
+// the instance holding it, which chains each chunk into the object store
+// with Nats-Expected-Last-Subject-Sequence (so chunks are stored in order
+// and a deposed holder cannot append) and Nats-Msg-Id "<upload>.<chunk>"
+// (so a retried publish is recognised). Every few chunks the holder writes a
+// checkpoint (chunk count, size, last stream sequence and the SHA-256 state)
+// to the uploads bucket with a compare-and-set on its revision. When the
+// holder dies the client asks any instance to resume: that instance reads
+// the checkpoint, rolls forward over the chunks stored since, takes the
+// record over (compare-and-set again, which deposes the old holder) and
+// tells the client where to go on. Nothing is visible until commit writes
+// the object's meta message; abandoned uploads are purged by the janitor.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+const (
+	// checkpointChunks and checkpointEvery bound how much a resuming
+	// instance must re-read to rebuild the digest state.
+	checkpointChunks = 16
+	checkpointEvery  = 2 * time.Second
+	// committedKeep is how long a committed upload's record stays, so that
+	// a client retrying its commit gets the same answer.
+	committedKeep = 10 * time.Minute
+)
+
+// uploadRecord is an upload as stored in the uploads bucket, keyed by its ID
+// (which is also the NUID of the object it will become).
+type uploadRecord struct {
+	ID        string             `json:"id"`
+	Name      string             `json:"name"`
+	Owner     string             `json:"owner"`
+	Size      int64              `json:"size"` // announced; -1 unknown
+	Overwrite bool               `json:"overwrite"`
+	Instance  string             `json:"instance"` // holder
+	Created   time.Time          `json:"created"`
+	Updated   time.Time          `json:"updated"`
+	Chunks    uint32             `json:"chunks"`
+	Bytes     int64              `json:"bytes"`
+	LastSeq   uint64             `json:"last_seq"`
+	Hash      []byte             `json:"hash,omitempty"` // sha256 state after Chunks
+	Committed *subjects.FileInfo `json:"committed,omitempty"`
+}
+
+// upload is an upload this instance holds.
+type upload struct {
+	s       *Server
+	rec     uploadRecord
+	rev     uint64 // revision of the record this holder last wrote
+	hash    hash.Hash
+	queue   chan chunkMsg
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+	pending int // chunks stored since the last checkpoint
+	saved   time.Time
+}
+
+type chunkMsg struct {
+	index uint32
+	data  []byte
+	reply micro.Request
+}
+
+func (u *upload) stop() {
+	u.cancel()
+	<-u.done
+}
+
+func (s *Server) uploadState(rec uploadRecord) subjects.UploadState {
+	return subjects.UploadState{
+		Upload:    rec.ID,
+		Instance:  s.instance,
+		NextChunk: rec.Chunks,
+		Offset:    rec.Bytes,
+		ChunkSize: subjects.ChunkSize,
+		Window:    subjects.UploadWindow,
+	}
+}
+
+func (s *Server) uploadOpen(c *call) (any, error) {
+	r, err := decodeCall[subjects.UploadOpenRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	if err := subjects.ValidName(r.Name); err != nil {
+		return nil, err
+	}
+	if r.Size < -1 {
+		return nil, subjects.Errorf(subjects.CodeInvalid, "size %d is negative", r.Size)
+	}
+	// Fail fast; commit checks again against the file as it is then.
+	cur, err := s.getObject(c.ctx, r.Name)
+	if err != nil {
+		return nil, err
+	}
+	if cur.live() && !r.Overwrite {
+		return nil, subjects.Errorf(subjects.CodeConflict, "%q exists already", r.Name)
+	}
+	if err := mayChange(c, cur); err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	rec := uploadRecord{
+		ID: nuid.Next(), Name: r.Name, Owner: c.user, Size: r.Size, Overwrite: r.Overwrite,
+		Instance: s.instance, Created: now, Updated: now, Hash: hashState(sha256.New()),
+	}
+	b, _ := json.Marshal(rec)
+	rev, err := s.uploads.Create(c.ctx, rec.ID, b)
+	if err != nil {
+		return nil, wrapStorage("record upload", err)
+	}
+	s.hold(rec, rev, sha256.New())
+	s.log.Debug("upload opened", "upload", rec.ID, "name", rec.Name, "user", c.user)
+	return s.uploadState(rec), nil
+}
+
+// hold makes this instance the holder of an upload and starts its writer.
+func (s *Server) hold(rec uploadRecord, rev uint64, h hash.Hash) *upload {
+	ctx, cancel := context.WithCancel(s.ctx)
+	u := &upload{
+		s: s, rec: rec, rev: rev, hash: h,
+		queue:  make(chan chunkMsg, 2*subjects.UploadWindow),
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+		saved:  time.Now(),
+	}
+	s.mu.Lock()
+	old := s.transfers[rec.ID]
+	s.transfers[rec.ID] = u
+	s.mu.Unlock()
+	if old != nil {
+		old.stop()
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(u.done)
+		u.run()
+	}()
+	return u
+}
+
+// release forgets a held upload, stopping its writer.
+func (s *Server) release(id string) {
+	s.mu.Lock()
+	u := s.transfers[id]
+	delete(s.transfers, id)
+	s.mu.Unlock()
+	if u != nil {
+		u.stop()
+	}
+}
+
+// chunk takes one chunk message. It runs on the endpoint's single dispatch
+// goroutine, which keeps the chunks of an upload in their order; the
+// upload's writer does the storing.
+func (s *Server) chunk(req micro.Request) {
+	id := req.Headers().Get(subjects.HeaderUpload)
+	idx, err := strconv.ParseUint(req.Headers().Get(subjects.HeaderChunk), 10, 32)
+	if id == "" || err != nil {
+		s.reply(req, nil, subjects.Errorf(subjects.CodeInvalid, "chunk without valid %s and %s headers", subjects.HeaderUpload, subjects.HeaderChunk))
+		return
+	}
+	if len(req.Data()) > subjects.ChunkSize {
+		s.reply(req, nil, subjects.Errorf(subjects.CodeTooLarge, "chunk of %d bytes; the limit is %d", len(req.Data()), subjects.ChunkSize))
+		return
+	}
+	s.mu.Lock()
+	u := s.transfers[id]
+	s.mu.Unlock()
+	if u == nil {
+		s.reply(req, nil, subjects.Errorf(subjects.CodeNotFound, "upload %s is not held by this server: resume it", id))
+		return
+	}
+	if !strings.HasPrefix(req.Reply(), subjects.Inbox(u.rec.Owner)+".") {
+		s.reply(req, nil, subjects.Errorf(subjects.CodeForbidden, "upload %s belongs to another user", id))
+		return
+	}
+	select {
+	case u.queue <- chunkMsg{index: uint32(idx), data: req.Data(), reply: req}:
+	default:
+		s.reply(req, nil, subjects.Errorf(subjects.CodeBusy, "more than %d chunks in flight for upload %s", subjects.UploadWindow, id))
+	}
+}
+
+func (u *upload) run() {
+	for {
+		select {
+		case <-u.ctx.Done():
+			return
+		case m := <-u.queue:
+			if !u.store(m) {
+				u.s.mu.Lock()
+				if u.s.transfers[u.rec.ID] == u {
+					delete(u.s.transfers, u.rec.ID)
+				}
+				u.s.mu.Unlock()
+				return
+			}
+		}
+	}
+}
+
+// store writes one chunk and answers it. It returns false when this instance
+// no longer holds the upload.
+func (u *upload) store(m chunkMsg) bool {
+	s := u.s
+	switch {
+	case m.index < u.rec.Chunks:
+		s.reply(m.reply, subjects.ChunkAck{Chunk: m.index, Offset: u.rec.Bytes}, nil)
+		return true
+	case m.index > u.rec.Chunks:
+		s.reply(m.reply, nil, subjects.Errorf(subjects.CodeConflict, "upload %s: got chunk %d, expected chunk %d", u.rec.ID, m.index, u.rec.Chunks))
+		return true
+	}
+	seq, err := u.publish(m)
+	if err != nil {
+		s.reply(m.reply, nil, err)
+		return subjects.CodeOf(err) != subjects.CodeConflict
+	}
+	u.hash.Write(m.data)
+	u.rec.Chunks++
+	u.rec.Bytes += int64(len(m.data))
+	u.rec.LastSeq = seq
+	u.pending++
+	held := true
+	if u.pending >= checkpointChunks || time.Since(u.saved) >= checkpointEvery {
+		if err := u.checkpoint(); err != nil {
+			s.log.Info("upload taken over by another server", "upload", u.rec.ID, "err", err)
+			held = false
+		}
+	}
+	// The chunk is durable either way.
+	s.reply(m.reply, subjects.ChunkAck{Chunk: m.index, Offset: u.rec.Bytes}, nil)
+	return held
+}
+
+// publish appends a chunk to the object's chunk subject, right after the
+// last chunk this holder knows of, retrying while JetStream is briefly
+// unavailable.
+func (u *upload) publish(m chunkMsg) (uint64, error) {
+	s := u.s
+	subj := s.chunkSubject(u.rec.ID)
+	msgID := u.rec.ID + "." + strconv.FormatUint(uint64(m.index), 10)
+	msg := nats.NewMsg(subj)
+	msg.Data = m.data
+	msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(u.rec.LastSeq, 10))
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(u.ctx, 10*time.Second)
+		ack, err := s.js.PublishMsg(ctx, msg)
+		if err == nil {
+			cancel()
+			return ack.Sequence, nil
+		}
+		if isWrongLastSequence(err) {
+			// Either an earlier attempt of ours was stored and its ack lost,
+			// or another instance has taken the upload over.
+			last, gerr := s.stream.GetLastMsgForSubject(ctx, subj)
+			cancel()
+			if gerr == nil && last.Header.Get(jetstream.MsgIDHeader) == msgID {
+				return last.Sequence, nil
+			}
+			return 0, subjects.Errorf(subjects.CodeConflict, "upload %s moved to another server: resume it", u.rec.ID)
+		}
+		cancel()
+		if u.ctx.Err() != nil {
+			return 0, subjects.Errorf(subjects.CodeUnavailable, "server stopping")
+		}
+		if attempt >= 5 || !(storageUnavailable(err) || isTooManyRequests(err)) {
+			return 0, fmt.Errorf("store chunk %d of upload %s: %w", m.index, u.rec.ID, err)
+		}
+		s.log.Warn("storing chunk failed; retrying", "upload", u.rec.ID, "chunk", m.index, "err", err)
+		select {
+		case <-u.ctx.Done():
+			return 0, subjects.Errorf(subjects.CodeUnavailable, "server stopping")
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func isTooManyRequests(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code == 429
+}
+
+// checkpoint saves the holder's progress, failing if another instance has
+// written the record since (it took the upload over).
+func (u *upload) checkpoint() error {
+	u.rec.Hash = hashState(u.hash)
+	u.rec.Updated = time.Now().UTC()
+	u.rec.Instance = u.s.instance
+	b, _ := json.Marshal(u.rec)
+	ctx, cancel := context.WithTimeout(u.ctx, 10*time.Second)
+	defer cancel()
+	rev, err := u.s.uploads.Update(ctx, u.rec.ID, b, u.rev)
+	if err != nil {
+		return err
+	}
+	u.rev, u.pending, u.saved = rev, 0, time.Now()
+	return nil
+}
+
+func hashState(h hash.Hash) []byte {
+	b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		panic(err) // crypto/sha256 always marshals
+	}
+	return b
+}
+
+func digestOf(h hash.Hash) string {
+	return "SHA-256=" + base64.URLEncoding.EncodeToString(h.Sum(nil))
+}
+
+// loadUpload reads an upload record the caller may act on.
+func (s *Server) loadUpload(c *call, id string) (uploadRecord, uint64, error) {
+	var rec uploadRecord
+	if id == "" {
+		return rec, 0, subjects.Errorf(subjects.CodeInvalid, "no upload id")
+	}
+	e, err := s.uploads.Get(c.ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return rec, 0, subjects.Errorf(subjects.CodeNotFound, "no upload %s (finished, aborted or expired)", id)
+	}
+	if err != nil {
+		return rec, 0, wrapStorage("read upload", err)
+	}
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return rec, 0, fmt.Errorf("upload %s: corrupt record: %w", id, err)
+	}
+	if rec.Owner != c.user && !c.admin {
+		return rec, 0, subjects.Errorf(subjects.CodeForbidden, "upload %s belongs to another user", id)
+	}
+	return rec, e.Revision(), nil
+}
+
+// takeOver makes this instance the holder of an upload, whoever held it:
+// it stops a local writer, rolls the record's checkpoint forward over the
+// chunks stored after it, and claims the record.
+func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
+	s.release(id) // a local writer must not race the roll-forward
+	for attempt := 0; ; attempt++ {
+		rec, rev, err := s.loadUpload(c, id)
+		if err != nil || rec.Committed != nil {
+			return nil, rec, err
+		}
+		h := sha256.New()
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(rec.Hash); err != nil {
+			return nil, rec, fmt.Errorf("upload %s: bad digest state: %w", id, err)
+		}
+		subj := s.chunkSubject(id)
+		for {
+			m, err := s.stream.GetMsg(c.ctx, rec.LastSeq+1, jetstream.WithGetMsgSubject(subj))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return nil, rec, wrapStorage("read stored chunks", err)
+			}
+			h.Write(m.Data)
+			rec.Chunks++
+			rec.Bytes += int64(len(m.Data))
+			rec.LastSeq = m.Sequence
+		}
+		rec.Hash = hashState(h)
+		rec.Instance = s.instance
+		rec.Updated = time.Now().UTC()
+		b, _ := json.Marshal(rec)
+		newRev, err := s.uploads.Update(c.ctx, id, b, rev)
+		if err != nil && attempt < 3 && !storageUnavailable(err) {
+			continue // someone checkpointed meanwhile: roll forward again
+		}
+		if err != nil {
+			return nil, rec, wrapStorage("claim upload", err)
+		}
+		return s.hold(rec, newRev, h), rec, nil
+	}
+}
+
+func (s *Server) uploadResume(c *call) (any, error) {
+	r, err := decodeCall[subjects.UploadRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	_, rec, err := s.takeOver(c, r.Upload)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("upload resumed", "upload", rec.ID, "name", rec.Name, "from_chunk", rec.Chunks, "offset", rec.Bytes)
+	return s.uploadState(rec), nil
+}
+
+func (s *Server) uploadCommit(c *call) (any, error) {
+	r, err := decodeCall[subjects.UploadCommitRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	u, rec, err := s.takeOver(c, r.Upload)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Committed != nil {
+		return *rec.Committed, nil
+	}
+	defer s.release(rec.ID)
+	// The writer is idle: a client commits only after every chunk's ack.
+	u.stop()
+	digest := digestOf(u.hash)
+	switch {
+	case rec.Bytes != r.Size:
+		s.abortUpload(c.ctx, rec.ID)
+		return nil, subjects.Errorf(subjects.CodeIntegrity, "upload of %q: server stored %d bytes, client sent %d; nothing was stored", rec.Name, rec.Bytes, r.Size)
+	case rec.Size >= 0 && rec.Size != r.Size:
+		s.abortUpload(c.ctx, rec.ID)
+		return nil, subjects.Errorf(subjects.CodeIntegrity, "upload of %q: announced %d bytes, got %d; nothing was stored", rec.Name, rec.Size, r.Size)
+	case digest != r.Digest:
+		s.abortUpload(c.ctx, rec.ID)
+		return nil, subjects.Errorf(subjects.CodeIntegrity, "upload of %q: digest mismatch (server %s, client %s); nothing was stored", rec.Name, digest, r.Digest)
+	}
+	info := jetstream.ObjectInfo{
+		ObjectMeta: jetstream.ObjectMeta{
+			Name:     rec.Name,
+			Metadata: map[string]string{subjects.MetaOwner: rec.Owner},
+			Opts:     &jetstream.ObjectMetaOptions{ChunkSize: subjects.ChunkSize},
+		},
+		Bucket:  s.cfg.Bucket,
+		NUID:    rec.ID,
+		Size:    uint64(rec.Bytes),
+		ModTime: time.Now().UTC(),
+		Chunks:  rec.Chunks,
+		Digest:  digest,
+	}
+	var replaced object
+	for attempt := 0; ; attempt++ {
+		replaced, err = s.getObject(c.ctx, rec.Name)
+		if err != nil {
+			return nil, err
+		}
+		if replaced.live() && !rec.Overwrite {
+			s.abortUpload(c.ctx, rec.ID)
+			return nil, subjects.Errorf(subjects.CodeConflict, "%q exists already", rec.Name)
+		}
+		if err := mayChange(c, replaced); err != nil {
+			s.abortUpload(c.ctx, rec.ID)
+			return nil, err
+		}
+		_, err = s.putMeta(c.ctx, info, replaced.seq)
+		if err == errConflict && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
+	}
+	fi := fileInfo(info)
+	if o, err := s.getObject(c.ctx, rec.Name); err == nil && o.info.NUID == rec.ID {
+		fi = fileInfo(o.info) // with the server's timestamp
+	}
+	if replaced.live() && replaced.info.NUID != rec.ID {
+		s.purgeUnreferenced(c.ctx, replaced.info.NUID)
+	}
+	rec.Committed, rec.Updated = &fi, time.Now().UTC()
+	if b, err := json.Marshal(rec); err == nil {
+		if _, err := s.uploads.Update(c.ctx, rec.ID, b, u.rev); err != nil {
+			s.log.Warn("could not mark upload committed", "upload", rec.ID, "err", err)
+		}
+	}
+	s.log.Info("file stored", "name", rec.Name, "size", rec.Bytes, "owner", rec.Owner, "by", c.user)
+	return fi, nil
+}
+
+func (s *Server) uploadAbort(c *call) (any, error) {
+	r, err := decodeCall[subjects.UploadRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	rec, _, err := s.loadUpload(c, r.Upload)
+	if subjects.CodeOf(err) == subjects.CodeNotFound {
+		return nil, nil // already gone: aborting is idempotent
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rec.Committed != nil {
+		return nil, subjects.Errorf(subjects.CodeConflict, "upload %s is committed already", rec.ID)
+	}
+	s.release(rec.ID)
+	s.abortUpload(c.ctx, rec.ID)
+	return nil, nil
+}
+
+// abortUpload purges an upload's chunks and forgets it.
+func (s *Server) abortUpload(ctx context.Context, id string) {
+	s.release(id)
+	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(id))); err != nil {
+		s.log.Warn("purge aborted upload", "upload", id, "err", err)
+		return // the janitor will try again
+	}
+	if err := s.uploads.Purge(ctx, id); err != nil {
+		s.log.Warn("forget aborted upload", "upload", id, "err", err)
+	}
+}
+
+// janitor purges abandoned uploads and forgets committed ones, on every
+// instance; compare-and-set deletes make the instances agree.
+func (s *Server) janitor() {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.sweepUploads()
+	}
+}
+
+func (s *Server) sweepUploads() {
+	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+	defer cancel()
+	lister, err := s.uploads.ListKeys(ctx)
+	if err != nil {
+		return
+	}
+	var ids []string
+	for k := range lister.Keys() {
+		ids = append(ids, k)
+	}
+	for _, id := range ids {
+		e, err := s.uploads.Get(ctx, id)
+		if err != nil {
+			continue
+		}
+		var rec uploadRecord
+		if json.Unmarshal(e.Value(), &rec) != nil {
+			continue
+		}
+		age := time.Since(rec.Updated)
+		switch {
+		case rec.Committed != nil && age > committedKeep:
+			_ = s.uploads.Delete(ctx, id, jetstream.LastRevision(e.Revision()))
+		case rec.Committed == nil && age > s.cfg.UploadIdle:
+			s.release(id)
+			if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(id))); err != nil {
+				continue
+			}
+			if err := s.uploads.Delete(ctx, id, jetstream.LastRevision(e.Revision())); err == nil {
+				s.log.Info("abandoned upload purged", "upload", id, "name", rec.Name, "idle", age.Round(time.Second))
+			}
+		}
+	}
+}
