@@ -269,7 +269,6 @@ func (s *Server) doLogin(ctx context.Context, req micro.Request) (any, error) {
 	return subjects.SessionInfo{User: u.Name, Admin: u.Admin, Token: token, Expires: sess.Expires}, nil
 }
 
-
 func (s *Server) logout(c *call) (any, error) {
 	if err := s.sessions.Purge(c.ctx, c.token); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, wrapStorage("revoke session", err)

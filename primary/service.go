@@ -349,7 +349,7 @@ func (s *Server) serve() error {
 	err = svc.AddEndpoint("chunk", micro.HandlerFunc(s.chunk),
 		micro.WithEndpointSubject(subjects.Chunk(s.instance)),
 		micro.WithEndpointQueueGroupDisabled(),
-		micro.WithEndpointPendingLimits(4096, 256<<20))
+		micro.WithEndpointPendingLimits(4096, 64<<20))
 	if err != nil {
 		_ = svc.Stop()
 		return fmt.Errorf("add chunk endpoint: %w", err)

@@ -1,0 +1,70 @@
+package subjects
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestValidName(t *testing.T) {
+	good := []string{"a", "report.pdf", "photos/2026/a.jpg", "ünïcode ok.txt", "a..b", ".hidden", strings.Repeat("x", MaxNameLen)}
+	for _, n := range good {
+		if err := ValidName(n); err != nil {
+			t.Errorf("ValidName(%q) = %v, want ok", n, err)
+		}
+	}
+	bad := map[string]string{
+		"":                        "empty",
+		"/etc/passwd":             "absolute",
+		"a/":                      "ends with a slash",
+		"a//b":                    "doubled slash",
+		"../x":                    `".." segment`,
+		"a/./b":                   `"." segment`,
+		".":                       `"." segment`,
+		"a\x00b":                  "control character",
+		"a\nb":                    "control character",
+		"a\\b":                    "backslash",
+		"\xff":                    "not valid UTF-8",
+		strings.Repeat("x", 1025): "the limit is 1024",
+	}
+	for n, want := range bad {
+		err := ValidName(n)
+		if err == nil || !strings.Contains(err.Error(), want) || CodeOf(err) != CodeInvalid {
+			t.Errorf("ValidName(%q) = %v, want an invalid-name error mentioning %q", n, err, want)
+		}
+	}
+}
+
+func TestValidUser(t *testing.T) {
+	for _, u := range []string{"alice", "a", "bob_2", "x-y"} {
+		if err := ValidUser(u); err != nil {
+			t.Errorf("ValidUser(%q) = %v", u, err)
+		}
+	}
+	for _, u := range []string{"", "Alice", "1abc", "a.b", "a*", "a>", "a b", strings.Repeat("a", 33), "_x"} {
+		if ValidUser(u) == nil {
+			t.Errorf("ValidUser(%q) accepted", u)
+		}
+	}
+}
+
+// FuzzValidName checks the property the servers and the backup rely on: a
+// valid name, joined to a directory, stays inside it.
+func FuzzValidName(f *testing.F) {
+	for _, s := range []string{"a", "a/b", "../a", "a/../../b", "/x", "a\\..\\b", "a//b", ".", "..", "a/./b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if ValidName(name) != nil {
+			return
+		}
+		dir := "/base/dir"
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if !strings.HasPrefix(p, dir+string(filepath.Separator)) {
+			t.Fatalf("valid name %q escapes to %q", name, p)
+		}
+		if filepath.Clean(filepath.FromSlash(name)) != filepath.FromSlash(name) {
+			t.Fatalf("valid name %q is not clean", name)
+		}
+	})
+}
