@@ -23,7 +23,7 @@ import (
 
 const testServicePassword = "test-service-password"
 
-func startTestBroker(t *testing.T) string {
+func startTestBroker(t testing.TB) string {
 	t.Helper()
 	kp, err := subjects.IssuerKey(testServicePassword)
 	if err != nil {
@@ -57,7 +57,7 @@ authorization { auth_callout { issuer: %q, account: FTFS, auth_users: [ %q ] } }
 	return s.ClientURL()
 }
 
-func startTestServer(t *testing.T, url, role string) *Server {
+func startTestServer(t testing.TB, url, role string) *Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -74,13 +74,13 @@ func startTestServer(t *testing.T, url, role string) *Server {
 
 // rawUser is a user connection speaking the wire protocol by hand.
 type rawUser struct {
-	t     *testing.T
+	t     testing.TB
 	nc    *nats.Conn
 	user  string
 	token string
 }
 
-func dialUser(t *testing.T, url, user, password string) *rawUser {
+func dialUser(t testing.TB, url, user, password string) *rawUser {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.UserInfo(user, password), nats.CustomInboxPrefix(subjects.Inbox(user)))
 	if err != nil {

@@ -133,10 +133,14 @@ func (s *Server) Stop() {
 	}
 	s.cancel()
 	s.mu.Lock()
+	held := make([]*upload, 0, len(s.transfers))
 	for _, u := range s.transfers {
-		u.stop()
+		held = append(held, u)
 	}
 	s.mu.Unlock()
+	for _, u := range held {
+		u.stop()
+	}
 	s.wg.Wait()
 	s.nc.Close()
 	s.log.Info("file server stopped")

@@ -1,0 +1,96 @@
+package primary
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// pipelinedPut uploads data keeping window chunks in flight, as the client
+// library does, without its failover logic.
+func (u *rawUser) pipelinedPut(name string, data []byte) error {
+	var st subjects.UploadState
+	if err := u.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: name, Size: int64(len(data)), Overwrite: true}, &st); err != nil {
+		return err
+	}
+	inbox := u.nc.NewRespInbox()
+	acks := make(chan *nats.Msg, 64)
+	sub, err := u.nc.ChanSubscribe(inbox, acks)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	n := (len(data) + st.ChunkSize - 1) / st.ChunkSize
+	inflight := 0
+	for i := 0; i < n || inflight > 0; {
+		for inflight < st.Window && i < n {
+			m := nats.NewMsg(subjects.Chunk(st.Instance))
+			m.Reply = inbox
+			m.Header.Set(subjects.HeaderUpload, st.Upload)
+			m.Header.Set(subjects.HeaderChunk, strconv.Itoa(i))
+			m.Data = data[i*st.ChunkSize : min((i+1)*st.ChunkSize, len(data))]
+			if err := u.nc.PublishMsg(m); err != nil {
+				return err
+			}
+			i++
+			inflight++
+		}
+		select {
+		case m := <-acks:
+			if c := m.Header.Get(subjects.HeaderErrorCode); c != "" {
+				return &subjects.Error{Code: subjects.Code(c), Message: m.Header.Get(subjects.HeaderErrorText)}
+			}
+			inflight--
+		case <-time.After(10 * time.Second):
+			return nats.ErrTimeout
+		}
+	}
+	sum := sha256.Sum256(data)
+	return u.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])}, nil)
+}
+
+// BenchmarkPutVersusObjectStore compares an ftfs upload with nats.go's own
+// object store put of the same bytes on the same broker, in one run.
+func BenchmarkPutVersusObjectStore(b *testing.B) {
+	data := make([]byte, 64<<20)
+	rand.Read(data)
+	url := startTestBroker(b)
+	startTestServer(b, url, RolePrimary)
+	admin := dialUser(b, url, AdminUser, "admin-password")
+	snc, err := nats.Connect(url, nats.UserInfo(subjects.ServiceUser, testServicePassword))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer snc.Close()
+	js, _ := jetstream.New(snc)
+	obs, err := js.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: "direct", Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("ftfs", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for i := 0; i < b.N; i++ {
+			if err := admin.pipelinedPut("bench.bin", data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("objectstore", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for i := 0; i < b.N; i++ {
+			if _, err := obs.Put(context.Background(), jetstream.ObjectMeta{Name: "bench.bin"}, bytes.NewReader(data)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
