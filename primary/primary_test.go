@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/broker"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -25,36 +25,15 @@ const testServicePassword = "test-service-password"
 
 func startTestBroker(t testing.TB) string {
 	t.Helper()
-	kp, err := subjects.IssuerKey(testServicePassword)
+	b, err := broker.Start(broker.Config{
+		Port: -1, HTTPPort: -1, DataDir: t.TempDir(), ServicePassword: testServicePassword,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := kp.PublicKey()
-	conf := fmt.Sprintf(`
-listen: "127.0.0.1:-1"
-jetstream { store_dir: %q }
-accounts {
-  FTFS { jetstream: enabled, users: [ {user: %q, password: %q} ] }
-  SYS {}
-}
-system_account: SYS
-authorization { auth_callout { issuer: %q, account: FTFS, auth_users: [ %q ] } }
-`, t.TempDir(), subjects.ServiceUser, testServicePassword, pub, subjects.ServiceUser)
-	opts := &server.Options{}
-	if err := opts.ProcessConfigString(conf); err != nil {
-		t.Fatal(err)
-	}
-	opts.NoSigs, opts.NoLog = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("broker not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	return s.ClientURL()
+	t.Cleanup(b.Shutdown)
+	return b.ClientURL()
 }
 
 func startTestServer(t testing.TB, url, role string) *Server {
