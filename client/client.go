@@ -1,0 +1,358 @@
+// Package client is the Go client of ftfs. It finds a live file server by
+// itself (any broker URL will do; requests go to whichever file server
+// answers), retries requests a dead or frozen server swallowed, and moves
+// files in chunks that survive the loss of the server handling them.
+//
+//	c, err := client.Dial(ctx, []string{"nats://127.0.0.1:4222"},
+//		client.Credentials{User: "alice", Password: pw})
+//	if err != nil { ... }
+//	defer c.Close()
+//	sess, err := c.Login(ctx)            // sess.Token can be saved and reused
+//	f, _ := os.Open("report.pdf")
+//	info, err := c.Put(ctx, "report.pdf", f, -1)
+//	files, err := c.List(ctx, "")
+//	err = c.Get(ctx, "report.pdf", w)    // verified against its SHA-256
+//	if errors.Is(err, client.ErrNotFound) { ... }
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// Session, FileInfo and UserInfo are the wire types.
+type (
+	Session  = subjects.SessionInfo
+	FileInfo = subjects.FileInfo
+	UserInfo = subjects.UserInfo
+)
+
+// Credentials identify the user: a password (to log in) or the token of a
+// saved session.
+type Credentials struct {
+	User     string
+	Password string
+	Token    string
+}
+
+type options struct {
+	timeout time.Duration
+	log     *slog.Logger
+	name    string
+}
+
+// Option configures a Client.
+type Option func(*options)
+
+// WithRequestTimeout sets how long one attempt of a request may take before
+// the client gives up on that server and tries again (default 5s).
+func WithRequestTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithLogger sets the logger for connection events and failovers.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithName sets the NATS connection name.
+func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+// defaultBudget bounds the retries of a request whose context has no
+// deadline, so that a call never hangs when no file server is running.
+const defaultBudget = 30 * time.Second
+
+// Client is a connection to ftfs as one user. It is safe for concurrent use.
+type Client struct {
+	nc   *nats.Conn
+	user string
+	cred Credentials
+	opts options
+
+	mu    sync.Mutex
+	token string
+}
+
+// Dial connects to the brokers as the user of cred. The broker asks a file
+// server to check the credentials, so a refused connection means a wrong
+// password, an expired session, or no file server running.
+func Dial(ctx context.Context, servers []string, cred Credentials, opts ...Option) (*Client, error) {
+	o := options{timeout: 5 * time.Second, log: slog.New(slog.DiscardHandler), name: "ftfs-client"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := subjects.ValidUser(cred.User); err != nil {
+		return nil, fmt.Errorf("dial: %w", fromWire(err))
+	}
+	if len(servers) == 0 {
+		servers = []string{nats.DefaultURL}
+	}
+	nopts := []nats.Option{
+		nats.Name(o.name),
+		nats.CustomInboxPrefix(subjects.Inbox(cred.User)),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, 500*time.Millisecond),
+		nats.PingInterval(2 * time.Second),
+		nats.MaxPingsOutstanding(3),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				o.log.Warn("disconnected from broker", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			o.log.Info("reconnected", "broker", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			o.log.Warn("nats error", "err", err)
+		}),
+	}
+	if cred.Token != "" {
+		nopts = append(nopts, nats.Token(cred.Token))
+	} else {
+		nopts = append(nopts, nats.UserInfo(cred.User, cred.Password))
+	}
+	if d, ok := ctx.Deadline(); ok {
+		nopts = append(nopts, nats.Timeout(time.Until(d)))
+	}
+	nc, err := nats.Connect(strings.Join(servers, ","), nopts...)
+	if err != nil {
+		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			return nil, fmt.Errorf("connect as %s: %w: wrong user name or password, session expired, or no file server running", cred.User, ErrUnauthorized)
+		}
+		return nil, fmt.Errorf("connect to %s: %w: %v", strings.Join(servers, ","), ErrUnavailable, err)
+	}
+	return &Client{nc: nc, user: cred.User, cred: cred, opts: o, token: cred.Token}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() { c.nc.Close() }
+
+// User is the user this client acts as.
+func (c *Client) User() string { return c.user }
+
+// Token is the current session token ("" before Login).
+func (c *Client) Token() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.token
+}
+
+// Conn is the underlying NATS connection, for tools that inspect it.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// call is one request with its retry policy.
+type call struct {
+	subject  string
+	body     any
+	reply    any
+	mutating bool // sends a request ID, the same on every retry
+	noToken  bool
+}
+
+// do sends a request, retrying on a timeout, a missing responder or a
+// retryable error code, until ctx (or the default budget) runs out. A file
+// server that dies with the request, or is frozen, costs one attempt.
+func (c *Client) do(ctx context.Context, r call) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultBudget)
+		defer cancel()
+	}
+	body, err := json.Marshal(r.body)
+	if err != nil {
+		return err
+	}
+	id := ""
+	if r.mutating {
+		id = uuid.NewString()
+	}
+	backoff := 50 * time.Millisecond
+	var last error
+	for {
+		m := nats.NewMsg(r.subject)
+		m.Data = body
+		if !r.noToken {
+			m.Header.Set(subjects.HeaderSession, c.Token())
+		}
+		if id != "" {
+			m.Header.Set(subjects.HeaderRequestID, id)
+		}
+		actx, cancel := context.WithTimeout(ctx, c.opts.timeout)
+		resp, err := c.nc.RequestMsgWithContext(actx, m)
+		cancel()
+		if err == nil {
+			if code := resp.Header.Get(subjects.HeaderErrorCode); code != "" {
+				e := &Error{Code: subjects.Code(code), Message: resp.Header.Get(subjects.HeaderErrorText)}
+				if !e.Code.Retryable() {
+					return e
+				}
+				last = e
+			} else {
+				if r.reply != nil {
+					if err := json.Unmarshal(resp.Data, r.reply); err != nil {
+						return fmt.Errorf("%w: undecodable reply: %v", ErrInternal, err)
+					}
+				}
+				return nil
+			}
+		} else {
+			if !retryable(err) {
+				return fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+			last = err
+		}
+		c.opts.log.Debug("request failed; retrying", "subject", r.subject, "err", last)
+		select {
+		case <-ctx.Done():
+			if errors.Is(last, ErrUnavailable) || errors.Is(last, ErrBusy) {
+				return last
+			}
+			return fmt.Errorf("%w: no file server answered (%v)", ErrUnavailable, last)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func retryable(err error) bool {
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, nats.ErrDisconnected)
+}
+
+// Login creates a session with the password given to Dial. The client uses
+// it from then on; its token may be saved and given to Dial later.
+func (c *Client) Login(ctx context.Context) (Session, error) {
+	var s Session
+	if c.cred.Password == "" {
+		return s, fmt.Errorf("login: %w: no password", ErrUnauthorized)
+	}
+	err := c.do(ctx, call{subject: subjects.Login, body: subjects.LoginRequest{User: c.user, Password: c.cred.Password}, reply: &s, noToken: true})
+	if err != nil {
+		return s, fmt.Errorf("login: %w", err)
+	}
+	c.mu.Lock()
+	c.token = s.Token
+	c.mu.Unlock()
+	return s, nil
+}
+
+// Logout revokes the session on every server.
+func (c *Client) Logout(ctx context.Context) error {
+	if err := c.do(ctx, call{subject: subjects.Logout, body: subjects.Empty{}, mutating: true}); err != nil {
+		return fmt.Errorf("logout: %w", err)
+	}
+	c.mu.Lock()
+	c.token = ""
+	c.mu.Unlock()
+	return nil
+}
+
+// WhoAmI describes the current session.
+func (c *Client) WhoAmI(ctx context.Context) (Session, error) {
+	var s Session
+	err := c.do(ctx, call{subject: subjects.WhoAmI, body: subjects.Empty{}, reply: &s})
+	if err != nil {
+		return s, fmt.Errorf("whoami: %w", err)
+	}
+	return s, nil
+}
+
+// List returns every file whose name starts with prefix, sorted by name.
+func (c *Client) List(ctx context.Context, prefix string) ([]FileInfo, error) {
+	var all []FileInfo
+	after := ""
+	for {
+		var page subjects.ListReply
+		err := c.do(ctx, call{subject: subjects.List, body: subjects.ListRequest{Prefix: prefix, After: after, Limit: subjects.MaxListPage}, reply: &page})
+		if err != nil {
+			return nil, fmt.Errorf("list %q: %w", prefix, err)
+		}
+		all = append(all, page.Files...)
+		if !page.More || len(page.Files) == 0 {
+			return all, nil
+		}
+		after = page.Files[len(page.Files)-1].Name
+	}
+}
+
+// Stat describes one file.
+func (c *Client) Stat(ctx context.Context, name string) (FileInfo, error) {
+	var fi FileInfo
+	if err := subjects.ValidName(name); err != nil {
+		return fi, fmt.Errorf("stat: %w", fromWire(err))
+	}
+	if err := c.do(ctx, call{subject: subjects.Stat, body: subjects.NameRequest{Name: name}, reply: &fi}); err != nil {
+		return fi, fmt.Errorf("stat %q: %w", name, err)
+	}
+	return fi, nil
+}
+
+// Delete removes a file (owner or admin only).
+func (c *Client) Delete(ctx context.Context, name string) error {
+	if err := subjects.ValidName(name); err != nil {
+		return fmt.Errorf("delete: %w", fromWire(err))
+	}
+	if err := c.do(ctx, call{subject: subjects.Delete, body: subjects.NameRequest{Name: name}, mutating: true}); err != nil {
+		return fmt.Errorf("delete %q: %w", name, err)
+	}
+	return nil
+}
+
+// Rename renames a file (owner or admin only). Without overwrite an
+// existing target is ErrConflict.
+func (c *Client) Rename(ctx context.Context, from, to string, overwrite bool) (FileInfo, error) {
+	var fi FileInfo
+	for _, n := range []string{from, to} {
+		if err := subjects.ValidName(n); err != nil {
+			return fi, fmt.Errorf("rename: %w", fromWire(err))
+		}
+	}
+	err := c.do(ctx, call{subject: subjects.Rename, body: subjects.RenameRequest{From: from, To: to, Overwrite: overwrite}, reply: &fi, mutating: true})
+	if err != nil {
+		return fi, fmt.Errorf("rename %q to %q: %w", from, to, err)
+	}
+	return fi, nil
+}
+
+// AddUser creates a user (admin only).
+func (c *Client) AddUser(ctx context.Context, user, password string, admin bool) error {
+	if err := c.do(ctx, call{subject: subjects.UserAdd, body: subjects.UserRequest{User: user, Password: password, Admin: admin}, mutating: true}); err != nil {
+		return fmt.Errorf("add user %q: %w", user, err)
+	}
+	return nil
+}
+
+// RemoveUser deletes a user and ends their sessions (admin only).
+func (c *Client) RemoveUser(ctx context.Context, user string) error {
+	if err := c.do(ctx, call{subject: subjects.UserRemove, body: subjects.UserRequest{User: user}, mutating: true}); err != nil {
+		return fmt.Errorf("remove user %q: %w", user, err)
+	}
+	return nil
+}
+
+// SetPassword changes a password: one's own, or anyone's as an admin. The
+// user's other sessions end.
+func (c *Client) SetPassword(ctx context.Context, user, password string) error {
+	if err := c.do(ctx, call{subject: subjects.UserPassword, body: subjects.UserRequest{User: user, Password: password}, mutating: true}); err != nil {
+		return fmt.Errorf("set password of %q: %w", user, err)
+	}
+	return nil
+}
+
+// ListUsers lists every user (admin only).
+func (c *Client) ListUsers(ctx context.Context) ([]UserInfo, error) {
+	var r subjects.UserListReply
+	if err := c.do(ctx, call{subject: subjects.UserList, body: subjects.Empty{}, reply: &r}); err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return r.Users, nil
+}

@@ -1,0 +1,188 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ftfs/ftfs/broker"
+	"github.com/ftfs/ftfs/client"
+	"github.com/ftfs/ftfs/primary"
+	"github.com/ftfs/ftfs/subjects"
+)
+
+const (
+	servicePassword = "client-test-service"
+	adminPassword   = "client-test-admin"
+)
+
+func quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+// system is a broker and file servers in this process.
+type system struct {
+	url     string
+	servers []*primary.Server
+}
+
+func startSystem(t *testing.T, roles ...string) *system {
+	t.Helper()
+	b, err := broker.Start(broker.Config{Port: -1, HTTPPort: -1, DataDir: t.TempDir(), ServicePassword: servicePassword, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Shutdown)
+	sys := &system{url: b.ClientURL()}
+	for _, role := range roles {
+		sys.startServer(t, role)
+	}
+	return sys
+}
+
+func (sys *system) startServer(t *testing.T, role string) *primary.Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := primary.Start(ctx, primary.Config{Servers: []string{sys.url}, ServicePassword: servicePassword, AdminPassword: adminPassword, Role: role, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	t.Cleanup(func() { once.Do(s.Stop) })
+	sys.servers = append(sys.servers, s)
+	return s
+}
+
+func (sys *system) login(t *testing.T, user, password string) *client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: user, Password: password}, client.WithRequestTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if _, err := c.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func TestRoundTripsOfEverySize(t *testing.T) {
+	sys := startSystem(t, primary.RolePrimary, primary.RoleBackup)
+	c := sys.login(t, primary.AdminUser, adminPassword)
+	ctx := context.Background()
+	for _, n := range []int{0, 1, subjects.ChunkSize - 1, subjects.ChunkSize, subjects.ChunkSize + 1, 5*subjects.ChunkSize + 3} {
+		data := randomBytes(n)
+		fi, err := c.Put(ctx, "f.bin", bytes.NewReader(data), int64(n))
+		if err != nil {
+			t.Fatalf("put %d bytes: %v", n, err)
+		}
+		var got bytes.Buffer
+		if _, err := c.Get(ctx, "f.bin", &got); err != nil {
+			t.Fatalf("get %d bytes: %v", n, err)
+		}
+		if !bytes.Equal(got.Bytes(), data) || fi.Size != int64(n) {
+			t.Fatalf("%d bytes: round trip differs (got %d)", n, got.Len())
+		}
+	}
+	// Unknown size (stdin).
+	data := randomBytes(3*subjects.ChunkSize + 9)
+	if _, err := c.Put(ctx, "stdin.bin", io.MultiReader(bytes.NewReader(data)), -1); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := c.Stat(ctx, "stdin.bin"); err != nil || fi.Size != int64(len(data)) {
+		t.Fatalf("stat: %v %+v", err, fi)
+	}
+}
+
+func TestErrorsAreSentinels(t *testing.T) {
+	sys := startSystem(t, primary.RolePrimary)
+	admin := sys.login(t, primary.AdminUser, adminPassword)
+	ctx := context.Background()
+	if _, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: "admin", Password: "wrong-password"}); !errors.Is(err, client.ErrUnauthorized) {
+		t.Fatalf("bad password: %v", err)
+	}
+	if _, err := admin.Stat(ctx, "missing"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("stat missing: %v", err)
+	}
+	if _, err := admin.Stat(ctx, "../x"); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("bad name: %v", err)
+	}
+	if err := admin.AddUser(ctx, "alice", "alice-password", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.AddUser(ctx, "alice", "alice-password", false); !errors.Is(err, client.ErrConflict) {
+		t.Fatalf("add twice: %v", err)
+	}
+	if _, err := admin.Put(ctx, "admins.txt", bytes.NewReader([]byte("x")), 1); err != nil {
+		t.Fatal(err)
+	}
+	alice := sys.login(t, "alice", "alice-password")
+	if err := alice.Delete(ctx, "admins.txt"); !errors.Is(err, client.ErrForbidden) {
+		t.Fatalf("non-owner delete: %v", err)
+	}
+	if _, err := alice.Put(ctx, "admins.txt", bytes.NewReader([]byte("y")), 1); !errors.Is(err, client.ErrForbidden) {
+		t.Fatalf("non-owner overwrite: %v", err)
+	}
+	if _, err := alice.ListUsers(ctx); !errors.Is(err, client.ErrForbidden) {
+		t.Fatalf("non-admin list users: %v", err)
+	}
+	if _, err := alice.Put(ctx, "admins.txt", bytes.NewReader([]byte("y")), 1, client.NoOverwrite()); !errors.Is(err, client.ErrConflict) {
+		t.Fatalf("no-overwrite put: %v", err)
+	}
+	if _, err := admin.Rename(ctx, "admins.txt", "b.txt", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Delete(ctx, "b.txt"); err != nil {
+		t.Fatal(err)
+	}
+	files, err := alice.List(ctx, "")
+	if err != nil || len(files) != 0 {
+		t.Fatalf("list after delete: %v %v", err, files)
+	}
+}
+
+func TestUploadMovesToTheOtherServerWhenItsServerStops(t *testing.T) {
+	sys := startSystem(t, primary.RolePrimary, primary.RoleBackup)
+	c := sys.login(t, primary.AdminUser, adminPassword)
+	data := randomBytes(24 << 20)
+	var stopped sync.Once
+	var last client.Progress
+	fi, err := c.Put(context.Background(), "big.bin", bytes.NewReader(data), int64(len(data)), client.OnProgress(func(p client.Progress) {
+		last = p
+		if p.Done > int64(len(data))/3 {
+			stopped.Do(func() {
+				for _, s := range sys.servers {
+					if s.Instance() == p.Instance {
+						go s.Stop()
+					}
+				}
+			})
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.Failovers == 0 || last.Resent >= int64(len(data))/4 {
+		t.Fatalf("progress %+v: want a failover re-sending well under the file", last)
+	}
+	var got bytes.Buffer
+	if _, err := c.Get(context.Background(), "big.bin", &got); err != nil || !bytes.Equal(got.Bytes(), data) || fi.Size != int64(len(data)) {
+		t.Fatalf("get after failover: %v equal=%v", err, bytes.Equal(got.Bytes(), data))
+	}
+}

@@ -1,0 +1,60 @@
+package client
+
+import (
+	"errors"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// Sentinel errors. Everything the client returns wraps one of them where
+// it applies, so callers test with errors.Is(err, client.ErrNotFound).
+var (
+	ErrInvalid      = errors.New("invalid request")
+	ErrUnauthorized = errors.New("unauthorized")
+	ErrForbidden    = errors.New("forbidden")
+	ErrNotFound     = errors.New("not found")
+	ErrConflict     = errors.New("conflict")
+	ErrTooLarge     = errors.New("too large")
+	ErrIntegrity    = errors.New("integrity check failed")
+	ErrUnavailable  = errors.New("service unavailable")
+	ErrBusy         = errors.New("server busy")
+	ErrInternal     = errors.New("internal server error")
+)
+
+var sentinels = map[subjects.Code]error{
+	subjects.CodeInvalid:      ErrInvalid,
+	subjects.CodeUnauthorized: ErrUnauthorized,
+	subjects.CodeForbidden:    ErrForbidden,
+	subjects.CodeNotFound:     ErrNotFound,
+	subjects.CodeConflict:     ErrConflict,
+	subjects.CodeTooLarge:     ErrTooLarge,
+	subjects.CodeIntegrity:    ErrIntegrity,
+	subjects.CodeBusy:         ErrBusy,
+	subjects.CodeInternal:     ErrInternal,
+	subjects.CodeUnavailable:  ErrUnavailable,
+}
+
+// Error is a failure reported by a file server: its wire code and the
+// server's sentence.
+type Error struct {
+	Code    subjects.Code
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Is matches the sentinel of e's code.
+func (e *Error) Is(target error) bool {
+	s, ok := sentinels[e.Code]
+	return ok && s == target
+}
+
+// fromWire turns a wire error (or a locally detected subjects.Error) into
+// an *Error.
+func fromWire(err error) error {
+	var se *subjects.Error
+	if errors.As(err, &se) {
+		return &Error{Code: se.Code, Message: se.Message}
+	}
+	return err
+}

@@ -1,0 +1,123 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// Status is the system as the file servers report it.
+type Status struct {
+	// Instances are the running file servers, from micro discovery.
+	Instances []Instance
+	// Servers are the file servers' own reports (broker, bucket, replica);
+	// one per instance that answered.
+	Servers []subjects.StatusReply
+}
+
+// Instance is one file server, as `nats micro stats ftfs` shows it.
+type Instance struct {
+	ID, Role, Version string
+	Started           time.Time
+	Endpoints         []EndpointStats
+}
+
+// Requests and Errors sum an instance's endpoints.
+func (i Instance) Requests() (requests, errors int) {
+	for _, e := range i.Endpoints {
+		requests += e.Requests
+		errors += e.Errors
+	}
+	return
+}
+
+// EndpointStats are one endpoint's counters.
+type EndpointStats struct {
+	Name, Subject  string
+	Requests       int
+	Errors         int
+	AverageLatency time.Duration
+	LastError      string
+}
+
+// gather sends one request and collects every reply for wait.
+func (c *Client) gather(ctx context.Context, subject string, body []byte, header nats.Header, wait time.Duration) ([]*nats.Msg, error) {
+	inbox := c.nc.NewInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer sub.Unsubscribe()
+	m := nats.NewMsg(subject)
+	m.Reply, m.Data = inbox, body
+	for k, v := range header {
+		m.Header[k] = v
+	}
+	if err := c.nc.PublishMsg(m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	var out []*nats.Msg
+	deadline := time.Now().Add(wait)
+	for {
+		r, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			return out, nil
+		}
+		if r.Header.Get(subjects.HeaderStatus) == "503" {
+			return out, nil // no responders
+		}
+		out = append(out, r)
+		if ctx.Err() != nil {
+			return out, nil
+		}
+	}
+}
+
+// Status reports every file-server instance with its counters, and each
+// one's view of its broker and the bucket.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	msgs, err := c.gather(ctx, subjects.DiscoveryStats, nil, nil, 500*time.Millisecond)
+	if err != nil {
+		return st, fmt.Errorf("status: %w", err)
+	}
+	for _, m := range msgs {
+		var s micro.Stats
+		if json.Unmarshal(m.Data, &s) != nil {
+			continue
+		}
+		in := Instance{ID: s.ID, Role: s.Metadata[subjects.MetaRole], Version: s.Version, Started: s.Started}
+		for _, e := range s.Endpoints {
+			in.Endpoints = append(in.Endpoints, EndpointStats{
+				Name: e.Name, Subject: e.Subject, Requests: e.NumRequests, Errors: e.NumErrors,
+				AverageLatency: e.AverageProcessingTime, LastError: e.LastError,
+			})
+		}
+		st.Instances = append(st.Instances, in)
+	}
+	slices.SortFunc(st.Instances, func(a, b Instance) int { return strings.Compare(a.Role+a.ID, b.Role+b.ID) })
+	// Requests are load-balanced: ask until every instance has answered.
+	seen := map[string]bool{}
+	for attempt := 0; attempt < 4*max(1, len(st.Instances)) && len(seen) < max(1, len(st.Instances)); attempt++ {
+		var r subjects.StatusReply
+		if err := c.do(ctx, call{subject: subjects.Status, body: subjects.Empty{}, reply: &r}); err != nil {
+			if len(seen) == 0 {
+				return st, fmt.Errorf("status: %w", err)
+			}
+			break
+		}
+		if !seen[r.Instance] {
+			seen[r.Instance] = true
+			st.Servers = append(st.Servers, r)
+		}
+	}
+	return st, nil
+}

@@ -1,0 +1,428 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// Progress reports a transfer as it goes.
+type Progress struct {
+	Done, Total int64 // bytes; Total is -1 when unknown
+	// Instance is the file server holding an upload ("" for downloads).
+	Instance string
+	// Failovers counts the times the transfer moved to another server or
+	// repeated a request a server swallowed.
+	Failovers int
+	// Resent counts bytes sent or received twice because of failovers.
+	Resent int64
+}
+
+type transferOptions struct {
+	noOverwrite bool
+	progress    func(Progress)
+}
+
+// TransferOption configures Put and Get.
+type TransferOption func(*transferOptions)
+
+// NoOverwrite makes Put fail with ErrConflict when the name exists.
+func NoOverwrite() TransferOption { return func(o *transferOptions) { o.noOverwrite = true } }
+
+// OnProgress calls f as the transfer goes (at most every 100ms, and once at
+// the end), from the transfer's goroutine.
+func OnProgress(f func(Progress)) TransferOption {
+	return func(o *transferOptions) { o.progress = f }
+}
+
+// reporter throttles progress callbacks.
+type reporter struct {
+	f    func(Progress)
+	p    Progress
+	last time.Time
+}
+
+func (r *reporter) report(final bool) {
+	if r.f == nil || (!final && time.Since(r.last) < 100*time.Millisecond) {
+		return
+	}
+	r.last = time.Now()
+	r.f(r.p)
+}
+
+func digestOf(h hash.Hash) string {
+	return "SHA-256=" + base64.URLEncoding.EncodeToString(h.Sum(nil))
+}
+
+// Put uploads r as name. size is the number of bytes r will give, or -1 if
+// unknown. The file becomes visible only once complete and verified; on
+// failure nothing is stored.
+func (c *Client) Put(ctx context.Context, name string, r io.Reader, size int64, opts ...TransferOption) (FileInfo, error) {
+	var fi FileInfo
+	if err := subjects.ValidName(name); err != nil {
+		return fi, fmt.Errorf("put: %w", fromWire(err))
+	}
+	var o transferOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var st subjects.UploadState
+	err := c.do(ctx, call{subject: subjects.UploadOpen, body: subjects.UploadOpenRequest{Name: name, Size: size, Overwrite: !o.noOverwrite}, reply: &st})
+	if err != nil {
+		return fi, fmt.Errorf("put %q: %w", name, err)
+	}
+	up := &uploader{c: c, st: st, r: r, hash: sha256.New(), unacked: map[uint32][]byte{},
+		rep: reporter{f: o.progress, p: Progress{Total: size, Instance: st.Instance}}}
+	if err := up.run(ctx); err != nil {
+		c.abort(st.Upload)
+		return fi, fmt.Errorf("put %q: %w", name, err)
+	}
+	err = c.do(ctx, call{subject: subjects.UploadCommit, reply: &fi, mutating: true,
+		body: subjects.UploadCommitRequest{Upload: st.Upload, Size: up.size, Digest: digestOf(up.hash)}})
+	if err != nil {
+		if !errors.Is(err, ErrIntegrity) {
+			c.abort(st.Upload)
+		}
+		return fi, fmt.Errorf("put %q: %w", name, err)
+	}
+	up.rep.p.Total = up.size
+	up.rep.report(true)
+	return fi, nil
+}
+
+// abort drops an unfinished upload; the servers' janitor would otherwise do
+// it once the upload has been idle long enough.
+func (c *Client) abort(upload string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_ = c.do(ctx, call{subject: subjects.UploadAbort, body: subjects.UploadRequest{Upload: upload}, mutating: true})
+}
+
+// uploader streams chunks to the server holding the upload, keeping a
+// window of unacknowledged chunks whose bytes it keeps for re-sending.
+type uploader struct {
+	c       *Client
+	st      subjects.UploadState
+	r       io.Reader
+	hash    hash.Hash
+	size    int64             // bytes read so far
+	next    uint32            // index of the next chunk to read
+	eof     bool              // r is exhausted
+	unacked map[uint32][]byte // sent, not yet acknowledged
+	free    [][]byte          // spare chunk buffers
+	rep     reporter
+
+	inbox string
+	acks  chan *nats.Msg
+	sub   *nats.Subscription
+}
+
+func (u *uploader) run(ctx context.Context) error {
+	defer func() {
+		if u.sub != nil {
+			_ = u.sub.Unsubscribe()
+		}
+	}()
+	if err := u.listen(); err != nil {
+		return err
+	}
+	progress := time.Now()
+	for {
+		for !u.eof && len(u.unacked) < u.st.Window {
+			if err := u.readChunk(); err != nil {
+				return err
+			}
+		}
+		if u.eof && len(u.unacked) == 0 {
+			return nil
+		}
+		wait := time.Until(progress.Add(u.c.opts.timeout))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m := <-u.acks:
+			ok, fatal := u.handleAck(m)
+			if fatal != nil {
+				return fatal
+			}
+			if ok {
+				progress = time.Now()
+				continue
+			}
+		case <-time.After(wait):
+			u.c.opts.log.Warn("upload stalled; resuming on another server", "upload", u.st.Upload, "instance", u.st.Instance)
+		}
+		if err := u.failover(ctx); err != nil {
+			return err
+		}
+		progress = time.Now()
+	}
+}
+
+// listen opens a fresh reply subject, so that late acks from a server the
+// upload has left are never mistaken for new ones.
+func (u *uploader) listen() error {
+	if u.sub != nil {
+		_ = u.sub.Unsubscribe()
+	}
+	u.inbox = u.c.nc.NewInbox()
+	u.acks = make(chan *nats.Msg, 4*u.st.Window)
+	sub, err := u.c.nc.ChanSubscribe(u.inbox, u.acks)
+	if err != nil {
+		return fmt.Errorf("%w: subscribe: %v", ErrUnavailable, err)
+	}
+	u.sub = sub
+	return nil
+}
+
+func (u *uploader) readChunk() error {
+	var buf []byte
+	if n := len(u.free); n > 0 {
+		buf, u.free = u.free[n-1], u.free[:n-1]
+	} else {
+		buf = make([]byte, u.st.ChunkSize)
+	}
+	n, err := io.ReadFull(u.r, buf[:u.st.ChunkSize])
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		u.eof = true
+	case err != nil:
+		return fmt.Errorf("read: %w", err)
+	}
+	if n == 0 {
+		u.free = append(u.free, buf)
+		return nil
+	}
+	chunk := buf[:n]
+	u.hash.Write(chunk)
+	u.size += int64(n)
+	u.unacked[u.next] = chunk
+	if err := u.send(u.next, chunk); err != nil {
+		return err
+	}
+	u.next++
+	return nil
+}
+
+func (u *uploader) send(index uint32, data []byte) error {
+	m := nats.NewMsg(subjects.Chunk(u.st.Instance))
+	m.Reply = u.inbox
+	m.Header.Set(subjects.HeaderUpload, u.st.Upload)
+	m.Header.Set(subjects.HeaderChunk, strconv.FormatUint(uint64(index), 10))
+	m.Data = data
+	if err := u.c.nc.PublishMsg(m); err != nil && !retryable(err) {
+		return fmt.Errorf("%w: send chunk: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// handleAck takes one reply on the ack subject. ok means progress; a nil
+// fatal with !ok means the upload must move to another server.
+func (u *uploader) handleAck(m *nats.Msg) (ok bool, fatal error) {
+	if m.Header.Get(subjects.HeaderStatus) == "503" {
+		return false, nil // the holder is gone
+	}
+	if code := m.Header.Get(subjects.HeaderErrorCode); code != "" {
+		e := &Error{Code: subjects.Code(code), Message: m.Header.Get(subjects.HeaderErrorText)}
+		switch e.Code {
+		case subjects.CodeNotFound, subjects.CodeConflict, subjects.CodeBusy, subjects.CodeUnavailable, subjects.CodeInternal:
+			return false, nil
+		}
+		return false, e
+	}
+	var ack subjects.ChunkAck
+	if err := json.Unmarshal(m.Data, &ack); err != nil {
+		return false, fmt.Errorf("%w: undecodable chunk ack: %v", ErrInternal, err)
+	}
+	// Chunks are stored in order: an ack covers every chunk up to it.
+	for i, b := range u.unacked {
+		if i <= ack.Chunk {
+			u.free = append(u.free, b[:cap(b)])
+			delete(u.unacked, i)
+		}
+	}
+	u.rep.p.Done = max(u.rep.p.Done, ack.Offset)
+	u.rep.report(false)
+	return true, nil
+}
+
+// failover asks any server to resume the upload and re-sends what it has
+// not stored.
+func (u *uploader) failover(ctx context.Context) error {
+	var st subjects.UploadState
+	err := u.c.do(ctx, call{subject: subjects.UploadResume, body: subjects.UploadRequest{Upload: u.st.Upload}, reply: &st})
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	u.rep.p.Failovers++
+	u.rep.p.Instance = st.Instance
+	u.st.Instance, u.st.Window = st.Instance, st.Window
+	for i, b := range u.unacked {
+		if i < st.NextChunk {
+			u.free = append(u.free, b[:cap(b)])
+			delete(u.unacked, i)
+		}
+	}
+	if _, ok := u.unacked[st.NextChunk]; !ok && st.NextChunk < u.next {
+		return fmt.Errorf("%w: server resumes at chunk %d, which the client no longer holds", ErrIntegrity, st.NextChunk)
+	}
+	u.rep.p.Done = st.Offset
+	u.c.opts.log.Info("upload resumed", "upload", u.st.Upload, "instance", st.Instance, "chunk", st.NextChunk)
+	if err := u.listen(); err != nil {
+		return err
+	}
+	for i := st.NextChunk; i < u.next; i++ {
+		b := u.unacked[i]
+		u.rep.p.Resent += int64(len(b))
+		if err := u.send(i, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Get downloads name into w and verifies its size and SHA-256 digest. On
+// ErrIntegrity w has received bytes that must not be used.
+func (c *Client) Get(ctx context.Context, name string, w io.Writer, opts ...TransferOption) (FileInfo, error) {
+	var o transferOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	fi, err := c.Stat(ctx, name)
+	if err != nil {
+		return fi, fmt.Errorf("get: %w", err)
+	}
+	d := &downloader{c: c, fi: fi, w: w, hash: sha256.New(), rep: reporter{f: o.progress, p: Progress{Total: fi.Size}}}
+	if err := d.run(ctx); err != nil {
+		return fi, fmt.Errorf("get %q: %w", name, err)
+	}
+	if d.done != fi.Size || digestOf(d.hash) != fi.Digest {
+		return fi, fmt.Errorf("get %q: %w: got %d bytes with digest %s, want %d bytes with %s", name, ErrIntegrity, d.done, digestOf(d.hash), fi.Size, fi.Digest)
+	}
+	d.rep.report(true)
+	return fi, nil
+}
+
+// downloader asks for batches of chunks after a stream-sequence cursor;
+// any server can serve any batch, so a lost server costs one batch request.
+type downloader struct {
+	c     *Client
+	fi    FileInfo
+	w     io.Writer
+	hash  hash.Hash
+	done  int64
+	after uint64 // stream sequence of the last chunk written
+	got   uint32 // chunks written
+	rep   reporter
+}
+
+func (d *downloader) run(ctx context.Context) error {
+	if d.fi.Chunks == 0 {
+		return nil
+	}
+	prefix := d.c.nc.NewInbox()
+	msgs := make(chan *nats.Msg, 2*subjects.DownloadBatch+8)
+	sub, err := d.c.nc.ChanSubscribe(prefix+".*", msgs)
+	if err != nil {
+		return fmt.Errorf("%w: subscribe: %v", ErrUnavailable, err)
+	}
+	defer sub.Unsubscribe()
+	batch := 0
+	backoff := 50 * time.Millisecond
+	for d.got < d.fi.Chunks {
+		batch++
+		reply := prefix + "." + strconv.Itoa(batch)
+		m := nats.NewMsg(subjects.Download)
+		m.Reply = reply
+		m.Header.Set(subjects.HeaderSession, d.c.Token())
+		m.Data, _ = json.Marshal(subjects.DownloadRequest{Name: d.fi.Name, Version: d.fi.Version, After: d.after, Max: subjects.DownloadBatch})
+		if err := d.c.nc.PublishMsg(m); err != nil && !retryable(err) {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		retry, err := d.receive(ctx, msgs, reply)
+		if err != nil {
+			return err
+		}
+		if retry {
+			d.rep.p.Failovers++
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+	}
+	return nil
+}
+
+// receive takes one batch's messages. retry says the batch must be asked
+// again (its server died or was frozen, or storage was busy).
+func (d *downloader) receive(ctx context.Context, msgs <-chan *nats.Msg, reply string) (retry bool, err error) {
+	timer := time.NewTimer(d.c.opts.timeout)
+	defer timer.Stop()
+	for {
+		var m *nats.Msg
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-timer.C:
+			d.c.opts.log.Warn("download batch timed out; asking again", "name", d.fi.Name)
+			return true, nil
+		case m = <-msgs:
+		}
+		if m.Subject != reply {
+			continue // a late message of a batch already given up
+		}
+		timer.Reset(d.c.opts.timeout)
+		if code := m.Header.Get(subjects.HeaderErrorCode); code != "" {
+			e := &Error{Code: subjects.Code(code), Message: m.Header.Get(subjects.HeaderErrorText)}
+			if e.Code.Retryable() || e.Code == subjects.CodeInternal {
+				return true, nil
+			}
+			return false, e
+		}
+		switch m.Header.Get(subjects.HeaderStatus) {
+		case "":
+		case "204": // end of batch
+			return false, nil
+		case "404": // nothing after the cursor: the content is gone
+			return false, &Error{Code: subjects.CodeConflict, Message: fmt.Sprintf("%q changed or was deleted during the download", d.fi.Name)}
+		default: // 503 no responders, 408, ...: ask again
+			return true, nil
+		}
+		seq, err := strconv.ParseUint(m.Header.Get(subjects.HeaderStreamSeq), 10, 64)
+		if err != nil {
+			return false, fmt.Errorf("%w: chunk without stream sequence", ErrInternal)
+		}
+		if seq <= d.after {
+			d.rep.p.Resent += int64(len(m.Data))
+			continue
+		}
+		if _, err := d.w.Write(m.Data); err != nil {
+			return false, fmt.Errorf("write: %w", err)
+		}
+		d.hash.Write(m.Data)
+		d.done += int64(len(m.Data))
+		d.after = seq
+		d.got++
+		d.rep.p.Done = d.done
+		d.rep.report(false)
+		if d.got == d.fi.Chunks {
+			return false, nil
+		}
+	}
+}
