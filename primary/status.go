@@ -29,9 +29,6 @@ func (s *Server) status(c *call) (any, error) {
 	st.Bucket.Storage = info.Config.Storage.String()
 	if ci := info.Cluster; ci != nil {
 		st.Bucket.Leader = ci.Leader
-		if ci.Leader != "" {
-			st.Bucket.Peers = append(st.Bucket.Peers, subjects.PeerStatus{Name: ci.Leader, Current: true})
-		}
 		for _, p := range ci.Replicas {
 			st.Bucket.Peers = append(st.Bucket.Peers, subjects.PeerStatus{Name: p.Name, Current: p.Current, Lag: p.Lag, Active: p.Active})
 		}
@@ -41,9 +38,7 @@ func (s *Server) status(c *call) (any, error) {
 		return nil, err
 	}
 	st.Bucket.Files = len(all)
-	if ust, err := s.uploads.Status(c.ctx); err == nil {
-		st.Bucket.Uploads = int(ust.Values())
-	}
+	st.Bucket.Uploads = s.openUploads(c.ctx)
 	if s.cfg.Replica != nil {
 		r := s.cfg.Replica()
 		st.Replica = &r

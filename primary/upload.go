@@ -542,9 +542,19 @@ func (s *Server) janitor() {
 	}
 }
 
-func (s *Server) sweepUploads() {
-	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
-	defer cancel()
+// openUploads counts the uploads not yet committed.
+func (s *Server) openUploads(ctx context.Context) int {
+	n := 0
+	s.eachUpload(ctx, func(rec uploadRecord, _ uint64) {
+		if rec.Committed == nil {
+			n++
+		}
+	})
+	return n
+}
+
+// eachUpload calls f with every upload record.
+func (s *Server) eachUpload(ctx context.Context, f func(rec uploadRecord, rev uint64)) {
 	lister, err := s.uploads.ListKeys(ctx)
 	if err != nil {
 		return
@@ -559,21 +569,29 @@ func (s *Server) sweepUploads() {
 			continue
 		}
 		var rec uploadRecord
-		if json.Unmarshal(e.Value(), &rec) != nil {
-			continue
+		if json.Unmarshal(e.Value(), &rec) == nil {
+			f(rec, e.Revision())
 		}
+	}
+}
+
+func (s *Server) sweepUploads() {
+	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+	defer cancel()
+	s.eachUpload(ctx, func(rec uploadRecord, rev uint64) {
+		id := rec.ID
 		age := time.Since(rec.Updated)
 		switch {
 		case rec.Committed != nil && age > committedKeep:
-			_ = s.uploads.Delete(ctx, id, jetstream.LastRevision(e.Revision()))
+			_ = s.uploads.Delete(ctx, id, jetstream.LastRevision(rev))
 		case rec.Committed == nil && age > s.cfg.UploadIdle:
 			s.release(id)
 			if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(id))); err != nil {
-				continue
+				return
 			}
-			if err := s.uploads.Delete(ctx, id, jetstream.LastRevision(e.Revision())); err == nil {
+			if err := s.uploads.Delete(ctx, id, jetstream.LastRevision(rev)); err == nil {
 				s.log.Info("abandoned upload purged", "upload", id, "name", rec.Name, "idle", age.Round(time.Second))
 			}
 		}
-	}
+	})
 }

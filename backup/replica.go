@@ -1,0 +1,371 @@
+package backup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/primary"
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// Run runs the file service with role backup and the replica beside it;
+// when one fails the other is stopped.
+func Run(ctx context.Context, cfg Config) error {
+	svc := cfg.Service
+	svc.Role = primary.RoleBackup
+	if svc.Logger == nil {
+		svc.Logger = slog.Default()
+	}
+	if svc.Bucket == "" {
+		svc.Bucket = subjects.FilesBucket
+	}
+	if cfg.ReplicaDir == "" {
+		cfg.ReplicaDir = "./data/backup"
+	}
+	log := svc.Logger.With("role", primary.RoleBackup)
+	nc, err := nats.Connect(strings.Join(svc.Servers, ","),
+		nats.Name("ftfs-backup-replica"),
+		nats.UserInfo(subjects.ServiceUser, svc.ServicePassword),
+		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.PingInterval(2*time.Second), nats.MaxPingsOutstanding(3))
+	if err != nil {
+		return fmt.Errorf("backup: connect: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	rep, err := NewReplica(js, svc.Bucket, cfg.ReplicaDir, log)
+	if err != nil {
+		return err
+	}
+	svc.Replica = rep.Stats
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	go func() { errs <- primary.Run(ctx, svc) }()
+	go func() { errs <- rep.Run(ctx) }()
+	first := <-errs
+	cancel()
+	second := <-errs
+	return errors.Join(first, second)
+}
+
+// manifestName is the replica's record of what it holds, inside its dir.
+const manifestName = ".ftfs-replica.json"
+
+// entry is what the replica holds of one file.
+type entry struct {
+	Digest string    `json:"digest"`
+	Size   int64     `json:"size"`
+	NUID   string    `json:"nuid"`
+	MTime  time.Time `json:"mtime"`
+}
+
+// Replica keeps a directory equal to the bucket: every file as a plain
+// file, checked against its SHA-256, written atomically.
+type Replica struct {
+	js     jetstream.JetStream
+	bucket string
+	dir    string
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	manifest map[string]entry
+	synced   time.Time
+	dirty    bool
+	saved    time.Time
+}
+
+// NewReplica prepares a replica of bucket in dir, loading its manifest.
+func NewReplica(js jetstream.JetStream, bucket, dir string, log *slog.Logger) (*Replica, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("replica dir: %w", err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("replica dir: %w", err)
+	}
+	r := &Replica{js: js, bucket: bucket, dir: abs, log: log.With("replica", abs), manifest: map[string]entry{}}
+	b, err := os.ReadFile(filepath.Join(abs, manifestName))
+	if err == nil {
+		if err := json.Unmarshal(b, &r.manifest); err != nil {
+			r.log.Warn("manifest unreadable; verifying every file again", "err", err)
+			r.manifest = map[string]entry{}
+		}
+	}
+	return r, nil
+}
+
+// Stats reports the replica for the file service's status.
+func (r *Replica) Stats() subjects.ReplicaStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := subjects.ReplicaStats{Dir: r.dir, Files: len(r.manifest), Synced: r.synced}
+	for _, e := range r.manifest {
+		st.Bytes += e.Size
+	}
+	return st
+}
+
+// Run keeps the directory in sync until ctx is done, restarting its watch
+// with backoff when the bucket or the broker is away.
+func (r *Replica) Run(ctx context.Context) error {
+	backoff := 250 * time.Millisecond
+	for {
+		err := r.follow(ctx)
+		r.saveManifest(true)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Warn("replica watch interrupted; restarting", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// follow watches the bucket: first every current object, then changes.
+func (r *Replica) follow(ctx context.Context) error {
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	obs, err := r.js.ObjectStore(octx, r.bucket)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", r.bucket, err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	w, err := obs.Watch(wctx)
+	if err != nil {
+		return fmt.Errorf("watch bucket: %w", err)
+	}
+	defer w.Stop()
+	current := map[string]bool{}
+	caughtUp := false
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			r.saveManifest(false)
+		case info, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch closed")
+			}
+			if info == nil { // initial state delivered
+				caughtUp = true
+				r.removeMissing(current)
+				r.markSynced()
+				r.log.Info("replica caught up", "files", len(current))
+				continue
+			}
+			if !caughtUp && !info.Deleted {
+				current[info.Name] = true
+			}
+			if err := r.apply(ctx, obs, info); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			if caughtUp {
+				r.markSynced()
+			}
+		}
+	}
+}
+
+func (r *Replica) markSynced() {
+	r.mu.Lock()
+	r.synced = time.Now().UTC()
+	r.mu.Unlock()
+}
+
+// localPath maps an object name into the replica dir, refusing any name
+// that is not a valid ftfs name or would leave the dir.
+func (r *Replica) localPath(name string) (string, error) {
+	if err := subjects.ValidName(name); err != nil {
+		return "", err
+	}
+	p := filepath.Join(r.dir, filepath.FromSlash(name))
+	if !strings.HasPrefix(p, r.dir+string(filepath.Separator)) || strings.HasPrefix(filepath.Base(p), ".ftfs-") {
+		return "", fmt.Errorf("name %q does not map into the replica dir", name)
+	}
+	return p, nil
+}
+
+// apply brings one name in line with the bucket.
+func (r *Replica) apply(ctx context.Context, obs jetstream.ObjectStore, info *jetstream.ObjectInfo) error {
+	p, err := r.localPath(info.Name)
+	if err != nil {
+		r.log.Error("skipping object", "name", info.Name, "err", err)
+		return nil
+	}
+	if info.Deleted {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.log.Error("remove deleted file", "name", info.Name, "err", err)
+		}
+		r.pruneDirs(filepath.Dir(p))
+		r.forget(info.Name)
+		return nil
+	}
+	r.mu.Lock()
+	have, ok := r.manifest[info.Name]
+	r.mu.Unlock()
+	if ok && have.NUID == info.NUID && have.Digest == info.Digest {
+		if st, err := os.Stat(p); err == nil && st.Size() == int64(info.Size) {
+			return nil
+		}
+	}
+	return r.fetch(ctx, obs, info.Name, p)
+}
+
+// fetch downloads the current version of name to p, verifying its digest.
+func (r *Replica) fetch(ctx context.Context, obs jetstream.ObjectStore, name, p string) error {
+	gctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	res, err := obs.Get(gctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil // deleted meanwhile; its tombstone follows
+	}
+	if err != nil {
+		return fmt.Errorf("get %q: %w", name, err)
+	}
+	defer res.Close()
+	info, err := res.Info()
+	if err != nil {
+		return fmt.Errorf("get %q: %w", name, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		r.log.Error("cannot make directory for file", "name", name, "err", err)
+		return nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".ftfs-tmp-*")
+	if err != nil {
+		return fmt.Errorf("replica temp file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), res)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("copy %q: %w", name, err)
+	}
+	digest := "SHA-256=" + base64.URLEncoding.EncodeToString(h.Sum(nil))
+	if digest != info.Digest || n != int64(info.Size) {
+		return fmt.Errorf("copy of %q does not match its digest (%s, want %s)", name, digest, info.Digest)
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		r.log.Error("cannot place replica file", "name", name, "err", err)
+		return nil
+	}
+	r.mu.Lock()
+	r.manifest[name] = entry{Digest: info.Digest, Size: int64(info.Size), NUID: info.NUID, MTime: info.ModTime}
+	r.dirty = true
+	r.mu.Unlock()
+	r.log.Debug("replicated", "name", name, "size", n)
+	return nil
+}
+
+func (r *Replica) forget(name string) {
+	r.mu.Lock()
+	if _, ok := r.manifest[name]; ok {
+		delete(r.manifest, name)
+		r.dirty = true
+	}
+	r.mu.Unlock()
+}
+
+// removeMissing deletes local files the bucket no longer has: deletes that
+// happened while the backup was down.
+func (r *Replica) removeMissing(current map[string]bool) {
+	_ = filepath.WalkDir(r.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".ftfs-") {
+			return nil
+		}
+		rel, err := filepath.Rel(r.dir, p)
+		if err != nil {
+			return nil
+		}
+		name := filepath.ToSlash(rel)
+		if !current[name] {
+			if err := os.Remove(p); err == nil {
+				r.log.Info("removed file deleted while away", "name", name)
+			}
+			r.forget(name)
+			r.pruneDirs(filepath.Dir(p))
+		}
+		return nil
+	})
+	r.mu.Lock()
+	for name := range r.manifest {
+		if !current[name] {
+			delete(r.manifest, name)
+			r.dirty = true
+		}
+	}
+	r.mu.Unlock()
+}
+
+// pruneDirs removes empty directories from dir up to the replica root.
+func (r *Replica) pruneDirs(dir string) {
+	for dir != r.dir && strings.HasPrefix(dir, r.dir) {
+		if os.Remove(dir) != nil {
+			return
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+// saveManifest writes the manifest when it changed, at most every 200ms
+// unless forced.
+func (r *Replica) saveManifest(force bool) {
+	r.mu.Lock()
+	if !r.dirty || (!force && time.Since(r.saved) < 200*time.Millisecond) {
+		r.mu.Unlock()
+		return
+	}
+	b, err := json.Marshal(r.manifest)
+	r.dirty, r.saved = false, time.Now()
+	r.mu.Unlock()
+	if err != nil {
+		return
+	}
+	p := filepath.Join(r.dir, manifestName)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		r.log.Warn("save manifest", "err", err)
+		return
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		r.log.Warn("save manifest", "err", err)
+	}
+}

@@ -1,0 +1,301 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/ftfs/ftfs/client"
+)
+
+func lsCmd(e *env) *cobra.Command {
+	var asJSON, long bool
+	cmd := &cobra.Command{
+		Use:     "ls [PREFIX]",
+		GroupID: "files",
+		Short:   "List files, optionally those whose names start with PREFIX",
+		Example: "  ftfs ls\n  ftfs ls photos/ -l\n  ftfs ls --json",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			prefix := ""
+			if len(args) == 1 {
+				prefix = args[0]
+			}
+			files, err := c.List(cmd.Context(), prefix)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if files == nil {
+					files = []client.FileInfo{}
+				}
+				return printJSON(e.stdout, files)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			if long {
+				fmt.Fprintln(tw, "NAME\tSIZE\tMODIFIED\tOWNER\tDIGEST")
+			} else {
+				fmt.Fprintln(tw, "NAME\tSIZE\tMODIFIED\tOWNER")
+			}
+			for _, f := range files {
+				line := fmt.Sprintf("%s\t%s\t%s\t%s", f.Name, humanSize(f.Size), f.Modified.Local().Format(time.DateTime), f.Owner)
+				if long {
+					line += "\t" + f.Digest
+				}
+				fmt.Fprintln(tw, line)
+			}
+			return tw.Flush()
+		}),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVarP(&long, "long", "l", false, "show digests")
+	return cmd
+}
+
+func statCmd(e *env) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "stat NAME",
+		GroupID: "files",
+		Short:   "Show a file's size, owner, time and SHA-256 digest",
+		Args:    cobra.ExactArgs(1),
+		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			f, err := c.Stat(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(e.stdout, f)
+			}
+			fmt.Fprintf(e.stdout, "name:     %s\nsize:     %s (%d bytes)\nmodified: %s\nowner:    %s\ndigest:   %s\nversion:  %s\nchunks:   %d\n",
+				f.Name, humanSize(f.Size), f.Size, f.Modified.Local().Format(time.DateTime), f.Owner, f.Digest, f.Version, f.Chunks)
+			return nil
+		}),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func rmCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NAME...",
+		GroupID: "files",
+		Short:   "Delete files (yours, or any as an admin)",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			var errs []error
+			for _, name := range args {
+				if err := c.Delete(cmd.Context(), name); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Fprintf(e.stdout, "deleted %s\n", name)
+			}
+			return errors.Join(errs...)
+		}),
+	}
+}
+
+func mvCmd(e *env) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:     "mv OLD NEW",
+		GroupID: "files",
+		Short:   "Rename a file (yours, or any as an admin)",
+		Args:    cobra.ExactArgs(2),
+		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			if _, err := c.Rename(cmd.Context(), args[0], args[1], force); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "renamed %s to %s\n", args[0], args[1])
+			return nil
+		}),
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace NEW if it exists")
+	return cmd
+}
+
+func putCmd(e *env) *cobra.Command {
+	var noClobber bool
+	cmd := &cobra.Command{
+		Use:     "put LOCAL [REMOTE]",
+		GroupID: "files",
+		Short:   "Upload a file (LOCAL - reads stdin)",
+		Long: `Upload LOCAL as REMOTE (default: LOCAL's base name). The file appears only
+once it is complete and its SHA-256 digest checks out; if the server handling
+the upload dies, the upload continues on another one.`,
+		Example: "  ftfs put report.pdf\n  ftfs put report.pdf docs/2026/report.pdf\n  tar c dir | ftfs put - dir.tar",
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			local, remote := args[0], ""
+			if len(args) == 2 {
+				remote = args[1]
+			}
+			var r io.Reader
+			size := int64(-1)
+			if local == "-" {
+				if remote == "" {
+					return usagef("put from stdin needs a REMOTE name")
+				}
+				r = e.stdin
+			} else {
+				f, err := os.Open(local)
+				if err != nil {
+					return fmt.Errorf("put: %w", err)
+				}
+				defer f.Close()
+				st, err := f.Stat()
+				if err != nil {
+					return fmt.Errorf("put: %w", err)
+				}
+				if st.IsDir() {
+					return usagef("put: %s is a directory", local)
+				}
+				r, size = f, st.Size()
+				if remote == "" {
+					remote = filepath.Base(local)
+				}
+			}
+			opts := e.progress("put "+remote, size)
+			if noClobber {
+				opts = append(opts, client.NoOverwrite())
+			}
+			fi, err := c.Put(cmd.Context(), remote, r, size, opts...)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "uploaded %s (%s, %s)\n", fi.Name, humanSize(fi.Size), fi.Digest)
+			return nil
+		}),
+	}
+	cmd.Flags().BoolVarP(&noClobber, "no-clobber", "n", false, "fail if REMOTE exists")
+	return cmd
+}
+
+func getCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:     "get REMOTE [LOCAL]",
+		GroupID: "files",
+		Short:   "Download a file (LOCAL - writes stdout)",
+		Long: `Download REMOTE to LOCAL (default: REMOTE's base name in the current
+directory; a directory as LOCAL receives the base name). The download is
+written to a temporary file and renamed into place only once its SHA-256
+digest checks out; on any failure nothing is left behind.`,
+		Example: "  ftfs get report.pdf\n  ftfs get docs/2026/report.pdf /tmp/\n  ftfs get dir.tar - | tar x",
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			remote, local := args[0], ""
+			if len(args) == 2 {
+				local = args[1]
+			}
+			if local == "-" {
+				_, err := c.Get(cmd.Context(), remote, e.stdout)
+				return err
+			}
+			dest, err := localPath(remote, local)
+			if err != nil {
+				return err
+			}
+			tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".ftfs-*")
+			if err != nil {
+				return fmt.Errorf("get: %w", err)
+			}
+			keep := false
+			defer func() {
+				if !keep {
+					tmp.Close()
+					os.Remove(tmp.Name())
+				}
+			}()
+			st, err := c.Stat(cmd.Context(), remote)
+			if err != nil {
+				return err
+			}
+			fi, err := c.Get(cmd.Context(), remote, tmp, e.progress("get "+remote, st.Size)...)
+			if err != nil {
+				return err
+			}
+			if err := tmp.Sync(); err != nil {
+				return fmt.Errorf("get: %w", err)
+			}
+			if err := tmp.Close(); err != nil {
+				return fmt.Errorf("get: %w", err)
+			}
+			if err := os.Rename(tmp.Name(), dest); err != nil {
+				return fmt.Errorf("get: %w", err)
+			}
+			keep = true
+			fmt.Fprintf(e.stdout, "downloaded %s to %s (%s, verified %s)\n", fi.Name, dest, humanSize(fi.Size), fi.Digest)
+			return nil
+		}),
+	}
+}
+
+// localPath picks where a download goes. Whatever name the server uses, the
+// file lands in the chosen directory: only the remote name's last segment
+// is ever used as a local name.
+func localPath(remote, local string) (string, error) {
+	base := path.Base(strings.ReplaceAll(remote, "\\", "/"))
+	if base == "." || base == ".." || base == "/" || base == "" {
+		return "", usagef("get: %q has no usable file name; give LOCAL", remote)
+	}
+	switch {
+	case local == "":
+		return base, nil
+	case strings.HasSuffix(local, string(filepath.Separator)):
+		return filepath.Join(local, base), nil
+	}
+	if st, err := os.Stat(local); err == nil && st.IsDir() {
+		return filepath.Join(local, base), nil
+	}
+	return local, nil
+}
+
+// progress returns a progress bar option when stderr is a terminal, and
+// none when output is piped.
+func (e *env) progress(what string, size int64) []client.TransferOption {
+	if !isTerminal(e.stderr) {
+		return nil
+	}
+	bar := progressbar.NewOptions64(size,
+		progressbar.OptionSetWriter(e.stderr),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowTotalBytes(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+	failovers := 0
+	return []client.TransferOption{client.OnProgress(func(p client.Progress) {
+		_ = bar.Set64(p.Done)
+		if p.Failovers > failovers {
+			failovers = p.Failovers
+			bar.Describe(fmt.Sprintf("%s (server lost, resumed)", what))
+		}
+		if p.Total >= 0 && p.Done >= p.Total {
+			_ = bar.Finish()
+		}
+	})}
+}
+
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ftfs/ftfs/backup"
+	"github.com/ftfs/ftfs/broker"
+	"github.com/ftfs/ftfs/primary"
+	"github.com/ftfs/ftfs/subjects"
+)
+
+func brokerCmd(e *env) *cobra.Command {
+	var cfg broker.Config
+	var routes string
+	cmd := &cobra.Command{
+		Use:     "broker",
+		GroupID: "servers",
+		Short:   "Run the NATS broker with JetStream (one node, or a cluster member)",
+		Long: `Run the embedded NATS server with JetStream on disk.
+
+The service password (` + subjects.EnvServicePassword + `) is required: the file servers
+use it to log in and to sign user authorizations. ` + subjects.EnvSystemPassword + `, if
+set, enables the NATS system user "` + subjects.SystemUser + `" (for 'nats server report').
+
+--config loads a standard nats-server configuration file; flags given
+explicitly override it.`,
+		Example: `  ftfs broker
+  ftfs broker --name n1 --cluster ftfs --cluster-port 6222 \
+      --routes nats-route://127.0.0.1:6223,nats-route://127.0.0.1:6224`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.ServicePassword = e.getenv(subjects.EnvServicePassword)
+			cfg.SystemPassword = e.getenv(subjects.EnvSystemPassword)
+			if routes != "" {
+				cfg.Routes = strings.Split(routes, ",")
+			}
+			cfg.Logger = e.logger(cmd)
+			if cfg.ServicePassword == "" && cfg.ConfigFile == "" {
+				return fmt.Errorf("%s is not set: the broker needs the service password the file servers use", subjects.EnvServicePassword)
+			}
+			return broker.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Host, "host", "127.0.0.1", "listen host")
+	f.IntVar(&cfg.Port, "port", 4222, "client port")
+	f.IntVar(&cfg.HTTPPort, "http-port", 8222, "HTTP monitoring port (/healthz, /varz, ...)")
+	f.StringVar(&cfg.DataDir, "data-dir", "./data/broker", "JetStream data directory")
+	f.StringVar(&cfg.ConfigFile, "config", "", "nats-server configuration file")
+	f.StringVar(&cfg.Name, "name", "", "server name (unique within a cluster)")
+	f.StringVar(&cfg.Cluster, "cluster", "", "cluster name (empty: no cluster)")
+	f.StringVar(&cfg.ClusterHost, "cluster-host", "", "cluster listen host (default: --host)")
+	f.IntVar(&cfg.ClusterPort, "cluster-port", 6222, "cluster port")
+	f.StringVar(&routes, "routes", "", "routes to the other cluster members, comma separated")
+	f.DurationVar(&cfg.PingInterval, "ping-interval", 0, "client ping interval (default 2s)")
+	return cmd
+}
+
+// serviceFlags are the flags both file server roles take.
+func serviceFlags(cmd *cobra.Command, cfg *primary.Config) {
+	f := cmd.Flags()
+	f.IntVar(&cfg.Replicas, "replicas", 1, "JetStream replicas of the buckets it creates (3 on a cluster)")
+	f.StringVar(&cfg.Bucket, "bucket", subjects.FilesBucket, "object store bucket for file content")
+	f.DurationVar(&cfg.SessionTTL, "session-ttl", subjects.SessionTTL, "how long a login lasts")
+	f.DurationVar(&cfg.UploadIdle, "upload-idle", subjects.UploadIdle, "abort an unfinished upload idle this long")
+}
+
+func (e *env) serviceConfig(cmd *cobra.Command, cfg *primary.Config) error {
+	cfg.Servers = e.servers(cmd)
+	cfg.ServicePassword = e.getenv(subjects.EnvServicePassword)
+	cfg.AdminPassword = e.getenv(subjects.EnvAdminPassword)
+	cfg.Logger = e.logger(cmd)
+	if cfg.ServicePassword == "" {
+		return fmt.Errorf("%s is not set: the file server needs the service password the broker knows", subjects.EnvServicePassword)
+	}
+	return nil
+}
+
+const serviceLong = `The file server answers the ftfs requests (a NATS micro service "ftfs",
+queue group "ftfs") and authorizes user connections for the broker (auth
+callout). It needs ` + subjects.EnvServicePassword + `; ` + subjects.EnvAdminPassword + ` creates the user
+"admin" when no user exists yet.`
+
+func primaryCmd(e *env) *cobra.Command {
+	var cfg primary.Config
+	cmd := &cobra.Command{
+		Use:     "primary",
+		GroupID: "servers",
+		Short:   "Run the primary file server",
+		Long:    serviceLong,
+		Example: "  ftfs primary --server nats://127.0.0.1:4222",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := e.serviceConfig(cmd, &cfg); err != nil {
+				return err
+			}
+			cfg.Role = primary.RolePrimary
+			return primary.Run(cmd.Context(), cfg)
+		},
+	}
+	serviceFlags(cmd, &cfg)
+	return cmd
+}
+
+func backupCmd(e *env) *cobra.Command {
+	var cfg backup.Config
+	cmd := &cobra.Command{
+		Use:     "backup",
+		GroupID: "servers",
+		Short:   "Run the backup file server, with a plain-file replica of every file",
+		Long: serviceLong + `
+
+The backup also keeps a plain-file copy of every stored file in
+--replica-dir, each checked against its SHA-256 and written atomically, and
+catches up after a restart.`,
+		Example: "  ftfs backup --server nats://127.0.0.1:4222 --replica-dir ./data/backup",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := e.serviceConfig(cmd, &cfg.Service); err != nil {
+				return err
+			}
+			cfg.Service.Role = primary.RoleBackup
+			return backup.Run(cmd.Context(), cfg)
+		},
+	}
+	serviceFlags(cmd, &cfg.Service)
+	cmd.Flags().StringVar(&cfg.ReplicaDir, "replica-dir", "./data/backup", "directory of the plain-file replica")
+	return cmd
+}
