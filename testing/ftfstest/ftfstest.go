@@ -1,0 +1,562 @@
+// Package ftfstest runs a real ftfs system for tests: the ftfs binary,
+// built once per test process, started as separate broker, primary and
+// backup processes on free loopback ports, each with its own data dir, and
+// helpers to kill, freeze, restart and inspect them, so that a test reads
+// as the scenario it checks:
+//
+//	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
+//	c := sys.Login(t, "alice")
+//	want := sys.PutRandom(t, c, "big.bin", 64<<20)
+package ftfstest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/ftfs/ftfs/client"
+	"github.com/ftfs/ftfs/subjects"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds the ftfs binary once per test process and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			buildErr = fmt.Errorf("go env GOMOD: %w", err)
+			return
+		}
+		root := filepath.Dir(strings.TrimSpace(string(out)))
+		dir, err := os.MkdirTemp("", "ftfs-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "ftfs")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/ftfs")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+type config struct {
+	brokers int
+	servers []string
+}
+
+// Option shapes a system.
+type Option func(*config)
+
+// Brokers sets the number of brokers: 1, or 3 for a JetStream cluster.
+func Brokers(n int) Option { return func(c *config) { c.brokers = n } }
+
+// Servers lists the file server roles to start ("primary", "backup").
+func Servers(roles ...string) Option { return func(c *config) { c.servers = roles } }
+
+// System is a running ftfs system.
+type System struct {
+	ServicePassword string
+	AdminPassword   string
+	Dir             string // root of every data dir
+	ReplicaDir      string // the backup's replica
+
+	brokers []*Process
+	mu      sync.Mutex
+	procs   map[string]*Process
+	users   map[string]string // name -> password
+	t       testing.TB
+}
+
+// Process is one role's process.
+type Process struct {
+	Name    string
+	args    []string
+	env     []string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	frozen  bool
+	port    int // brokers: client port
+	monitor int // brokers: HTTP port
+}
+
+// Pid is the process's current pid.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// URL is a broker's client URL.
+func (p *Process) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", p.port) }
+
+// Start starts a system and stops it when the test ends.
+func Start(t testing.TB, opts ...Option) *System {
+	t.Helper()
+	cfg := config{brokers: 1, servers: []string{"primary", "backup"}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	sys := &System{
+		ServicePassword: randomSecret(),
+		AdminPassword:   randomSecret(),
+		Dir:             t.TempDir(),
+		procs:           map[string]*Process{},
+		users:           map[string]string{},
+		t:               t,
+	}
+	sys.ReplicaDir = filepath.Join(sys.Dir, "replica")
+	t.Cleanup(sys.stopAll)
+
+	ports := FreePorts(t, 3*cfg.brokers)
+	var routes []string
+	for i := 0; i < cfg.brokers; i++ {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3*i+2]))
+	}
+	for i := 0; i < cfg.brokers; i++ {
+		name := fmt.Sprintf("broker%d", i+1)
+		args := []string{"broker", "--name", name, "--port", fmt.Sprint(ports[3*i]), "--http-port", fmt.Sprint(ports[3*i+1]),
+			"--data-dir", filepath.Join(sys.Dir, name)}
+		if cfg.brokers > 1 {
+			args = append(args, "--cluster", "ftfs-test", "--cluster-port", fmt.Sprint(ports[3*i+2]), "--routes", strings.Join(routes, ","))
+		}
+		p := &Process{Name: name, args: args, port: ports[3*i], monitor: ports[3*i+1]}
+		sys.brokers = append(sys.brokers, p)
+		sys.procs[name] = p
+		sys.launch(t, p)
+	}
+	for _, p := range sys.brokers {
+		sys.waitHealthy(t, p)
+	}
+	replicas := "1"
+	if cfg.brokers >= 3 {
+		replicas = "3"
+	}
+	for _, role := range cfg.servers {
+		args := []string{role, "--server", sys.URLs(), "--replicas", replicas}
+		if role == "backup" {
+			args = append(args, "--replica-dir", sys.ReplicaDir)
+		}
+		p := &Process{Name: role, args: args}
+		sys.procs[role] = p
+		sys.launch(t, p)
+	}
+	sys.WaitServers(t, cfg.servers...)
+	return sys
+}
+
+// URLs are every broker's client URL, comma separated.
+func (sys *System) URLs() string {
+	var urls []string
+	for _, b := range sys.brokers {
+		urls = append(urls, b.URL())
+	}
+	return strings.Join(urls, ",")
+}
+
+// Process returns a role's process ("primary", "backup", "broker1", ...).
+func (sys *System) Process(name string) *Process {
+	sys.mu.Lock()
+	defer sys.mu.Unlock()
+	return sys.procs[name]
+}
+
+func (sys *System) launch(t testing.TB, p *Process) {
+	t.Helper()
+	cmd := exec.Command(Binary(t), p.args...)
+	cmd.Env = append(os.Environ(),
+		subjects.EnvServicePassword+"="+sys.ServicePassword,
+		subjects.EnvAdminPassword+"="+sys.AdminPassword,
+	)
+	cmd.Env = append(cmd.Env, p.env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, _ := cmd.StdoutPipe()
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", p.Name, err)
+	}
+	p.cmd, p.exited, p.frozen = cmd, make(chan struct{}), false
+	var copying sync.WaitGroup
+	for _, r := range []io.Reader{stdout, stderr} {
+		copying.Add(1)
+		go func() {
+			defer copying.Done()
+			logLines(sys, p.Name, r)
+		}()
+	}
+	go func(cmd *exec.Cmd, exited chan struct{}) {
+		copying.Wait()
+		_ = cmd.Wait()
+		close(exited)
+	}(cmd, p.exited)
+}
+
+// logLines copies a process's output to the test log while the test runs.
+func logLines(sys *System, name string, r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		sys.mu.Lock()
+		if sys.t != nil {
+			sys.t.Logf("[%s] %s", name, sc.Text())
+		}
+		sys.mu.Unlock()
+	}
+}
+
+// stopAll ends every process: thaw, SIGTERM, then SIGKILL after a grace
+// period, and reaps them all.
+func (sys *System) stopAll() {
+	sys.mu.Lock()
+	procs := make([]*Process, 0, len(sys.procs))
+	for _, p := range sys.procs {
+		procs = append(procs, p)
+	}
+	sys.mu.Unlock()
+	// Servers first, brokers last, so that servers shut down cleanly.
+	for _, stage := range []func(*Process) bool{
+		func(p *Process) bool { return !strings.HasPrefix(p.Name, "broker") },
+		func(p *Process) bool { return strings.HasPrefix(p.Name, "broker") },
+	} {
+		var wg sync.WaitGroup
+		for _, p := range procs {
+			if !stage(p) || p.cmd == nil {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				stop(p, 5*time.Second)
+			}()
+		}
+		wg.Wait()
+	}
+	sys.mu.Lock()
+	sys.t = nil // no logging after the test
+	sys.mu.Unlock()
+}
+
+func stop(p *Process, grace time.Duration) {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT)
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(grace):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.exited
+	}
+}
+
+// Kill sends SIGKILL to a process and waits until it is gone.
+func (sys *System) Kill(t testing.TB, name string) {
+	t.Helper()
+	p := sys.Process(name)
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not die", name)
+	}
+	t.Logf("killed %s", name)
+}
+
+// Freeze stops a process with SIGSTOP; Thaw resumes it.
+func (sys *System) Freeze(t testing.TB, name string) {
+	t.Helper()
+	p := sys.Process(name)
+	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	p.frozen = true
+}
+
+// Thaw resumes a frozen process.
+func (sys *System) Thaw(t testing.TB, name string) {
+	t.Helper()
+	p := sys.Process(name)
+	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	p.frozen = false
+}
+
+// Restart starts a dead process again with its flags and data dir and waits
+// until it serves.
+func (sys *System) Restart(t testing.TB, name string) {
+	t.Helper()
+	p := sys.Process(name)
+	select {
+	case <-p.exited:
+	default:
+		t.Fatalf("restart %s: still running", name)
+	}
+	sys.launch(t, p)
+	if strings.HasPrefix(name, "broker") {
+		sys.waitHealthy(t, p)
+	} else {
+		sys.WaitServers(t, name)
+	}
+}
+
+func (sys *System) waitHealthy(t testing.TB, p *Process) {
+	t.Helper()
+	url := fmt.Sprintf("http://127.0.0.1:%d/healthz", p.monitor)
+	Eventually(t, 30*time.Second, p.Name+" healthy", func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// ServiceConn is a connection with the file servers' identity.
+func (sys *System) ServiceConn(t testing.TB) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(sys.URLs(), nats.UserInfo(subjects.ServiceUser, sys.ServicePassword), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatalf("service connection: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Instances pings the file service and maps instance IDs to roles.
+func (sys *System) Instances(t testing.TB, nc *nats.Conn) map[string]string {
+	t.Helper()
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest(subjects.DiscoveryPing, inbox, nil); err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for {
+		m, err := sub.NextMsg(300 * time.Millisecond)
+		if err != nil {
+			return out
+		}
+		var p micro.Ping
+		if json.Unmarshal(m.Data, &p) == nil && p.ID != "" {
+			out[p.ID] = p.Metadata[subjects.MetaRole]
+		}
+	}
+}
+
+// WaitServers waits until a file server of each role answers PING.
+func (sys *System) WaitServers(t testing.TB, roles ...string) {
+	t.Helper()
+	nc := sys.ServiceConn(t)
+	defer nc.Close()
+	Eventually(t, 60*time.Second, fmt.Sprintf("file servers %v", roles), func() bool {
+		have := map[string]bool{}
+		for _, r := range sys.Instances(t, nc) {
+			have[r] = true
+		}
+		for _, r := range roles {
+			if !have[r] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// InstanceRole names the role of a file server instance ID.
+func (sys *System) InstanceRole(t testing.TB, id string) string {
+	t.Helper()
+	nc := sys.ServiceConn(t)
+	defer nc.Close()
+	role := sys.Instances(t, nc)[id]
+	if role == "" {
+		t.Fatalf("no file server instance %s", id)
+	}
+	return role
+}
+
+// ObjectStore opens the files bucket with the service identity.
+func (sys *System) ObjectStore(t testing.TB) jetstream.ObjectStore {
+	t.Helper()
+	js, err := jetstream.New(sys.ServiceConn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	obs, err := js.ObjectStore(ctx, subjects.FilesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return obs
+}
+
+// Dial connects as a user with a password, without logging in.
+func (sys *System) Dial(t testing.TB, user, password string) (*client.Client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return client.Dial(ctx, strings.Split(sys.URLs(), ","), client.Credentials{User: user, Password: password},
+		client.WithRequestTimeout(2*time.Second))
+}
+
+// Login returns a logged-in client of user ("admin", or a user AddUser
+// made), closed when the test ends.
+func (sys *System) Login(t testing.TB, user string) *client.Client {
+	t.Helper()
+	pw := sys.AdminPassword
+	if user != "admin" {
+		sys.mu.Lock()
+		pw = sys.users[user]
+		sys.mu.Unlock()
+	}
+	c, err := sys.Dial(t, user, pw)
+	if err != nil {
+		t.Fatalf("dial as %s: %v", user, err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.Login(ctx); err != nil {
+		t.Fatalf("login as %s: %v", user, err)
+	}
+	return c
+}
+
+// AddUser creates a user through the admin and returns its password.
+func (sys *System) AddUser(t testing.TB, name string) string {
+	t.Helper()
+	pw := randomSecret()
+	admin := sys.Login(t, "admin")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := admin.AddUser(ctx, name, pw, false); err != nil {
+		t.Fatalf("add user %s: %v", name, err)
+	}
+	sys.mu.Lock()
+	sys.users[name] = pw
+	sys.mu.Unlock()
+	return pw
+}
+
+// CLI runs the ftfs binary as a user would, with its own config dir.
+type CLI struct {
+	sys  *System
+	home string
+	env  []string
+}
+
+// CLI returns a command-line user whose session lives in its own dir.
+func (sys *System) CLI(t testing.TB) *CLI {
+	return &CLI{sys: sys, home: t.TempDir()}
+}
+
+// Run runs ftfs with args and env additions ("K=V").
+func (c *CLI) Run(t testing.TB, stdin io.Reader, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Binary(t), args...)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+c.home, "NATS_URL="+c.sys.URLs())
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stdin = stdin
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run ftfs %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// Eventually polls cond until it holds or the deadline passes.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// FreePorts finds n free loopback ports.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+func randomSecret() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// PeakRSS is a process's peak resident set size in bytes (VmHWM).
+func PeakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), "%d kB", &kb); err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM for pid %d", pid)
+}
