@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -242,6 +241,10 @@ func (s *Server) login(req micro.Request) {
 	ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
 	defer cancel()
 	v, err := s.doLogin(ctx, req)
+	if errors.Is(err, errForeignReply) {
+		s.log.Warn("login refused: reply subject outside the user's inbox", "reply", req.Reply())
+		return
+	}
 	s.reply(req, v, err)
 }
 
@@ -250,8 +253,8 @@ func (s *Server) doLogin(ctx context.Context, req micro.Request) (any, error) {
 	if err := decode(req.Data(), &r); err != nil {
 		return nil, err
 	}
-	if !strings.HasPrefix(req.Reply(), subjects.Inbox(r.User)+".") {
-		return nil, subjects.Errorf(subjects.CodeForbidden, "log in as %q from a connection of that user", r.User)
+	if !ownInbox(req, r.User) {
+		return nil, errForeignReply
 	}
 	u, err := s.checkPassword(ctx, r.User, r.Password)
 	if err != nil {

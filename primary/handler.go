@@ -67,6 +67,11 @@ func (s *Server) authed(f op) func(micro.Request) {
 		ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
 		defer cancel()
 		c, err := s.authenticate(ctx, req)
+		if errors.Is(err, errForeignReply) {
+			// Answering would deliver to someone else: say nothing.
+			s.log.Warn("request refused: reply subject outside the user's inbox", "subject", req.Subject(), "reply", req.Reply())
+			return
+		}
 		if err != nil {
 			s.reply(req, nil, err)
 			return
@@ -91,8 +96,8 @@ func (s *Server) authenticate(ctx context.Context, req micro.Request) (*call, er
 	if err != nil {
 		return nil, err
 	}
-	if !strings.HasPrefix(req.Reply(), subjects.Inbox(sess.User)+".") {
-		return nil, subjects.Errorf(subjects.CodeForbidden, "reply subject is not in the inbox of user %q", sess.User)
+	if !ownInbox(req, sess.User) {
+		return nil, errForeignReply
 	}
 	u, err := s.getUser(ctx, sess.User)
 	if err != nil {
@@ -102,6 +107,16 @@ func (s *Server) authenticate(ctx context.Context, req micro.Request) (*call, er
 		return nil, err
 	}
 	return &call{ctx: ctx, req: req, user: u.Name, admin: u.Admin, token: sessionKey(token)}, nil
+}
+
+// errForeignReply: a request whose reply subject is not its user's inbox.
+var errForeignReply = errors.New("reply subject outside the user's inbox")
+
+// ownInbox says whether req's reply subject lies in user's inbox, where
+// only that user's connections can subscribe. Requests failing it get no
+// answer at all: any answer would go to somebody else.
+func ownInbox(req micro.Request, user string) bool {
+	return strings.HasPrefix(req.Reply(), subjects.Inbox(user)+".")
 }
 
 // admin restricts f to administrators.

@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"hash"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -194,8 +193,8 @@ func (s *Server) chunk(req micro.Request) {
 		s.reply(req, nil, subjects.Errorf(subjects.CodeNotFound, "upload %s is not held by this server: resume it", id))
 		return
 	}
-	if !strings.HasPrefix(req.Reply(), subjects.Inbox(u.rec.Owner)+".") {
-		s.reply(req, nil, subjects.Errorf(subjects.CodeForbidden, "upload %s belongs to another user", id))
+	if !ownInbox(req, u.rec.Owner) {
+		s.log.Warn("chunk refused: reply subject outside the owner's inbox", "upload", id)
 		return
 	}
 	select {
