@@ -247,18 +247,18 @@ func (r *Replica) apply(ctx context.Context, obs jetstream.ObjectStore, info *je
 func (r *Replica) fetch(ctx context.Context, obs jetstream.ObjectStore, name, p string) error {
 	gctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	res, err := obs.Get(gctx, name)
+	info, err := obs.GetInfo(gctx, name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil // deleted meanwhile; its tombstone follows
 	}
 	if err != nil {
 		return fmt.Errorf("get %q: %w", name, err)
 	}
-	defer res.Close()
-	info, err := res.Info()
+	stream, err := r.js.Stream(gctx, subjects.ObjectStream(r.bucket))
 	if err != nil {
 		return fmt.Errorf("get %q: %w", name, err)
 	}
+	res := &chunkReader{ctx: gctx, stream: stream, subject: subjects.ObjectChunks(r.bucket, info.NUID), left: info.Chunks}
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		r.log.Error("cannot make directory for file", "name", name, "err", err)
 		return nil
@@ -276,12 +276,15 @@ func (r *Replica) fetch(ctx context.Context, obs jetstream.ObjectStore, name, p 
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("copy %q: %w", name, err)
-	}
 	digest := "SHA-256=" + base64.URLEncoding.EncodeToString(h.Sum(nil))
-	if digest != info.Digest || n != int64(info.Size) {
-		return fmt.Errorf("copy of %q does not match its digest (%s, want %s)", name, digest, info.Digest)
+	if err == nil && (digest != info.Digest || n != int64(info.Size)) {
+		err = fmt.Errorf("digest %s, want %s", digest, info.Digest)
+	}
+	if err != nil {
+		if cur, gerr := obs.GetInfo(gctx, name); errors.Is(gerr, jetstream.ErrObjectNotFound) || (gerr == nil && cur.NUID != info.NUID) {
+			return nil // deleted or replaced while copying; its change follows
+		}
+		return fmt.Errorf("copy of %q: %w", name, err)
 	}
 	if err := os.Rename(tmp.Name(), p); err != nil {
 		r.log.Error("cannot place replica file", "name", name, "err", err)
@@ -368,4 +371,32 @@ func (r *Replica) saveManifest(force bool) {
 	if err := os.Rename(tmp, p); err != nil {
 		r.log.Warn("save manifest", "err", err)
 	}
+}
+
+// chunkReader reads an object version's chunks one direct get at a time,
+// so that copying a file of any size holds one chunk in memory (nats.go's
+// ObjectStore.Get lets a push consumer buffer up to 64 MiB).
+type chunkReader struct {
+	ctx     context.Context
+	stream  jetstream.Stream
+	subject string
+	next    uint64 // stream sequence to read from
+	left    uint32 // chunks still to read
+	buf     []byte
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	for len(c.buf) == 0 {
+		if c.left == 0 {
+			return 0, io.EOF
+		}
+		m, err := c.stream.GetMsg(c.ctx, max(c.next, 1), jetstream.WithGetMsgSubject(c.subject))
+		if err != nil {
+			return 0, fmt.Errorf("read chunk: %w", err)
+		}
+		c.buf, c.next, c.left = m.Data, m.Sequence+1, c.left-1
+	}
+	n := copy(p, c.buf)
+	c.buf = c.buf[n:]
+	return n, nil
 }

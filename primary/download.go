@@ -42,7 +42,7 @@ func (s *Server) download(c *call) (any, error) {
 	}
 	// authenticate has checked that the reply subject is the user's inbox.
 	err = s.nc.PublishMsg(&nats.Msg{
-		Subject: "$JS.API.DIRECT.GET." + objStream(s.cfg.Bucket),
+		Subject: subjects.DirectGet(subjects.ObjectStream(s.cfg.Bucket)),
 		Reply:   c.req.Reply(),
 		Data:    body,
 	})

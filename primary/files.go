@@ -2,7 +2,6 @@ package primary
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,16 +16,12 @@ import (
 	"github.com/ftfs/ftfs/subjects"
 )
 
-// The object store's own layout (nats.go jetstream/object.go), which ftfs
-// writes directly so that an upload can be continued by any instance and a
-// file only becomes visible when its meta message is stored.
-func (s *Server) metaSubject(name string) string {
-	return "$O." + s.cfg.Bucket + ".M." + base64.URLEncoding.EncodeToString([]byte(name))
-}
+// ftfs writes the object store's layout directly, so that an upload can be
+// continued by any instance and a file only becomes visible when its meta
+// message is stored.
+func (s *Server) metaSubject(name string) string { return subjects.ObjectMeta(s.cfg.Bucket, name) }
 
-func (s *Server) chunkSubject(nuid string) string {
-	return "$O." + s.cfg.Bucket + ".C." + nuid
-}
+func (s *Server) chunkSubject(nuid string) string { return subjects.ObjectChunks(s.cfg.Bucket, nuid) }
 
 // object is a file's current meta message and its stream sequence, which a
 // writer names in Nats-Expected-Last-Subject-Sequence so that two concurrent

@@ -239,7 +239,7 @@ func (s *Server) openBuckets(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.stream, err = s.js.Stream(ctx, objStream(s.cfg.Bucket))
+		s.stream, err = s.js.Stream(ctx, subjects.ObjectStream(s.cfg.Bucket))
 		return err
 	})
 	if err != nil {
@@ -299,8 +299,6 @@ func retryStartup(ctx context.Context, log *slog.Logger, what string, f func(con
 		backoff = min(2*backoff, 2*time.Second)
 	}
 }
-
-func objStream(bucket string) string { return "OBJ_" + bucket }
 
 // serve registers the micro service and the auth callout responder.
 func (s *Server) serve() error {

@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -485,25 +486,64 @@ func (sys *System) CLI(t testing.TB) *CLI {
 	return &CLI{sys: sys, home: t.TempDir()}
 }
 
-// Run runs ftfs with args and env additions ("K=V").
+// Run runs ftfs with args and env additions ("K=V") and returns its output
+// and exit code.
 func (c *CLI) Run(t testing.TB, stdin io.Reader, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	var out bytes.Buffer
+	res := c.Exec(t, stdin, &out, env, args...)
+	return out.String(), res.Stderr, res.Code
+}
+
+// Result is how a CLI run ended.
+type Result struct {
+	Stderr string
+	Code   int
+	MaxRSS int64 // peak resident set size, bytes, as sampled while it ran
+}
+
+// Exec runs ftfs with the given stdin and stdout.
+func (c *CLI) Exec(t testing.TB, stdin io.Reader, stdout io.Writer, env []string, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, Binary(t), args...)
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+c.home, "NATS_URL="+c.sys.URLs())
 	cmd.Env = append(cmd.Env, env...)
-	cmd.Stdin = stdin
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code = 0
+	cmd.Stdin, cmd.Stdout = stdin, stdout
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("run ftfs %v: %v", args, err)
+	}
+	// Sample the high-water mark of the running program: wait4's maxrss
+	// would count the test process's memory the child shared before exec.
+	var peak atomic.Int64
+	sampled := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if rss, err := PeakRSS(cmd.Process.Pid); err == nil && rss > peak.Load() {
+				peak.Store(rss)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	<-sampled
+	res := Result{Stderr: errb.String(), MaxRSS: peak.Load()}
 	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
+		res.Code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("run ftfs %v: %v", args, err)
 	}
-	return out.String(), errb.String(), code
+	return res
 }
 
 // Eventually polls cond until it holds or the deadline passes.

@@ -1,0 +1,23 @@
+package subjects
+
+import "encoding/base64"
+
+// The JetStream object store's layout (nats.go jetstream/object.go), which
+// the file servers write directly and the backup reads directly. Keeping it
+// here makes it part of the contract: `nats object` must keep reading what
+// ftfs writes.
+
+// ObjectStream is the stream behind an object store bucket.
+func ObjectStream(bucket string) string { return "OBJ_" + bucket }
+
+// ObjectMeta is the subject of an object's meta message (its ObjectInfo,
+// rolled up per subject).
+func ObjectMeta(bucket, name string) string {
+	return "$O." + bucket + ".M." + base64.URLEncoding.EncodeToString([]byte(name))
+}
+
+// ObjectChunks is the subject of an object version's chunks, in order.
+func ObjectChunks(bucket, nuid string) string { return "$O." + bucket + ".C." + nuid }
+
+// DirectGet is the subject of JetStream direct gets on a stream.
+func DirectGet(stream string) string { return "$JS.API.DIRECT.GET." + stream }
