@@ -59,4 +59,3 @@ func TestMemoryStaysBoundedForLargeFiles(t *testing.T) {
 		}
 	}
 }
-
