@@ -478,7 +478,6 @@ func (sys *System) AddUser(t testing.TB, name string) string {
 type CLI struct {
 	sys  *System
 	home string
-	env  []string
 }
 
 // CLI returns a command-line user whose session lives in its own dir.
