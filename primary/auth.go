@@ -20,7 +20,7 @@ import (
 )
 
 // bcryptCost is bcrypt's work factor for stored passwords.
-const bcryptCost = 11
+const bcryptCost = 10
 
 // userRecord is a user as stored in the users bucket, keyed by name.
 type userRecord struct {

@@ -82,7 +82,14 @@ func (u *rawUser) call(subject string, req, reply any) error {
 	if u.token != "" {
 		m.Header.Set(subjects.HeaderSession, u.token)
 	}
-	resp, err := u.nc.RequestMsg(m, 10*time.Second)
+	// Like the client library, retry a request a server swallowed.
+	var resp *nats.Msg
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if resp, err = u.nc.RequestMsg(m, 5*time.Second); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}
