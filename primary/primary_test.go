@@ -27,7 +27,7 @@ func startTestBroker(t testing.TB) string {
 	t.Helper()
 	b, err := broker.Start(broker.Config{
 		Port: -1, HTTPPort: -1, DataDir: t.TempDir(), ServicePassword: testServicePassword,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger: startTestLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -36,13 +36,17 @@ func startTestBroker(t testing.TB) string {
 	return b.ClientURL()
 }
 
+func startTestLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
 func startTestServer(t testing.TB, url, role string) *Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	s, err := Start(ctx, Config{
 		Servers: []string{url}, ServicePassword: testServicePassword, AdminPassword: "admin-password",
-		Role: role, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Role: role, Logger: startTestLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -529,7 +529,7 @@ func (s *Server) abortUpload(ctx context.Context, id string) {
 // janitor purges abandoned uploads and forgets committed ones, on every
 // instance; compare-and-set deletes make the instances agree.
 func (s *Server) janitor() {
-	t := time.NewTicker(30 * time.Second)
+	t := time.NewTicker(min(30*time.Second, s.cfg.UploadIdle/2))
 	defer t.Stop()
 	for {
 		select {

@@ -1,0 +1,141 @@
+package primary
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// sendChunk sends one chunk and returns the server's answer.
+func (u *rawUser) sendChunk(st subjects.UploadState, index int, data []byte) (subjects.ChunkAck, error) {
+	u.t.Helper()
+	m := nats.NewMsg(subjects.Chunk(st.Instance))
+	m.Header.Set(subjects.HeaderUpload, st.Upload)
+	m.Header.Set(subjects.HeaderChunk, strconv.Itoa(index))
+	m.Data = data
+	resp, err := u.nc.RequestMsg(m, 5*time.Second)
+	if err != nil {
+		return subjects.ChunkAck{}, err
+	}
+	if code := resp.Header.Get(subjects.HeaderErrorCode); code != "" {
+		return subjects.ChunkAck{}, &subjects.Error{Code: subjects.Code(code), Message: resp.Header.Get(subjects.HeaderErrorText)}
+	}
+	var ack subjects.ChunkAck
+	return ack, json.Unmarshal(resp.Data, &ack)
+}
+
+func TestChunkBookkeeping(t *testing.T) {
+	url := startTestBroker(t)
+	startTestServer(t, url, RolePrimary)
+	admin := dialUser(t, url, AdminUser, "admin-password")
+	var st subjects.UploadState
+	if err := admin.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: "b.bin", Size: -1}, &st); err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 1000)
+	rand.Read(chunk)
+	if _, err := admin.sendChunk(st, 1, chunk); subjects.CodeOf(err) != subjects.CodeConflict {
+		t.Fatalf("chunk out of order: %v, want a conflict", err)
+	}
+	if ack, err := admin.sendChunk(st, 0, chunk); err != nil || ack.Chunk != 0 || ack.Offset != 1000 {
+		t.Fatalf("chunk 0: %+v %v", ack, err)
+	}
+	if ack, err := admin.sendChunk(st, 0, chunk); err != nil || ack.Offset != 1000 {
+		t.Fatalf("repeated chunk 0 must be acknowledged without storing it again: %+v %v", ack, err)
+	}
+	if _, err := admin.sendChunk(st, 1, make([]byte, subjects.ChunkSize+1)); subjects.CodeOf(err) != subjects.CodeTooLarge {
+		t.Fatalf("oversized chunk: %v", err)
+	}
+	if _, err := admin.sendChunk(subjects.UploadState{Upload: "nosuchupload", Instance: st.Instance}, 0, chunk); subjects.CodeOf(err) != subjects.CodeNotFound {
+		t.Fatalf("chunk of an unknown upload: %v", err)
+	}
+	// Size mismatch at commit: refused, nothing visible, upload gone.
+	err := admin.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: 999, Digest: "SHA-256=x"}, nil)
+	if subjects.CodeOf(err) != subjects.CodeIntegrity {
+		t.Fatalf("commit with the wrong size: %v", err)
+	}
+	if err := admin.call(subjects.UploadResume, subjects.UploadRequest{Upload: st.Upload}, nil); subjects.CodeOf(err) != subjects.CodeNotFound {
+		t.Fatalf("upload after a failed commit: %v", err)
+	}
+}
+
+func TestAbandonedUploadsArePurged(t *testing.T) {
+	url := startTestBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := Start(ctx, Config{Servers: []string{url}, ServicePassword: testServicePassword, AdminPassword: "admin-password", Role: RolePrimary, UploadIdle: time.Second, Logger: startTestLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	admin := dialUser(t, url, AdminUser, "admin-password")
+	var st subjects.UploadState
+	if err := admin.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: "abandoned.bin", Size: -1}, &st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.sendChunk(st, 0, make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	subj := subjects.ObjectChunks(subjects.FilesBucket, st.Upload)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, gerr := s.stream.GetLastMsgForSubject(ctx, subj)
+		_, kerr := s.uploads.Get(ctx, st.Upload)
+		if gerr == jetstream.ErrMsgNotFound && kerr == jetstream.ErrKeyNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("abandoned upload still there: chunk %v, record %v", gerr, kerr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := admin.call(subjects.Stat, subjects.NameRequest{Name: "abandoned.bin"}, nil); subjects.CodeOf(err) != subjects.CodeNotFound {
+		t.Fatalf("abandoned upload visible: %v", err)
+	}
+}
+
+func TestSessionsEndWithLogoutAndPasswordChange(t *testing.T) {
+	url := startTestBroker(t)
+	startTestServer(t, url, RolePrimary)
+	admin := dialUser(t, url, AdminUser, "admin-password")
+	if err := admin.call(subjects.UserAdd, subjects.UserRequest{User: "alice", Password: "alice-password"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	alice1 := dialUser(t, url, "alice", "alice-password")
+	alice2 := dialUser(t, url, "alice", "alice-password")
+	if err := alice1.call(subjects.WhoAmI, subjects.Empty{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice1.call(subjects.Logout, subjects.Empty{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice1.call(subjects.WhoAmI, subjects.Empty{}, nil); subjects.CodeOf(err) != subjects.CodeUnauthorized {
+		t.Fatalf("after logout: %v", err)
+	}
+	if err := alice2.call(subjects.WhoAmI, subjects.Empty{}, nil); err != nil {
+		t.Fatalf("the other session must live on: %v", err)
+	}
+	if err := admin.call(subjects.UserPassword, subjects.UserRequest{User: "alice", Password: "new-password"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice2.call(subjects.WhoAmI, subjects.Empty{}, nil); subjects.CodeOf(err) != subjects.CodeUnauthorized {
+		t.Fatalf("after a password change: %v", err)
+	}
+	if err := admin.call(subjects.UserRemove, subjects.UserRequest{User: "admin"}, nil); subjects.CodeOf(err) != subjects.CodeForbidden {
+		t.Fatalf("removing oneself: %v", err)
+	}
+	if err := admin.call(subjects.List, json.RawMessage(`{"prefix":1}`), nil); subjects.CodeOf(err) != subjects.CodeInvalid {
+		t.Fatalf("malformed request: %v", err)
+	}
+	if err := admin.call(subjects.List, json.RawMessage(`{"bogus":true}`), nil); subjects.CodeOf(err) != subjects.CodeInvalid {
+		t.Fatalf("unknown field: %v", err)
+	}
+}
