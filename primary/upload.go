@@ -460,6 +460,9 @@ func (s *Server) uploadCommit(c *call) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		if replaced.live() && replaced.info.NUID == rec.ID {
+			return fileInfo(replaced.info), nil // a retried commit that another instance completed
+		}
 		if replaced.live() && !rec.Overwrite {
 			s.abortUpload(c.ctx, rec.ID)
 			return nil, subjects.Errorf(subjects.CodeConflict, "%q exists already", rec.Name)
