@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ftfs/ftfs/subjects"
+	"github.com/ftfs/ftfs/testing/ftfstest"
 )
 
 const pw = "broker-test-secret"
@@ -137,7 +138,7 @@ func TestThreeBrokersFormOneJetStreamCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster start takes seconds")
 	}
-	ports := freePorts(t, 3)
+	ports := ftfstest.FreePorts(t, 3)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
@@ -175,22 +176,4 @@ func TestThreeBrokersFormOneJetStreamCluster(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-}
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
 }

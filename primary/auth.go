@@ -154,16 +154,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 // exactly the subjects of subjects.UserPublish and UserSubscribe.
 func (s *Server) serveAuthCallout() error {
 	_, err := s.nc.QueueSubscribe(subjects.AuthCallout, subjects.QueueGroup, func(m *nats.Msg) {
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.ctx.Done():
-			return
-		}
-		s.wg.Add(1)
-		go func() {
-			defer func() { <-s.slots; s.wg.Done() }()
-			s.authorize(m)
-		}()
+		s.goBounded(func() { s.authorize(m) })
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe to auth callout: %w", err)

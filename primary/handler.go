@@ -37,28 +37,38 @@ type op func(c *call) (any, error)
 // noReply is returned by an op that answered by other means (download).
 type noReply struct{}
 
-// async runs a handler in its own goroutine, bounded by s.slots, so that a
-// slow request (bcrypt, a long listing) does not hold up its endpoint.
+// async runs a handler in its own goroutine, so that a slow request
+// (bcrypt, a long listing) does not hold up its endpoint.
 func (s *Server) async(h func(micro.Request)) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.ctx.Done():
-			return
-		}
-		s.wg.Add(1)
-		go func() {
+		s.goBounded(func() {
 			defer func() {
-				<-s.slots
-				s.wg.Done()
 				if r := recover(); r != nil {
 					s.log.Error("request handler panicked", "subject", req.Subject(), "panic", r)
 					_ = req.Error(string(subjects.CodeInternal), "internal error", nil)
 				}
 			}()
 			h(req)
-		}()
+		})
 	})
+}
+
+// goBounded runs f in a goroutine the server owns, at most cap(s.slots) at
+// a time; it drops f when the server is stopping.
+func (s *Server) goBounded(f func()) {
+	select {
+	case s.slots <- struct{}{}:
+	case <-s.ctx.Done():
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer func() {
+			<-s.slots
+			s.wg.Done()
+		}()
+		f()
+	}()
 }
 
 // authed checks the session and the reply subject, runs f and replies.

@@ -113,17 +113,8 @@ func (u *rawUser) put(name string, data []byte) (subjects.FileInfo, error) {
 		return subjects.FileInfo{}, err
 	}
 	for i := 0; i*st.ChunkSize < len(data); i++ {
-		end := min((i+1)*st.ChunkSize, len(data))
-		m := nats.NewMsg(subjects.Chunk(st.Instance))
-		m.Header.Set(subjects.HeaderUpload, st.Upload)
-		m.Header.Set(subjects.HeaderChunk, strconv.Itoa(i))
-		m.Data = data[i*st.ChunkSize : end]
-		resp, err := u.nc.RequestMsg(m, 10*time.Second)
-		if err != nil {
-			return subjects.FileInfo{}, err
-		}
-		if code := resp.Header.Get(subjects.HeaderErrorCode); code != "" {
-			return subjects.FileInfo{}, fmt.Errorf("chunk %d: %s %s", i, code, resp.Header.Get(subjects.HeaderErrorText))
+		if _, err := u.sendChunk(st, i, data[i*st.ChunkSize:min((i+1)*st.ChunkSize, len(data))]); err != nil {
+			return subjects.FileInfo{}, fmt.Errorf("chunk %d: %w", i, err)
 		}
 	}
 	sum := sha256.Sum256(data)
@@ -237,14 +228,8 @@ func TestResumeOnAnotherServerAfterHolderStops(t *testing.T) {
 	}
 	send := func(st subjects.UploadState, from, to int) {
 		for i := from; i < to; i++ {
-			end := min((i+1)*st.ChunkSize, len(data))
-			m := nats.NewMsg(subjects.Chunk(st.Instance))
-			m.Header.Set(subjects.HeaderUpload, st.Upload)
-			m.Header.Set(subjects.HeaderChunk, strconv.Itoa(i))
-			m.Data = data[i*st.ChunkSize : end]
-			resp, err := admin.nc.RequestMsg(m, 10*time.Second)
-			if err != nil || resp.Header.Get(subjects.HeaderErrorCode) != "" {
-				t.Fatalf("chunk %d: %v %v", i, err, resp.Header)
+			if _, err := admin.sendChunk(st, i, data[i*st.ChunkSize:min((i+1)*st.ChunkSize, len(data))]); err != nil {
+				t.Fatalf("chunk %d: %v", i, err)
 			}
 		}
 	}
