@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -55,8 +54,7 @@ func (sys *system) startServer(t *testing.T, role string) *primary.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var once sync.Once
-	t.Cleanup(func() { once.Do(s.Stop) })
+	t.Cleanup(s.Stop)
 	sys.servers = append(sys.servers, s)
 	return s
 }
@@ -160,25 +158,24 @@ func TestErrorsAreSentinels(t *testing.T) {
 func TestUploadMovesToTheOtherServerWhenItsServerStops(t *testing.T) {
 	sys := startSystem(t, primary.RolePrimary, primary.RoleBackup)
 	c := sys.login(t, primary.AdminUser, adminPassword)
-	data := randomBytes(24 << 20)
-	var stopped sync.Once
+	data := randomBytes(64 << 20)
+	var stopped bool
 	var last client.Progress
 	fi, err := c.Put(context.Background(), "big.bin", bytes.NewReader(data), int64(len(data)), client.OnProgress(func(p client.Progress) {
 		last = p
-		if p.Done > int64(len(data))/3 {
-			stopped.Do(func() {
-				for _, s := range sys.servers {
-					if s.Instance() == p.Instance {
-						go s.Stop()
-					}
+		if !stopped && p.Done > 0 && p.Done < p.Total {
+			stopped = true
+			for _, s := range sys.servers {
+				if s.Instance() == p.Instance {
+					s.Stop() // the upload waits meanwhile, then must move on
 				}
-			})
+			}
 		}
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if last.Failovers == 0 || last.Resent >= int64(len(data))/4 {
+	if !stopped || last.Failovers == 0 || last.Resent >= int64(len(data))/4 {
 		t.Fatalf("progress %+v: want a failover re-sending well under the file", last)
 	}
 	var got bytes.Buffer

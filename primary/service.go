@@ -55,6 +55,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	transfers map[string]*upload // uploads this instance holds
+	stopOnce  sync.Once
 }
 
 // Run connects, serves until ctx is done, then drains and returns.
@@ -127,7 +128,9 @@ func (s *Server) Instance() string { return s.instance }
 
 // Stop stops serving and closes the connection. Uploads this instance holds
 // stay resumable on another instance from their last checkpoint.
-func (s *Server) Stop() {
+func (s *Server) Stop() { s.stopOnce.Do(s.stop) }
+
+func (s *Server) stop() {
 	if s.svc != nil {
 		_ = s.svc.Stop()
 	}
