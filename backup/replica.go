@@ -277,13 +277,18 @@ func (r *Replica) fetch(ctx context.Context, obs jetstream.ObjectStore, name, p 
 		err = cerr
 	}
 	digest := "SHA-256=" + base64.URLEncoding.EncodeToString(h.Sum(nil))
-	if err == nil && (digest != info.Digest || n != int64(info.Size)) {
-		err = fmt.Errorf("digest %s, want %s", digest, info.Digest)
-	}
-	if err != nil {
+	mismatch := err == nil && (digest != info.Digest || n != int64(info.Size))
+	if err != nil || mismatch {
 		if cur, gerr := obs.GetInfo(gctx, name); errors.Is(gerr, jetstream.ErrObjectNotFound) || (gerr == nil && cur.NUID != info.NUID) {
 			return nil // deleted or replaced while copying; its change follows
 		}
+	}
+	if mismatch {
+		// Copying again would give the same bytes: report, keep no copy.
+		r.log.Error("object does not match its digest; not replicated", "name", name, "digest", digest, "want", info.Digest)
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("copy of %q: %w", name, err)
 	}
 	if err := os.Rename(tmp.Name(), p); err != nil {

@@ -5,11 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ftfs/ftfs/client"
 	"github.com/ftfs/ftfs/subjects"
@@ -113,6 +117,42 @@ func TestCore(t *testing.T) {
 			_, err := os.Stat(p)
 			return errors.Is(err, os.ErrNotExist)
 		})
+	})
+
+	t.Run("a download whose digest does not match fails and leaves nothing", func(t *testing.T) {
+		// Forge a meta message that promises other content than stored.
+		js, err := jetstream.New(sys.ServiceConn(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := sys.ObjectStore(t).GetInfo(ctxT(t), "sizes/chunk+1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info.Name = "forged.bin"
+		info.Digest = ftfstest.Digest([]byte("something else"))
+		b, _ := json.Marshal(info)
+		m := nats.NewMsg(subjects.ObjectMeta(subjects.FilesBucket, "forged.bin"))
+		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+		m.Data = b
+		if _, err := js.PublishMsg(ctxT(t), m); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.Get(ctxT(t), "forged.bin", io.Discard); !errors.Is(err, client.ErrIntegrity) {
+			t.Fatalf("client get: %v, want ErrIntegrity", err)
+		}
+		cli := sys.CLI(t)
+		if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
+			t.Fatal(stderr)
+		}
+		dir := t.TempDir()
+		_, stderr, code := cli.Run(t, nil, nil, "get", "forged.bin", dir+"/")
+		if code == 0 || !strings.Contains(stderr, "integrity") {
+			t.Fatalf("CLI get of a forged file: exit %d, %q", code, stderr)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("a failed download left %v", entries)
+		}
 	})
 
 	t.Run("the CLI lists, stats, renames, downloads and deletes", func(t *testing.T) {
