@@ -317,14 +317,15 @@ func (c *Client) Get(ctx context.Context, name string, w io.Writer, opts ...Tran
 // downloader asks for batches of chunks after a stream-sequence cursor;
 // any server can serve any batch, so a lost server costs one batch request.
 type downloader struct {
-	c     *Client
-	fi    FileInfo
-	w     io.Writer
-	hash  hash.Hash
-	done  int64
-	after uint64 // stream sequence of the last chunk written
-	got   uint32 // chunks written
-	rep   reporter
+	c      *Client
+	fi     FileInfo
+	w      io.Writer
+	hash   hash.Hash
+	done   int64
+	after  uint64 // stream sequence of the last chunk written
+	got    uint32 // chunks written
+	misses int    // batches that found nothing though the file was unchanged
+	rep    reporter
 }
 
 func (d *downloader) run(ctx context.Context) error {
@@ -369,6 +370,18 @@ func (d *downloader) run(ctx context.Context) error {
 	return nil
 }
 
+// stillThere decides what a batch that found no chunk means: the file
+// changed (an error), or a JetStream replica that answered has not caught
+// up yet with a file just written (ask again, a bounded number of times).
+func (d *downloader) stillThere(ctx context.Context) (retry bool, err error) {
+	fi, err := d.c.Stat(ctx, d.fi.Name)
+	if err == nil && fi.Version == d.fi.Version && d.misses < 20 {
+		d.misses++
+		return true, nil
+	}
+	return false, &Error{Code: subjects.CodeConflict, Message: fmt.Sprintf("%q changed or was deleted during the download", d.fi.Name)}
+}
+
 // receive takes one batch's messages. retry says the batch must be asked
 // again (its server died or was frozen, or storage was busy).
 func (d *downloader) receive(ctx context.Context, msgs <-chan *nats.Msg, reply string) (retry bool, err error) {
@@ -399,8 +412,8 @@ func (d *downloader) receive(ctx context.Context, msgs <-chan *nats.Msg, reply s
 		case "":
 		case "204": // end of batch
 			return false, nil
-		case "404": // nothing after the cursor: the content is gone
-			return false, &Error{Code: subjects.CodeConflict, Message: fmt.Sprintf("%q changed or was deleted during the download", d.fi.Name)}
+		case "404": // nothing after the cursor: gone, or a lagging replica
+			return d.stillThere(ctx)
 		default: // 503 no responders, 408, ...: ask again
 			return true, nil
 		}

@@ -37,7 +37,7 @@ func (o object) owner() string { return o.info.Metadata[subjects.MetaOwner] }
 
 // getObject reads the meta message of name; a missing name is a zero object.
 func (s *Server) getObject(ctx context.Context, name string) (object, error) {
-	m, err := s.stream.GetLastMsgForSubject(ctx, s.metaSubject(name))
+	m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: s.metaSubject(name)})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return object{}, nil
 	}

@@ -261,15 +261,27 @@ func (s *Server) openBuckets(ctx context.Context) error {
 		k.cfg.Storage = jetstream.FileStorage
 		k.cfg.Replicas = r
 		err := retryStartup(ctx, s.log, "key-value bucket "+k.cfg.Bucket, func(ctx context.Context) error {
-			kv, err := s.js.CreateKeyValue(ctx, k.cfg)
-			if errors.Is(err, jetstream.ErrBucketExists) || isAlreadyInUse(err) {
-				kv, err = s.js.KeyValue(ctx, k.cfg.Bucket)
+			_, err := s.js.CreateKeyValue(ctx, k.cfg)
+			if err != nil && !errors.Is(err, jetstream.ErrBucketExists) && !isAlreadyInUse(err) {
+				return err
 			}
+			// Reads must see every acknowledged write (a session just
+			// created, an upload's last checkpoint): no direct gets, which
+			// a lagging follower may answer.
+			stream, err := s.js.Stream(ctx, "KV_"+k.cfg.Bucket)
 			if err != nil {
 				return err
 			}
-			*k.dst = kv
-			return nil
+			if cfg := stream.CachedInfo().Config; cfg.AllowDirect {
+				cfg.AllowDirect = false
+				if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+					return fmt.Errorf("disable direct gets: %w", err)
+				}
+			}
+			// Bind again: a handle remembers whether the bucket allowed
+			// direct gets when it was made.
+			*k.dst, err = s.js.KeyValue(ctx, k.cfg.Bucket)
+			return err
 		})
 		if err != nil {
 			return err

@@ -278,7 +278,7 @@ func (u *upload) publish(m chunkMsg) (uint64, error) {
 		if isWrongLastSequence(err) {
 			// Either an earlier attempt of ours was stored and its ack lost,
 			// or another instance has taken the upload over.
-			last, gerr := s.stream.GetLastMsgForSubject(ctx, subj)
+			last, gerr := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})
 			cancel()
 			if gerr == nil && last.Header.Get(jetstream.MsgIDHeader) == msgID {
 				return last.Sequence, nil
@@ -374,7 +374,7 @@ func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
 		}
 		subj := s.chunkSubject(id)
 		for {
-			m, err := s.stream.GetMsg(c.ctx, rec.LastSeq+1, jetstream.WithGetMsgSubject(subj))
+			m, err := s.leaderGet(c.ctx, leaderGetRequest{Seq: rec.LastSeq + 1, NextFor: subj})
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				break
 			}
