@@ -599,3 +599,26 @@ func PeakRSS(pid int) (int64, error) {
 	}
 	return 0, fmt.Errorf("no VmHWM for pid %d", pid)
 }
+
+// StreamLeader names the broker leading a JetStream stream.
+func (sys *System) StreamLeader(t testing.TB, stream string) string {
+	t.Helper()
+	js, err := jetstream.New(sys.ServiceConn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader string
+	Eventually(t, 30*time.Second, "a leader of "+stream, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			return false
+		}
+		if ci := st.CachedInfo().Cluster; ci != nil {
+			leader = ci.Leader
+		}
+		return leader != ""
+	})
+	return leader
+}
