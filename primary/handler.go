@@ -139,16 +139,27 @@ func (s *Server) admin(f op) op {
 	}
 }
 
-// outcome is what the requests bucket remembers of a mutating request.
+// outcome is what the requests bucket remembers of a mutating request:
+// that it is in progress (Pending, since Started), or how it ended.
 type outcome struct {
-	Code    subjects.Code   `json:"code,omitempty"`
-	Message string          `json:"message,omitempty"`
-	Body    json.RawMessage `json:"body,omitempty"`
+	Pending  bool            `json:"pending,omitempty"`
+	Started  time.Time       `json:"started,omitempty"`
+	Instance string          `json:"instance,omitempty"` // running it
+	Code     subjects.Code   `json:"code,omitempty"`
+	Message  string          `json:"message,omitempty"`
+	Body     json.RawMessage `json:"body,omitempty"`
 }
 
-// idempotent answers a retried request (same HeaderRequestID from the same
-// user) with the outcome of its first execution, so that a client retrying
-// after a lost reply never renames or deletes twice.
+// pendingStale is how long a request may stay in progress before a retry
+// may run it again: longer than any request is allowed to run, so only a
+// request whose server died in the middle is run again.
+const pendingStale = requestTimeout + 5*time.Second
+
+// idempotent runs a mutating request at most once per HeaderRequestID (from
+// the same user): it claims the ID in the requests bucket before running,
+// answers a retry that arrives meanwhile with "busy" (the client retries)
+// and a later one with the first outcome. So a client retrying after a lost
+// or slow reply, maybe on the other server, never deletes or renames twice.
 func (s *Server) idempotent(f op) op {
 	return func(c *call) (any, error) {
 		id := c.req.Headers().Get(subjects.HeaderRequestID)
@@ -157,31 +168,97 @@ func (s *Server) idempotent(f op) op {
 		}
 		sum := sha256.Sum256([]byte(c.user + "\x00" + c.req.Subject() + "\x00" + id))
 		key := hex.EncodeToString(sum[:])
-		if e, err := s.requests.Get(c.ctx, key); err == nil {
-			var o outcome
-			if json.Unmarshal(e.Value(), &o) == nil {
-				if o.Code != "" {
-					return nil, &subjects.Error{Code: o.Code, Message: o.Message}
+		pending, _ := json.Marshal(outcome{Pending: true, Started: time.Now().UTC(), Instance: s.instance})
+		var rev uint64
+		for rev == 0 {
+			e, err := s.requests.Get(c.ctx, key)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+				rev, err = s.requests.Create(c.ctx, key, pending)
+				if errors.Is(err, jetstream.ErrKeyExists) {
+					continue // claimed meanwhile: look again
 				}
-				return o.Body, nil
+				if err != nil {
+					return nil, wrapStorage("claim request", err)
+				}
+			case err != nil:
+				return nil, wrapStorage("look up request", err)
+			default:
+				var o outcome
+				if err := json.Unmarshal(e.Value(), &o); err != nil {
+					return nil, fmt.Errorf("request record: %w", err)
+				}
+				switch {
+				case o.Pending && time.Since(o.Started) < pendingStale && s.instanceAlive(c.ctx, o.Instance):
+					return nil, subjects.Errorf(subjects.CodeBusy, "the same request is still in progress")
+				case o.Pending: // its server died: run it again
+					if rev, err = s.requests.Update(c.ctx, key, pending, e.Revision()); err != nil {
+						rev = 0
+						continue
+					}
+				case o.Code != "":
+					return nil, &subjects.Error{Code: o.Code, Message: o.Message}
+				default:
+					return o.Body, nil
+				}
 			}
 		}
 		v, err := f(c)
 		var o outcome
 		switch {
-		case err != nil && subjects.CodeOf(err).Retryable(), err != nil && subjects.CodeOf(err) == subjects.CodeInternal:
-			return v, err // not final: a retry may do better
+		case err != nil && (subjects.CodeOf(err).Retryable() || subjects.CodeOf(err) == subjects.CodeInternal):
+			// Not final: free the ID so that a retry runs again.
+			_ = s.requests.Delete(context.WithoutCancel(c.ctx), key, jetstream.LastRevision(rev))
+			return v, err
 		case err != nil:
 			o.Code, o.Message = subjects.CodeOf(err), err.Error()
 		default:
 			o.Body, _ = json.Marshal(v)
 		}
-		if b, merr := json.Marshal(o); merr == nil {
-			if _, perr := s.requests.Put(c.ctx, key, b); perr != nil {
-				s.log.Warn("could not remember request outcome", "err", perr)
-			}
+		b, _ := json.Marshal(o)
+		// The outcome must be stored before the answer leaves, or a retry
+		// would find the claim and wait; keep trying through a leader
+		// election.
+		err2 := retryFor(c.ctx, func(ctx context.Context) error {
+			_, err := s.requests.Update(ctx, key, b, rev)
+			return err
+		})
+		if err2 != nil {
+			s.log.Warn("could not remember request outcome", "err", err2)
 		}
 		return v, err
+	}
+}
+
+// instanceAlive says whether a file server instance may still be running a
+// request: it answers a micro PING, or cannot be told dead yet (a frozen
+// one, until the broker drops it).
+func (s *Server) instanceAlive(ctx context.Context, instance string) bool {
+	if instance == "" || instance == s.instance {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+	defer cancel()
+	_, err := s.nc.RequestWithContext(ctx, subjects.DiscoveryPing+"."+instance, nil)
+	return !errors.Is(err, nats.ErrNoResponders)
+}
+
+// retryFor retries f with backoff until it succeeds or ctx ends.
+func retryFor(ctx context.Context, f func(context.Context) error) error {
+	backoff := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := f(actx)
+		cancel()
+		if err == nil || !storageUnavailable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
 	}
 }
 

@@ -93,11 +93,12 @@ type System struct {
 	Dir             string // root of every data dir
 	ReplicaDir      string // the backup's replica
 
-	brokers []*Process
-	mu      sync.Mutex
-	procs   map[string]*Process
-	users   map[string]string // name -> password
-	t       testing.TB
+	brokers   []*Process
+	mu        sync.Mutex
+	procs     map[string]*Process
+	users     map[string]string // name -> password
+	loadUsers int               // users made for workloads
+	t         testing.TB
 }
 
 // Process is one role's process.
@@ -619,6 +620,34 @@ func (sys *System) StreamLeader(t testing.TB, stream string) string {
 			leader = ci.Leader
 		}
 		return leader != ""
+	})
+	return leader
+}
+
+// MetaLeader names the broker that is the JetStream meta leader, from a
+// live broker's monitoring endpoint.
+func (sys *System) MetaLeader(t testing.TB) string {
+	t.Helper()
+	var leader string
+	Eventually(t, 30*time.Second, "a JetStream meta leader", func() bool {
+		for _, b := range sys.brokers {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz", b.monitor))
+			if err != nil {
+				continue
+			}
+			var jsz struct {
+				Meta struct {
+					Leader string `json:"leader"`
+				} `json:"meta_cluster"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&jsz)
+			resp.Body.Close()
+			if err == nil && jsz.Meta.Leader != "" {
+				leader = jsz.Meta.Leader
+				return true
+			}
+		}
+		return false
 	})
 	return leader
 }

@@ -31,15 +31,25 @@ type Workload struct {
 	failures []error
 	ops      int
 	slowest  time.Duration
+	done     []opSpan // every finished operation, for failover figures
 }
 
-// StartWorkload starts n clients (users "load1".."loadN") moving files of
-// the given sizes until Stop.
+// opSpan is one operation's time span.
+type opSpan struct {
+	start, end time.Time
+	ok         bool
+}
+
+// StartWorkload starts n clients (new users) moving files of the given
+// sizes until Stop.
 func (sys *System) StartWorkload(t testing.TB, n int, sizes ...int) *Workload {
 	t.Helper()
 	w := &Workload{sys: sys, sizes: sizes, acked: map[string][]byte{}, deleted: map[string]bool{}}
-	for i := 1; i <= n; i++ {
-		name := fmt.Sprintf("load%d", i)
+	for range n {
+		sys.mu.Lock()
+		sys.loadUsers++
+		name := fmt.Sprintf("load%d", sys.loadUsers)
+		sys.mu.Unlock()
 		sys.AddUser(t, name)
 		w.clients = append(w.clients, sys.Login(t, name))
 	}
@@ -62,6 +72,7 @@ const opTimeout = 90 * time.Second
 func (w *Workload) run(ctx context.Context, id int, c *client.Client) {
 	rng := mrand.New(mrand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
 	var mine []string
+	user := c.User()
 	for n := 0; ctx.Err() == nil; n++ {
 		op := rng.IntN(10)
 		start := time.Now()
@@ -70,7 +81,7 @@ func (w *Workload) run(ctx context.Context, id int, c *client.Client) {
 		var what string
 		switch {
 		case op < 4 || len(mine) == 0: // put
-			name := fmt.Sprintf("load/%d/%d", id, n)
+			name := fmt.Sprintf("load/%s/%d", user, n)
 			data := RandomBytes(w.sizes[rng.IntN(len(w.sizes))])
 			what = "put " + name
 			if _, err = c.Put(octx, name, bytes.NewReader(data), int64(len(data))); err == nil {
@@ -95,7 +106,7 @@ func (w *Workload) run(ctx context.Context, id int, c *client.Client) {
 		case op < 9: // list
 			what = "list"
 			var files []client.FileInfo
-			if files, err = c.List(octx, fmt.Sprintf("load/%d/", id)); err == nil {
+			if files, err = c.List(octx, fmt.Sprintf("load/%s/", user)); err == nil {
 				for _, f := range files {
 					if !slices.Contains(mine, f.Name) {
 						err = fmt.Errorf("listing shows %s, which this client never stored or deleted", f.Name)
@@ -119,6 +130,9 @@ func (w *Workload) run(ctx context.Context, id int, c *client.Client) {
 		w.mu.Lock()
 		w.ops++
 		w.slowest = max(w.slowest, took)
+		if ctx.Err() == nil {
+			w.done = append(w.done, opSpan{start: start, end: start.Add(took), ok: err == nil})
+		}
 		if err != nil && ctx.Err() == nil {
 			w.failures = append(w.failures, fmt.Errorf("client %d: %s after %v: %w", id, what, took.Round(time.Millisecond), err))
 		}
@@ -181,13 +195,68 @@ func (w *Workload) Verify(t testing.TB) {
 			t.Errorf("deleted %s: stat says %v", name, err)
 		}
 	}
-	files, err := c.List(ctx, "load/")
-	if err != nil {
-		t.Fatalf("list: %v", err)
-	}
-	for _, f := range files {
-		if _, ok := w.acked[f.Name]; !ok {
-			t.Errorf("listed %s, which no acknowledged operation left there", f.Name)
+	for _, wc := range w.clients {
+		files, err := c.List(ctx, "load/"+wc.User()+"/")
+		if err != nil {
+			t.Fatalf("list: %v", err)
+		}
+		for _, f := range files {
+			if _, ok := w.acked[f.Name]; !ok {
+				t.Errorf("listed %s, which no acknowledged operation left there", f.Name)
+			}
 		}
 	}
+}
+
+// Figures are a fault's cost to the workload.
+type Figures struct {
+	// Recovery is the time from the fault to the end of the first
+	// operation that started after it and succeeded.
+	Recovery time.Duration
+	// InFlightP50 and InFlightP99 are the latencies of the operations in
+	// flight at the fault, against Normal, the median of the others.
+	InFlightP50, InFlightP99, Normal time.Duration
+	InFlight                         int
+}
+
+func (f Figures) String() string {
+	return fmt.Sprintf("next success %v after the fault; %d operations in flight took p50 %v, p99 %v (others: median %v)",
+		f.Recovery.Round(time.Millisecond), f.InFlight, f.InFlightP50.Round(time.Millisecond), f.InFlightP99.Round(time.Millisecond), f.Normal.Round(time.Millisecond))
+}
+
+// FiguresSince computes the cost of a fault injected at fault.
+func (w *Workload) FiguresSince(fault time.Time) Figures {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var f Figures
+	var inflight, normal []time.Duration
+	first := time.Time{}
+	for _, op := range w.done {
+		d := op.end.Sub(op.start)
+		switch {
+		case op.start.Before(fault) && op.end.After(fault):
+			inflight = append(inflight, d)
+		default:
+			normal = append(normal, d)
+		}
+		if op.ok && !op.start.Before(fault) && (first.IsZero() || op.end.Before(first)) {
+			first = op.end
+		}
+	}
+	if !first.IsZero() {
+		f.Recovery = first.Sub(fault)
+	}
+	f.InFlight = len(inflight)
+	f.InFlightP50, f.InFlightP99 = percentile(inflight, 50), percentile(inflight, 99)
+	f.Normal = percentile(normal, 50)
+	return f
+}
+
+func percentile(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*p/100)]
 }
