@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ftfs/ftfs/subjects"
 )
@@ -104,7 +105,11 @@ func (cfg Config) Options() (*server.Options, error) {
 		}
 	}
 	if cfg.ServicePassword != "" {
-		if err := opts.ProcessConfigString(authConfig(cfg)); err != nil {
+		conf, err := authConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if err := opts.ProcessConfigString(conf); err != nil {
 			return nil, fmt.Errorf("auth configuration: %w", err)
 		}
 	} else if cfg.ConfigFile == "" {
@@ -134,13 +139,25 @@ func (cfg Config) Options() (*server.Options, error) {
 }
 
 // authConfig is the accounts and auth callout block for a service password.
-func authConfig(cfg Config) string {
-	kp, _ := subjects.IssuerKey(cfg.ServicePassword)
+// The broker keeps only bcrypt hashes of the passwords it is given.
+func authConfig(cfg Config) (string, error) {
+	kp, err := subjects.IssuerKey(cfg.ServicePassword)
+	if err != nil {
+		return "", err
+	}
 	issuer, _ := kp.PublicKey()
+	serviceHash, err := bcrypt.GenerateFromPassword([]byte(cfg.ServicePassword), bcrypt.DefaultCost)
+	if err != nil {
+		return "", fmt.Errorf("service password: %w", err)
+	}
 	authUsers := []string{strconv.Quote(subjects.ServiceUser)}
 	sysUsers := ""
 	if cfg.SystemPassword != "" {
-		sysUsers = fmt.Sprintf("users: [ {user: %s, password: %s} ]", strconv.Quote(subjects.SystemUser), strconv.Quote(cfg.SystemPassword))
+		sysHash, err := bcrypt.GenerateFromPassword([]byte(cfg.SystemPassword), bcrypt.DefaultCost)
+		if err != nil {
+			return "", fmt.Errorf("system password: %w", err)
+		}
+		sysUsers = fmt.Sprintf("users: [ {user: %s, password: %s} ]", strconv.Quote(subjects.SystemUser), strconv.Quote(string(sysHash)))
 		authUsers = append(authUsers, strconv.Quote(subjects.SystemUser))
 	}
 	return fmt.Sprintf(`
@@ -157,9 +174,9 @@ authorization {
     auth_users: [ %s ]
   }
 }
-`, subjects.Account, strconv.Quote(subjects.ServiceUser), strconv.Quote(cfg.ServicePassword),
+`, subjects.Account, strconv.Quote(subjects.ServiceUser), strconv.Quote(string(serviceHash)),
 		subjects.SystemAccount, sysUsers, subjects.SystemAccount,
-		strconv.Quote(issuer), subjects.Account, strings.Join(authUsers, ", "))
+		strconv.Quote(issuer), subjects.Account, strings.Join(authUsers, ", ")), nil
 }
 
 // Start starts a broker and waits until it accepts connections.

@@ -153,7 +153,8 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 // connection that is not a service identity. The user connection gets
 // exactly the subjects of subjects.UserPublish and UserSubscribe.
 func (s *Server) serveAuthCallout() error {
-	_, err := s.nc.QueueSubscribe(subjects.AuthCallout, subjects.QueueGroup, func(m *nats.Msg) {
+	var err error
+	s.authSub, err = s.nc.QueueSubscribe(subjects.AuthCallout, subjects.QueueGroup, func(m *nats.Msg) {
 		s.goBounded(func() { s.authorize(m) })
 	})
 	if err != nil {

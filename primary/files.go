@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -118,12 +119,29 @@ func fileInfo(info jetstream.ObjectInfo) subjects.FileInfo {
 
 // allObjects lists every live object, sorted by name.
 func (s *Server) allObjects(ctx context.Context) ([]jetstream.ObjectInfo, error) {
+	var out []jetstream.ObjectInfo
+	var err error
+	if s.stream.CachedInfo().Config.Replicas > 1 {
+		out, err = s.allObjectsFromLeader(ctx)
+	} else {
+		out, err = s.allObjectsFromConsumer(ctx)
+	}
+	if err != nil {
+		return nil, wrapStorage("list files", err)
+	}
+	slices.SortFunc(out, func(a, b jetstream.ObjectInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// allObjectsFromConsumer reads the metas with an ordered consumer: fast,
+// and consistent on a single replica.
+func (s *Server) allObjectsFromConsumer(ctx context.Context) ([]jetstream.ObjectInfo, error) {
 	list, err := s.files.List(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, wrapStorage("list files", err)
+		return nil, err
 	}
 	out := make([]jetstream.ObjectInfo, 0, len(list))
 	for _, o := range list {
@@ -131,8 +149,67 @@ func (s *Server) allObjects(ctx context.Context) ([]jetstream.ObjectInfo, error)
 			out = append(out, *o)
 		}
 	}
-	slices.SortFunc(out, func(a, b jetstream.ObjectInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// allObjectsFromLeader lists through the stream leader. On replicated
+// streams an ordered consumer may sit on a follower that has not applied
+// the latest writes, and a listing must show every acknowledged change: so
+// the leader names the meta subjects and each is read through it.
+func (s *Server) allObjectsFromLeader(ctx context.Context) ([]jetstream.ObjectInfo, error) {
+	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(subjects.ObjectMetas(s.cfg.Bucket)))
+	if err != nil {
+		return nil, err
+	}
+	metas := make(chan string)
+	results := make(chan jetstream.ObjectInfo)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for subj := range metas {
+				m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})
+				if errors.Is(err, jetstream.ErrMsgNotFound) {
+					continue // purged meanwhile
+				}
+				var oi jetstream.ObjectInfo
+				if err == nil {
+					err = json.Unmarshal(m.Data, &oi)
+				}
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+					continue
+				}
+				if !oi.Deleted {
+					oi.ModTime = m.Time
+					results <- oi
+				}
+			}
+		}()
+	}
+	go func() {
+		for subj := range info.State.Subjects {
+			metas <- subj
+		}
+		close(metas)
+		wg.Wait()
+		close(results)
+	}()
+	var out []jetstream.ObjectInfo
+	for oi := range results {
+		out = append(out, oi)
+	}
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+		return out, nil
+	}
 }
 
 func (s *Server) list(c *call) (any, error) {
@@ -173,20 +250,55 @@ func (s *Server) stat(c *call) (any, error) {
 	return fileInfo(o.info), nil
 }
 
+// metaRequest is the object metadata key that records which request wrote
+// a meta message, so that a retry of that request (whose first reply was
+// lost, maybe with the storage briefly away) sees its own work done.
+const metaRequest = "ftfs-request"
+
+// doneBy says whether o was written by the request c.
+func doneBy(c *call, o object) bool {
+	key := c.requestKey()
+	return key != "" && o.seq != 0 && o.info.Metadata[metaRequest] == key
+}
+
+// stamped returns info with its metadata marked as written by c.
+func stamped(c *call, info jetstream.ObjectInfo) jetstream.ObjectInfo {
+	md := make(map[string]string, len(info.Metadata)+1)
+	for k, v := range info.Metadata {
+		md[k] = v
+	}
+	if key := c.requestKey(); key != "" {
+		md[metaRequest] = key
+	} else {
+		delete(md, metaRequest)
+	}
+	info.Metadata = md
+	return info
+}
+
 func (s *Server) delete(c *call) (any, error) {
 	r, err := decodeCall[subjects.NameRequest](c)
 	if err != nil {
 		return nil, err
 	}
+	if err := subjects.ValidName(r.Name); err != nil {
+		return nil, err
+	}
 	for attempt := 0; ; attempt++ {
-		o, err := s.liveObject(c.ctx, r.Name)
+		o, err := s.getObject(c.ctx, r.Name)
 		if err != nil {
 			return nil, err
+		}
+		if !o.live() {
+			if doneBy(c, o) {
+				return nil, nil // this request deleted it already
+			}
+			return nil, subjects.Errorf(subjects.CodeNotFound, "no file %q", r.Name)
 		}
 		if err := mayChange(c, o); err != nil {
 			return nil, err
 		}
-		tomb := o.info
+		tomb := stamped(c, o.info)
 		tomb.Deleted, tomb.Size, tomb.Chunks, tomb.Digest = true, 0, 0, ""
 		tomb.ModTime = time.Now().UTC()
 		_, err = s.putMeta(c.ctx, tomb, o.seq)
@@ -228,16 +340,26 @@ func (s *Server) rename(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := subjects.ValidName(r.To); err != nil {
-		return nil, err
+	for _, n := range []string{r.From, r.To} {
+		if err := subjects.ValidName(n); err != nil {
+			return nil, err
+		}
 	}
 	if r.From == r.To {
 		return nil, subjects.Errorf(subjects.CodeInvalid, "%q and its new name are the same", r.From)
 	}
 	for attempt := 0; ; attempt++ {
-		from, err := s.liveObject(c.ctx, r.From)
+		from, err := s.getObject(c.ctx, r.From)
 		if err != nil {
 			return nil, err
+		}
+		if !from.live() {
+			// A retry of a rename that got through: the new name carries
+			// this request's mark.
+			if to, err := s.getObject(c.ctx, r.To); err == nil && to.live() && doneBy(c, to) {
+				return fileInfo(to.info), nil
+			}
+			return nil, subjects.Errorf(subjects.CodeNotFound, "no file %q", r.From)
 		}
 		if err := mayChange(c, from); err != nil {
 			return nil, err
@@ -246,13 +368,16 @@ func (s *Server) rename(c *call) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if to.live() && !r.Overwrite {
+		// An earlier attempt of this request may have stored the new name
+		// and not removed the old one.
+		halfDone := to.live() && doneBy(c, to) && to.info.NUID == from.info.NUID
+		if to.live() && !halfDone && !r.Overwrite {
 			return nil, subjects.Errorf(subjects.CodeConflict, "%q exists already", r.To)
 		}
 		if err := mayChange(c, to); err != nil {
 			return nil, err
 		}
-		moved := from.info
+		moved := stamped(c, from.info)
 		moved.Name = r.To
 		moved.ModTime = time.Now().UTC()
 		if _, err = s.putMeta(c.ctx, moved, to.seq); err == errConflict && attempt < 3 {
@@ -260,7 +385,7 @@ func (s *Server) rename(c *call) (any, error) {
 		} else if err != nil {
 			return nil, err
 		}
-		tomb := from.info
+		tomb := stamped(c, from.info)
 		tomb.Deleted, tomb.Size, tomb.Chunks, tomb.Digest = true, 0, 0, ""
 		if _, err := s.putMeta(c.ctx, tomb, from.seq); err != nil {
 			// The new name is in place; the old one still shows the same

@@ -30,6 +30,17 @@ type call struct {
 	token string // hashed session key, for logout
 }
 
+// requestKey identifies a mutating request across its retries ("" when the
+// client sent no HeaderRequestID).
+func (c *call) requestKey() string {
+	id := c.req.Headers().Get(subjects.HeaderRequestID)
+	if id == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(c.user + "\x00" + c.req.Subject() + "\x00" + id))
+	return hex.EncodeToString(sum[:])
+}
+
 // op handles an authenticated request; it returns the reply body or an error
 // (a *subjects.Error for anything the caller should see as such).
 type op func(c *call) (any, error)
@@ -62,8 +73,11 @@ func (s *Server) goBounded(f func()) {
 		return
 	}
 	s.wg.Add(1)
+	s.inflight.Add(1)
+	s.lastStart.Store(time.Now().UnixNano())
 	go func() {
 		defer func() {
+			s.inflight.Add(-1)
 			<-s.slots
 			s.wg.Done()
 		}()
@@ -162,12 +176,10 @@ const pendingStale = requestTimeout + 5*time.Second
 // or slow reply, maybe on the other server, never deletes or renames twice.
 func (s *Server) idempotent(f op) op {
 	return func(c *call) (any, error) {
-		id := c.req.Headers().Get(subjects.HeaderRequestID)
-		if id == "" {
+		key := c.requestKey()
+		if key == "" {
 			return f(c)
 		}
-		sum := sha256.Sum256([]byte(c.user + "\x00" + c.req.Subject() + "\x00" + id))
-		key := hex.EncodeToString(sum[:])
 		pending, _ := json.Marshal(outcome{Pending: true, Started: time.Now().UTC(), Instance: s.instance})
 		var rev uint64
 		for rev == 0 {

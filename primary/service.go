@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -56,6 +57,10 @@ type Server struct {
 	mu        sync.Mutex
 	transfers map[string]*upload // uploads this instance holds
 	stopOnce  sync.Once
+
+	authSub   *nats.Subscription
+	inflight  atomic.Int64 // request handlers running
+	lastStart atomic.Int64 // when the last one started, unix nanoseconds
 }
 
 // Run connects, serves until ctx is done, then drains and returns.
@@ -131,8 +136,20 @@ func (s *Server) Instance() string { return s.instance }
 func (s *Server) Stop() { s.stopOnce.Do(s.stop) }
 
 func (s *Server) stop() {
+	// Stop taking requests, and answer those already received: a request
+	// dropped here would cost its client a timeout.
 	if s.svc != nil {
 		_ = s.svc.Stop()
+	}
+	if s.authSub != nil {
+		_ = s.authSub.Drain()
+	}
+	_ = s.nc.FlushTimeout(2 * time.Second)
+	for deadline := time.Now().Add(requestTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		quiet := time.Since(time.Unix(0, s.lastStart.Load())) > 100*time.Millisecond
+		if s.inflight.Load() == 0 && quiet {
+			break
+		}
 	}
 	s.cancel()
 	s.mu.Lock()

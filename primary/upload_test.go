@@ -139,3 +139,72 @@ func TestSessionsEndWithLogoutAndPasswordChange(t *testing.T) {
 		t.Fatalf("unknown field: %v", err)
 	}
 }
+
+// callAs sends a request with a request ID, as the client does for
+// mutating requests.
+func (u *rawUser) callAs(id, subject string, req, reply any) error {
+	u.t.Helper()
+	m := nats.NewMsg(subject)
+	m.Data, _ = json.Marshal(req)
+	m.Header.Set(subjects.HeaderSession, u.token)
+	m.Header.Set(subjects.HeaderRequestID, id)
+	resp, err := u.nc.RequestMsg(m, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	if code := resp.Header.Get(subjects.HeaderErrorCode); code != "" {
+		return &subjects.Error{Code: subjects.Code(code), Message: resp.Header.Get(subjects.HeaderErrorText)}
+	}
+	if reply != nil {
+		return json.Unmarshal(resp.Data, reply)
+	}
+	return nil
+}
+
+// A retried delete or rename succeeds even when the outcome of its first
+// run was not recorded (its reply lost while the storage was away): the
+// written meta carries the request's mark.
+func TestRetriedMutationsSeeTheirOwnWork(t *testing.T) {
+	url := startTestBroker(t)
+	s := startTestServer(t, url, RolePrimary)
+	admin := dialUser(t, url, AdminUser, "admin-password")
+	forget := func() {
+		t.Helper()
+		if err := s.requests.PurgeDeletes(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		lister, err := s.requests.ListKeys(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range lister.Keys() {
+			if err := s.requests.Purge(context.Background(), k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := admin.put("a.txt", []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	var fi subjects.FileInfo
+	if err := admin.callAs("r1", subjects.Rename, subjects.RenameRequest{From: "a.txt", To: "b.txt"}, &fi); err != nil {
+		t.Fatal(err)
+	}
+	forget()
+	if err := admin.callAs("r1", subjects.Rename, subjects.RenameRequest{From: "a.txt", To: "b.txt"}, &fi); err != nil || fi.Name != "b.txt" {
+		t.Fatalf("retried rename: %v %+v", err, fi)
+	}
+	if err := admin.callAs("r2", subjects.Rename, subjects.RenameRequest{From: "a.txt", To: "b.txt"}, nil); subjects.CodeOf(err) != subjects.CodeNotFound {
+		t.Fatalf("a new rename of a gone name: %v", err)
+	}
+	if err := admin.callAs("d1", subjects.Delete, subjects.NameRequest{Name: "b.txt"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	forget()
+	if err := admin.callAs("d1", subjects.Delete, subjects.NameRequest{Name: "b.txt"}, nil); err != nil {
+		t.Fatalf("retried delete: %v", err)
+	}
+	if err := admin.callAs("d2", subjects.Delete, subjects.NameRequest{Name: "b.txt"}, nil); subjects.CodeOf(err) != subjects.CodeNotFound {
+		t.Fatalf("a new delete of a gone name: %v", err)
+	}
+}

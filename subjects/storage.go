@@ -21,3 +21,6 @@ func ObjectChunks(bucket, nuid string) string { return "$O." + bucket + ".C." + 
 
 // DirectGet is the subject of JetStream direct gets on a stream.
 func DirectGet(stream string) string { return "$JS.API.DIRECT.GET." + stream }
+
+// ObjectMetas matches the meta subjects of every object in a bucket.
+func ObjectMetas(bucket string) string { return "$O." + bucket + ".M.>" }
