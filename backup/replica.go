@@ -78,6 +78,7 @@ type entry struct {
 	Size   int64     `json:"size"`
 	NUID   string    `json:"nuid"`
 	MTime  time.Time `json:"mtime"`
+	Owner  string    `json:"owner,omitempty"`
 }
 
 // Replica keeps a directory equal to the bucket: every file as a plain
@@ -296,7 +297,7 @@ func (r *Replica) fetch(ctx context.Context, obs jetstream.ObjectStore, name, p 
 		return nil
 	}
 	r.mu.Lock()
-	r.manifest[name] = entry{Digest: info.Digest, Size: int64(info.Size), NUID: info.NUID, MTime: info.ModTime}
+	r.manifest[name] = entry{Digest: info.Digest, Size: int64(info.Size), NUID: info.NUID, MTime: info.ModTime, Owner: info.Metadata[subjects.MetaOwner]}
 	r.dirty = true
 	r.mu.Unlock()
 	r.log.Debug("replicated", "name", name, "size", n)

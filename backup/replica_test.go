@@ -162,3 +162,55 @@ func TestReplicaPathsStayInsideItsDir(t *testing.T) {
 		t.Errorf("localPath(a/b.txt) = %q, %v", p, err)
 	}
 }
+
+func TestRestoreLoadsAReplicaIntoAnEmptyBucket(t *testing.T) {
+	js, obs := setup(t)
+	dir := t.TempDir()
+	files := map[string][]byte{}
+	for name, size := range map[string]int{"a.txt": 10, "d/e/f.bin": 3<<20 + 1, "empty": 0} {
+		b := make([]byte, size)
+		rand.Read(b)
+		if _, err := obs.Put(context.Background(), jetstream.ObjectMeta{Name: name, Metadata: map[string]string{subjects.MetaOwner: "alice"}}, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		files[name] = b
+	}
+	stop := runReplica(t, js, dir)
+	for name, want := range files {
+		eventually(t, "copy of "+name, holds(dir, name, want))
+	}
+	stop()
+	// A damaged copy is left out, not restored.
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("damaged!!!"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Total loss: a new broker with an empty JetStream.
+	js2, obs2 := setup(t)
+	ctx := context.Background()
+	url := js2.Conn().ConnectedUrl()
+	rep, err := Restore(ctx, RestoreConfig{Servers: []string{url}, ServicePassword: pw, Dir: dir, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Restored != 2 || len(rep.Skipped) != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	for _, name := range []string{"d/e/f.bin", "empty"} {
+		info, err := obs2.GetInfo(ctx, name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := obs2.GetBytes(ctx, name)
+		if err != nil || !bytes.Equal(got, files[name]) || info.Metadata[subjects.MetaOwner] != "alice" {
+			t.Fatalf("%s: %v, owner %q", name, err, info.Metadata[subjects.MetaOwner])
+		}
+	}
+	if _, err := obs2.GetInfo(ctx, "a.txt"); err == nil {
+		t.Fatal("a damaged copy was restored")
+	}
+	// Restoring into a bucket that holds files is refused.
+	if _, err := Restore(ctx, RestoreConfig{Servers: []string{url}, ServicePassword: pw, Dir: dir, Logger: quiet()}); err == nil {
+		t.Fatal("restore into a non-empty bucket")
+	}
+}

@@ -117,7 +117,7 @@ The servers are found through the broker URLs in --server or NATS_URL
 	root.SetHelpCommandGroupID("session")
 	root.SetCompletionCommandGroupID("session")
 	root.AddCommand(
-		brokerCmd(e), primaryCmd(e), backupCmd(e),
+		brokerCmd(e), primaryCmd(e), backupCmd(e), restoreCmd(e),
 		loginCmd(e), logoutCmd(e), whoamiCmd(e), statusCmd(e),
 		lsCmd(e), putCmd(e), getCmd(e), statCmd(e), rmCmd(e), mvCmd(e),
 		userCmd(e),

@@ -18,7 +18,7 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 }
 
 func TestEveryVerbHasHelp(t *testing.T) {
-	for _, verb := range []string{"broker", "primary", "backup", "login", "logout", "whoami", "ls", "put", "get", "stat", "rm", "mv", "status", "user", "user add", "user rm", "user passwd", "user ls"} {
+	for _, verb := range []string{"broker", "primary", "backup", "restore", "login", "logout", "whoami", "ls", "put", "get", "stat", "rm", "mv", "status", "user", "user add", "user rm", "user passwd", "user ls"} {
 		out, stderr, code := run(t, append(strings.Fields(verb), "--help")...)
 		if code != 0 || !strings.Contains(out, "Usage:") {
 			t.Errorf("%s --help: exit %d, %q %q", verb, code, out, stderr)
@@ -45,7 +45,7 @@ func TestVerbsNeedALogin(t *testing.T) {
 
 func TestServersNeedTheServicePassword(t *testing.T) {
 	t.Setenv("FTFS_SERVICE_PASSWORD", "")
-	for _, role := range []string{"broker", "primary", "backup"} {
+	for _, role := range []string{"broker", "primary", "backup", "restore"} {
 		_, stderr, code := run(t, role)
 		if code != 1 || !strings.Contains(stderr, "FTFS_SERVICE_PASSWORD") {
 			t.Errorf("%s: exit %d, stderr %q", role, code, stderr)

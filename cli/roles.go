@@ -130,3 +130,44 @@ catches up after a restart.`,
 	cmd.Flags().StringVar(&cfg.ReplicaDir, "replica-dir", "./data/backup", "directory of the plain-file replica")
 	return cmd
 }
+
+func restoreCmd(e *env) *cobra.Command {
+	var cfg backup.RestoreConfig
+	cmd := &cobra.Command{
+		Use:     "restore --from DIR",
+		GroupID: "servers",
+		Short:   "Load a backup's replica dir into an empty files bucket",
+		Long: `Load the plain-file replica a backup keeps (--replica-dir) into an empty files
+bucket: the way back from a total loss of the JetStream data. Every file is
+checked against the digest the replica recorded and keeps its owner; a copy
+that no longer matches is left out and reported. Needs ` + subjects.EnvServicePassword + `.`,
+		Example: "  ftfs restore --from ./data/backup",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Servers = e.servers(cmd)
+			cfg.ServicePassword = e.getenv(subjects.EnvServicePassword)
+			cfg.Logger = e.logger(cmd)
+			if cfg.ServicePassword == "" {
+				return fmt.Errorf("%s is not set: restore writes with the file servers' identity", subjects.EnvServicePassword)
+			}
+			if cfg.Dir == "" {
+				return usagef("restore needs --from DIR")
+			}
+			rep, err := backup.Restore(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "restored %d files (%s)\n", rep.Restored, humanSize(rep.Bytes))
+			for _, s := range rep.Skipped {
+				fmt.Fprintf(e.stdout, "left out: %s\n", s)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Dir, "from", "", "the replica dir to restore")
+	f.StringVar(&cfg.Bucket, "bucket", subjects.FilesBucket, "object store bucket to fill")
+	f.IntVar(&cfg.Replicas, "replicas", 1, "replicas of the bucket if restore creates it")
+	f.StringVar(&cfg.Owner, "owner", "admin", "owner of files the replica does not record an owner for")
+	return cmd
+}
