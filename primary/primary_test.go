@@ -81,12 +81,22 @@ func dialUser(t testing.TB, url, user, password string) *rawUser {
 
 func (u *rawUser) call(subject string, req, reply any) error {
 	u.t.Helper()
+	return u.callAs("", subject, req, reply)
+}
+
+// callAs sends a request, with a request ID as the client does for
+// mutating requests when id is set. Like the client library, it retries a
+// request a server swallowed.
+func (u *rawUser) callAs(id, subject string, req, reply any) error {
+	u.t.Helper()
 	m := nats.NewMsg(subject)
 	m.Data, _ = json.Marshal(req)
 	if u.token != "" {
 		m.Header.Set(subjects.HeaderSession, u.token)
 	}
-	// Like the client library, retry a request a server swallowed.
+	if id != "" {
+		m.Header.Set(subjects.HeaderRequestID, id)
+	}
 	var resp *nats.Msg
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -97,6 +107,11 @@ func (u *rawUser) call(subject string, req, reply any) error {
 	if err != nil {
 		return err
 	}
+	return decodeReply(resp, reply)
+}
+
+// decodeReply turns a reply into reply, or a micro error into an error.
+func decodeReply(resp *nats.Msg, reply any) error {
 	if code := resp.Header.Get(subjects.HeaderErrorCode); code != "" {
 		return &subjects.Error{Code: subjects.Code(code), Message: resp.Header.Get(subjects.HeaderErrorText)}
 	}

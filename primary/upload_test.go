@@ -25,11 +25,8 @@ func (u *rawUser) sendChunk(st subjects.UploadState, index int, data []byte) (su
 	if err != nil {
 		return subjects.ChunkAck{}, err
 	}
-	if code := resp.Header.Get(subjects.HeaderErrorCode); code != "" {
-		return subjects.ChunkAck{}, &subjects.Error{Code: subjects.Code(code), Message: resp.Header.Get(subjects.HeaderErrorText)}
-	}
 	var ack subjects.ChunkAck
-	return ack, json.Unmarshal(resp.Data, &ack)
+	return ack, decodeReply(resp, &ack)
 }
 
 func TestChunkBookkeeping(t *testing.T) {
@@ -138,27 +135,6 @@ func TestSessionsEndWithLogoutAndPasswordChange(t *testing.T) {
 	if err := admin.call(subjects.List, json.RawMessage(`{"bogus":true}`), nil); subjects.CodeOf(err) != subjects.CodeInvalid {
 		t.Fatalf("unknown field: %v", err)
 	}
-}
-
-// callAs sends a request with a request ID, as the client does for
-// mutating requests.
-func (u *rawUser) callAs(id, subject string, req, reply any) error {
-	u.t.Helper()
-	m := nats.NewMsg(subject)
-	m.Data, _ = json.Marshal(req)
-	m.Header.Set(subjects.HeaderSession, u.token)
-	m.Header.Set(subjects.HeaderRequestID, id)
-	resp, err := u.nc.RequestMsg(m, 10*time.Second)
-	if err != nil {
-		return err
-	}
-	if code := resp.Header.Get(subjects.HeaderErrorCode); code != "" {
-		return &subjects.Error{Code: subjects.Code(code), Message: resp.Header.Get(subjects.HeaderErrorText)}
-	}
-	if reply != nil {
-		return json.Unmarshal(resp.Data, reply)
-	}
-	return nil
 }
 
 // A retried delete or rename succeeds even when the outcome of its first

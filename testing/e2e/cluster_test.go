@@ -63,22 +63,25 @@ func TestFaultMatrix(t *testing.T) {
 		sys.Thaw(t, "primary")
 		return at
 	}, nil)
-	row("4a kill the files stream leader", func(t *testing.T) time.Time {
-		leader := sys.StreamLeader(t, subjects.ObjectStream(subjects.FilesBucket))
-		t.Logf("files stream leader: %s", leader)
-		at := time.Now()
-		sys.Kill(t, leader)
-		lastKilledBroker = leader
-		return at
-	}, func(t *testing.T) { sys.Restart(t, lastKilledBroker) })
-	row("4b kill the meta leader", func(t *testing.T) time.Time {
-		leader := sys.MetaLeader(t)
-		t.Logf("meta leader: %s", leader)
-		at := time.Now()
-		sys.Kill(t, leader)
-		lastKilledBroker = leader
-		return at
-	}, func(t *testing.T) { sys.Restart(t, lastKilledBroker) })
+	// killLeader kills the broker a finder names, and restarts it after.
+	var killedBroker string
+	killLeader := func(what string, find func(t *testing.T) string) (func(t *testing.T) time.Time, func(t *testing.T)) {
+		return func(t *testing.T) time.Time {
+				killedBroker = find(t)
+				t.Logf("%s: %s", what, killedBroker)
+				at := time.Now()
+				sys.Kill(t, killedBroker)
+				return at
+			}, func(t *testing.T) {
+				sys.Restart(t, killedBroker)
+			}
+	}
+	fault, after := killLeader("files stream leader", func(t *testing.T) string {
+		return sys.StreamLeader(t, subjects.ObjectStream(subjects.FilesBucket))
+	})
+	row("4a kill the files stream leader", fault, after)
+	fault, after = killLeader("meta leader", func(t *testing.T) string { return sys.MetaLeader(t) })
+	row("4b kill the meta leader", fault, after)
 	row("5 kill both file servers, then start one", func(t *testing.T) time.Time {
 		at := time.Now()
 		sys.Kill(t, "primary")
@@ -90,9 +93,6 @@ func TestFaultMatrix(t *testing.T) {
 }
 
 var faultMatrix = flag.Bool("faults", false, "run the cluster fault matrix")
-
-// lastKilledBroker is the broker a row killed, for its restart.
-var lastKilledBroker string
 
 // replicaMatches checks that the backup's replica dir holds every file of
 // the bucket, by digest, and nothing else.

@@ -21,28 +21,9 @@ func TestUploadSurvivesKillOfItsServer(t *testing.T) {
 	c := sys.Login(t, "admin")
 	data := ftfstest.RandomBytes(bigFile)
 
-	var once sync.Once
-	var killed string
-	var last client.Progress
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	_, err := c.Put(ctx, "big.bin", bytes.NewReader(data), int64(len(data)), client.OnProgress(func(p client.Progress) {
-		last = p
-		if p.Done > bigFile/8 && p.Done < p.Total {
-			once.Do(func() {
-				killed = sys.InstanceRole(t, p.Instance)
-				sys.Kill(t, killed)
-			})
-		}
-	}))
+	killed, last, err := putAndHitHolder(t, sys, c, "big.bin", data, sys.Kill)
 	if err != nil {
 		t.Fatalf("put with %s killed: %v", killed, err)
-	}
-	if killed == "" {
-		t.Fatal("the upload finished before a server could be killed")
-	}
-	if last.Failovers == 0 {
-		t.Fatalf("no failover recorded: %+v", last)
 	}
 	if last.Resent >= bigFile/4 {
 		t.Fatalf("re-sent %d bytes of %d: not resumed", last.Resent, bigFile)
@@ -107,26 +88,12 @@ func TestTransfersRideOverAFrozenServer(t *testing.T) {
 	c := sys.Login(t, "admin")
 	data := ftfstest.RandomBytes(bigFile)
 
-	var once sync.Once
-	var frozen string
-	var last client.Progress
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	_, err := c.Put(ctx, "frozen.bin", bytes.NewReader(data), int64(len(data)), client.OnProgress(func(p client.Progress) {
-		last = p
-		if p.Done > bigFile/8 && p.Done < p.Total {
-			once.Do(func() {
-				frozen = sys.InstanceRole(t, p.Instance)
-				sys.Freeze(t, frozen)
-			})
-		}
-	}))
+	frozen, last, err := putAndHitHolder(t, sys, c, "frozen.bin", data, sys.Freeze)
 	if err != nil {
 		t.Fatalf("put with %s frozen: %v", frozen, err)
 	}
-	if frozen == "" || last.Failovers == 0 {
-		t.Fatalf("no freeze or no failover: %q %+v", frozen, last)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	t.Logf("froze %s mid-upload; failovers %d, re-sent %d bytes", frozen, last.Failovers, last.Resent)
 	sys.Thaw(t, frozen)
 	sys.WaitServers(t, "primary", "backup")
@@ -139,7 +106,7 @@ func TestTransfersRideOverAFrozenServer(t *testing.T) {
 	ftfstest.SameBytes(t, data, got)
 
 	// A download while one server is frozen.
-	once = sync.Once{}
+	var once sync.Once
 	var buf bytes.Buffer
 	_, err = c.Get(ctx, "frozen.bin", &buf, client.OnProgress(func(p client.Progress) {
 		if p.Done > bigFile/8 && p.Done < p.Total {
@@ -151,4 +118,27 @@ func TestTransfersRideOverAFrozenServer(t *testing.T) {
 		t.Fatalf("get with primary frozen: %v", err)
 	}
 	ftfstest.SameBytes(t, data, buf.Bytes())
+}
+
+// putAndHitHolder uploads data and, once a part of it is stored, applies
+// fault (kill, freeze) to the file server holding the upload. It fails the
+// test unless the fault hit mid-upload and the upload moved.
+func putAndHitHolder(t *testing.T, sys *ftfstest.System, c *client.Client, name string, data []byte, fault func(testing.TB, string)) (role string, last client.Progress, err error) {
+	t.Helper()
+	var once sync.Once
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err = c.Put(ctx, name, bytes.NewReader(data), int64(len(data)), client.OnProgress(func(p client.Progress) {
+		last = p
+		if p.Done > int64(len(data))/8 && p.Done < p.Total {
+			once.Do(func() {
+				role = sys.InstanceRole(t, p.Instance)
+				fault(t, role)
+			})
+		}
+	}))
+	if err == nil && (role == "" || last.Failovers == 0) {
+		t.Fatalf("the fault did not hit mid-upload (server %q, progress %+v)", role, last)
+	}
+	return role, last, err
 }
