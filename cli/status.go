@@ -30,10 +30,18 @@ what the old intermediate server monitored, as a report.`,
 			}
 			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(w, "FILE SERVERS (%d)\n", len(st.Instances))
+			errs := map[string]string{}
+			for _, s := range st.Servers {
+				errs[s.Instance] = fmt.Sprint(s.Errors)
+			}
 			fmt.Fprintln(w, "ROLE\tINSTANCE\tVERSION\tUPTIME\tREQUESTS\tERRORS")
 			for _, in := range st.Instances {
-				req, errs := in.Requests()
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\n", in.Role, in.ID, in.Version, time.Since(in.Started).Round(time.Second), req, errs)
+				req, _ := in.Requests()
+				e, ok := errs[in.ID]
+				if !ok {
+					e = "?"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", in.Role, in.ID, in.Version, time.Since(in.Started).Round(time.Second), req, e)
 			}
 			if len(st.Instances) < 2 {
 				fmt.Fprintln(w, "warning: fewer than two file servers: no fault tolerance right now")

@@ -56,7 +56,7 @@ func (s *Server) async(h func(micro.Request)) micro.Handler {
 			defer func() {
 				if r := recover(); r != nil {
 					s.log.Error("request handler panicked", "subject", req.Subject(), "panic", r)
-					_ = req.Error(string(subjects.CodeInternal), "internal error", nil)
+					s.reply(req, nil, subjects.Errorf(subjects.CodeInternal, "internal error"))
 				}
 			}()
 			h(req)
@@ -274,8 +274,14 @@ func retryFor(ctx context.Context, f func(context.Context) error) error {
 	}
 }
 
-// reply sends v as JSON, or err as a micro error with its wire code.
+// reply sends v as JSON, or err as a micro error (the same headers micro's
+// req.Error sets) with its wire code. It publishes on the connection rather
+// than through micro's request: replies are sent from other goroutines
+// after the micro handler has returned, and micro's request is not safe for
+// that. (So `nats micro stats` counts requests but not errors; the status
+// reply carries this instance's error count.)
 func (s *Server) reply(req micro.Request, v any, err error) {
+	m := nats.NewMsg(req.Reply())
 	if err != nil {
 		code := subjects.CodeOf(err)
 		msg := err.Error()
@@ -287,18 +293,27 @@ func (s *Server) reply(req micro.Request, v any, err error) {
 				s.log.Error("request failed", "subject", req.Subject(), "err", err)
 			}
 		}
-		_ = req.Error(string(code), msg, nil)
-		return
+		m.Header.Set(subjects.HeaderErrorCode, string(code))
+		m.Header.Set(subjects.HeaderErrorText, msg)
+		s.errors.Add(1)
+	} else {
+		if v == nil {
+			v = subjects.Empty{}
+		}
+		raw, ok := v.(json.RawMessage)
+		if !ok {
+			if raw, err = json.Marshal(v); err != nil {
+				s.log.Error("reply not encodable", "subject", req.Subject(), "err", err)
+				return
+			}
+		}
+		m.Data = raw
 	}
-	if v == nil {
-		v = subjects.Empty{}
+	if m.Subject == "" {
+		return // a request without a reply subject wants no answer
 	}
-	if raw, ok := v.(json.RawMessage); ok {
-		_ = req.Respond(raw)
-		return
-	}
-	if rerr := req.RespondJSON(v); rerr != nil {
-		s.log.Error("reply failed", "subject", req.Subject(), "err", rerr)
+	if err := s.nc.PublishMsg(m); err != nil {
+		s.log.Warn("reply failed", "subject", req.Subject(), "err", err)
 	}
 }
 

@@ -59,8 +59,9 @@ type Server struct {
 	stopOnce  sync.Once
 
 	authSub   *nats.Subscription
-	inflight  atomic.Int64 // request handlers running
-	lastStart atomic.Int64 // when the last one started, unix nanoseconds
+	inflight  atomic.Int64  // request handlers running
+	errors    atomic.Uint64 // error replies sent
+	lastStart atomic.Int64  // when the last one started, unix nanoseconds
 }
 
 // Run connects, serves until ctx is done, then drains and returns.

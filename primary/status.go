@@ -12,6 +12,7 @@ func (s *Server) status(c *call) (any, error) {
 		Role:     s.cfg.Role,
 		Version:  Version,
 		Started:  s.started,
+		Errors:   s.errors.Load(),
 		Broker: subjects.BrokerStatus{
 			Name:    s.nc.ConnectedServerName(),
 			URL:     s.nc.ConnectedUrlRedacted(),

@@ -148,6 +148,8 @@ type StatusReply struct {
 	Role     string    `json:"role"`
 	Version  string    `json:"version"`
 	Started  time.Time `json:"started"`
+	// Errors counts the error replies this instance has sent.
+	Errors uint64 `json:"errors"`
 	// Broker is the broker this server is connected to.
 	Broker BrokerStatus `json:"broker"`
 	// Known brokers (the cluster's client URLs, as gossiped).
