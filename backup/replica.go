@@ -57,6 +57,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	svc.Replica = rep.Stats
+	svc.Fallback = rep
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -226,11 +227,10 @@ func (r *Replica) apply(ctx context.Context, obs jetstream.ObjectStore, info *je
 		return nil
 	}
 	if info.Deleted {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := r.drop(info.Name, p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			r.log.Error("remove deleted file", "name", info.Name, "err", err)
 		}
 		r.pruneDirs(filepath.Dir(p))
-		r.forget(info.Name)
 		return nil
 	}
 	r.mu.Lock()
@@ -292,25 +292,33 @@ func (r *Replica) fetch(ctx context.Context, obs jetstream.ObjectStore, name, p 
 	if err != nil {
 		return fmt.Errorf("copy of %q: %w", name, err)
 	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
+	// File and manifest change together, so that a reader (Open) never
+	// pairs one version's bytes with another's digest.
+	r.mu.Lock()
+	err = os.Rename(tmp.Name(), p)
+	if err == nil {
+		r.manifest[name] = entry{Digest: info.Digest, Size: int64(info.Size), NUID: info.NUID, MTime: info.ModTime, Owner: info.Metadata[subjects.MetaOwner]}
+		r.dirty = true
+	}
+	r.mu.Unlock()
+	if err != nil {
 		r.log.Error("cannot place replica file", "name", name, "err", err)
 		return nil
 	}
-	r.mu.Lock()
-	r.manifest[name] = entry{Digest: info.Digest, Size: int64(info.Size), NUID: info.NUID, MTime: info.ModTime, Owner: info.Metadata[subjects.MetaOwner]}
-	r.dirty = true
-	r.mu.Unlock()
 	r.log.Debug("replicated", "name", name, "size", n)
 	return nil
 }
 
-func (r *Replica) forget(name string) {
+// drop removes name's file at p and its manifest entry, together.
+func (r *Replica) drop(name, p string) error {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := os.Remove(p)
 	if _, ok := r.manifest[name]; ok {
 		delete(r.manifest, name)
 		r.dirty = true
 	}
-	r.mu.Unlock()
+	return err
 }
 
 // removeMissing deletes local files the bucket no longer has: deletes that
@@ -326,10 +334,9 @@ func (r *Replica) removeMissing(current map[string]bool) {
 		}
 		name := filepath.ToSlash(rel)
 		if !current[name] {
-			if err := os.Remove(p); err == nil {
+			if err := r.drop(name, p); err == nil {
 				r.log.Info("removed file deleted while away", "name", name)
 			}
-			r.forget(name)
 			r.pruneDirs(filepath.Dir(p))
 		}
 		return nil

@@ -3,6 +3,7 @@ package broker
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -175,5 +176,80 @@ func TestThreeBrokersFormOneJetStreamCluster(t *testing.T) {
 			t.Fatalf("no R3 bucket after 30s: %v", err)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// Every broker answers subjects.BrokerInfo itself, so one request sees the
+// whole cluster and who leads its JetStream meta group.
+func TestEveryBrokerReportsTheSameMetaLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster start takes seconds")
+	}
+	ports := ftfstest.FreePorts(t, 3)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	var urls []string
+	for i := range 3 {
+		b := start(t, Config{Name: fmt.Sprintf("n%d", i+1), Cluster: "ftfs-test", ClusterPort: ports[i], Routes: routes})
+		urls = append(urls, b.ClientURL())
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(subjects.ServiceUser, pw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	gather := func(reply string) []subjects.BrokerReport {
+		t.Helper()
+		sub, err := nc.SubscribeSync(reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := nc.PublishRequest(subjects.BrokerInfo, reply, nil); err != nil {
+			t.Fatal(err)
+		}
+		var out []subjects.BrokerReport
+		deadline := time.Now().Add(time.Second)
+		for {
+			m, err := sub.NextMsg(time.Until(deadline))
+			if err != nil {
+				return out
+			}
+			var r subjects.BrokerReport
+			if err := json.Unmarshal(m.Data, &r); err != nil {
+				t.Fatalf("report %q: %v", m.Data, err)
+			}
+			out = append(out, r)
+		}
+	}
+
+	var last []subjects.BrokerReport
+	ftfstest.Eventually(t, 30*time.Second, "three brokers naming one meta leader", func() bool {
+		last = gather(nc.NewRespInbox())
+		if len(last) != 3 {
+			return false
+		}
+		names := map[string]bool{}
+		for _, r := range last {
+			names[r.Name] = true
+			if r.MetaLeader == "" || r.MetaLeader != last[0].MetaLeader || r.Cluster != "ftfs-test" || !r.JetStream || r.URL == "" {
+				return false
+			}
+		}
+		return len(names) == 3 && names[last[0].MetaLeader]
+	})
+	for _, r := range last {
+		if r.MetaLeader == r.Name && len(r.MetaPeers) != 2 {
+			t.Errorf("meta leader %s lists peers %+v, want the two others", r.Name, r.MetaPeers)
+		}
+	}
+
+	// A reply subject outside an inbox would have a broker publish with
+	// the service identity's rights: no broker answers there.
+	if got := gather(subjects.Prefix + ".not-an-inbox"); len(got) != 0 {
+		t.Fatalf("%d brokers answered to a reply subject outside an inbox", len(got))
 	}
 }

@@ -61,8 +61,10 @@ type Config struct {
 
 // Broker is a running broker.
 type Broker struct {
-	srv *server.Server
-	log *slog.Logger
+	srv     *server.Server
+	log     *slog.Logger
+	started time.Time
+	status  *statusResponder // nil when it could not start
 }
 
 func (cfg *Config) defaults() {
@@ -202,12 +204,17 @@ func Start(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	b := &Broker{srv: srv, log: cfg.Logger.With("broker", opts.ServerName)}
+	b := &Broker{srv: srv, log: cfg.Logger.With("broker", opts.ServerName), started: time.Now().UTC()}
 	srv.SetLoggerV2(&slogAdapter{log: b.log}, cfg.Debug, false, false)
 	go srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
 		return nil, errors.New("broker: not ready for connections after 30s (see the log)")
+	}
+	// Status is a report, not a service: a broker that cannot give it
+	// still serves.
+	if err := b.startStatus(cfg.ServicePassword); err != nil {
+		b.log.Warn("broker status responder not running: `ftfs status` will not list this broker", "err", err)
 	}
 	b.log.Info("broker ready", "url", srv.ClientURL(), "jetstream", opts.StoreDir, "cluster", opts.Cluster.Name)
 	return b, nil
@@ -241,6 +248,7 @@ func (b *Broker) Server() *server.Server { return b.srv }
 
 // Shutdown stops the broker and waits for it.
 func (b *Broker) Shutdown() {
+	b.stopStatus()
 	b.srv.Shutdown()
 	b.srv.WaitForShutdown()
 	b.log.Info("broker stopped")

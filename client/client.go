@@ -102,6 +102,10 @@ func Dial(ctx context.Context, servers []string, cred Credentials, opts ...Optio
 		nats.ReconnectJitter(100*time.Millisecond, 500*time.Millisecond),
 		nats.PingInterval(2 * time.Second),
 		nats.MaxPingsOutstanding(3),
+		// A broker may refuse a reconnect while no file server can answer
+		// its auth callout (both restarting): keep trying, as after any
+		// other failure, instead of closing for good.
+		nats.IgnoreAuthErrorAbort(),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				o.log.Warn("disconnected from broker", "err", err)
@@ -155,6 +159,9 @@ type call struct {
 	reply    any
 	mutating bool // sends a request ID, the same on every retry
 	noToken  bool
+	// replica is where a read goes when a server answers CodeReadOnly:
+	// storage has lost its quorum and a backup serves from its replica.
+	replica string
 }
 
 // do sends a request, retrying on a timeout, a missing responder or a
@@ -191,6 +198,11 @@ func (c *Client) do(ctx context.Context, r call) error {
 		if err == nil {
 			if code := resp.Header.Get(subjects.HeaderErrorCode); code != "" {
 				e := &Error{Code: subjects.Code(code), Message: resp.Header.Get(subjects.HeaderErrorText)}
+				if e.Code == subjects.CodeReadOnly && r.replica != "" && m.Subject != r.replica {
+					c.opts.log.Debug("storage is read-only; reading from a replica", "subject", r.subject)
+					r.subject = r.replica
+					continue
+				}
 				if !e.Code.Retryable() {
 					return e
 				}
@@ -272,7 +284,7 @@ func (c *Client) List(ctx context.Context, prefix string) ([]FileInfo, error) {
 	after := ""
 	for {
 		var page subjects.ListReply
-		err := c.do(ctx, call{subject: subjects.List, body: subjects.ListRequest{Prefix: prefix, After: after, Limit: subjects.MaxListPage}, reply: &page})
+		err := c.do(ctx, call{subject: subjects.List, replica: subjects.ReplicaList, body: subjects.ListRequest{Prefix: prefix, After: after, Limit: subjects.MaxListPage}, reply: &page})
 		if err != nil {
 			return nil, fmt.Errorf("list %q: %w", prefix, err)
 		}
@@ -290,7 +302,7 @@ func (c *Client) Stat(ctx context.Context, name string) (FileInfo, error) {
 	if err := subjects.ValidName(name); err != nil {
 		return fi, fmt.Errorf("stat: %w", fromWire(err))
 	}
-	if err := c.do(ctx, call{subject: subjects.Stat, body: subjects.NameRequest{Name: name}, reply: &fi}); err != nil {
+	if err := c.do(ctx, call{subject: subjects.Stat, replica: subjects.ReplicaStat, body: subjects.NameRequest{Name: name}, reply: &fi}); err != nil {
 		return fi, fmt.Errorf("stat %q: %w", name, err)
 	}
 	return fi, nil

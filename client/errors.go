@@ -17,8 +17,11 @@ var (
 	ErrTooLarge     = errors.New("too large")
 	ErrIntegrity    = errors.New("integrity check failed")
 	ErrUnavailable  = errors.New("service unavailable")
-	ErrBusy         = errors.New("server busy")
-	ErrInternal     = errors.New("internal server error")
+	// ErrReadOnly: storage has lost its quorum (too few brokers are up);
+	// writes are refused until it is back, reads are served by a backup.
+	ErrReadOnly = errors.New("read-only")
+	ErrBusy     = errors.New("server busy")
+	ErrInternal = errors.New("internal server error")
 )
 
 var sentinels = map[subjects.Code]error{
@@ -29,6 +32,7 @@ var sentinels = map[subjects.Code]error{
 	subjects.CodeConflict:     ErrConflict,
 	subjects.CodeTooLarge:     ErrTooLarge,
 	subjects.CodeIntegrity:    ErrIntegrity,
+	subjects.CodeReadOnly:     ErrReadOnly,
 	subjects.CodeBusy:         ErrBusy,
 	subjects.CodeInternal:     ErrInternal,
 	subjects.CodeUnavailable:  ErrUnavailable,

@@ -21,6 +21,18 @@ type Status struct {
 	// Servers are the file servers' own reports (broker, bucket, replica);
 	// one per instance that answered.
 	Servers []subjects.StatusReply
+	// Brokers are the brokers' own reports, one per broker that answered,
+	// sorted by name.
+	Brokers []subjects.BrokerReport
+	// UnreachableBrokers are members of the JetStream meta group, as the
+	// brokers that answered know it, that did not answer themselves.
+	UnreachableBrokers []string
+	// Buckets are the streams behind the buckets, each as the first file
+	// server that could read it reported it.
+	Buckets []subjects.StreamStatus
+	// ReadOnly is set when a file server reports that JetStream has lost
+	// its quorum.
+	ReadOnly bool
 }
 
 // Instance is one file server, as `nats micro stats ftfs` shows it.
@@ -81,14 +93,29 @@ func (c *Client) gather(ctx context.Context, subject string, body []byte, header
 	}
 }
 
-// Status reports every file-server instance with its counters, and each
-// one's view of its broker and the bucket.
+// Status reports every file-server instance with its counters, each one's
+// view of its broker and the buckets, and every broker's report on itself.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
+	// Both gathers wait out their whole window: overlap them.
+	type gathered struct {
+		msgs []*nats.Msg
+		err  error
+	}
+	brokers := make(chan gathered, 1)
+	go func() {
+		msgs, err := c.gather(ctx, subjects.BrokerInfo, nil, nil, 500*time.Millisecond)
+		brokers <- gathered{msgs, err}
+	}()
 	msgs, err := c.gather(ctx, subjects.DiscoveryStats, nil, nil, 500*time.Millisecond)
+	br := <-brokers
 	if err != nil {
 		return st, fmt.Errorf("status: %w", err)
 	}
+	if br.err != nil {
+		return st, fmt.Errorf("status: brokers: %w", br.err)
+	}
+	st.Brokers, st.UnreachableBrokers = brokerReports(br.msgs)
 	for _, m := range msgs {
 		var s micro.Stats
 		if json.Unmarshal(m.Data, &s) != nil {
@@ -119,5 +146,56 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 			st.Servers = append(st.Servers, r)
 		}
 	}
+	st.Buckets = buckets(st.Servers)
+	for _, s := range st.Servers {
+		st.ReadOnly = st.ReadOnly || s.ReadOnly
+	}
 	return st, nil
+}
+
+// brokerReports decodes the brokers' answers, one per broker, and names
+// the meta group members missing from them.
+func brokerReports(msgs []*nats.Msg) (reports []subjects.BrokerReport, unreachable []string) {
+	answered := map[string]bool{}
+	for _, m := range msgs {
+		var r subjects.BrokerReport
+		if json.Unmarshal(m.Data, &r) != nil || r.Name == "" || answered[r.Name] {
+			continue
+		}
+		answered[r.Name] = true
+		reports = append(reports, r)
+	}
+	slices.SortFunc(reports, func(a, b subjects.BrokerReport) int { return strings.Compare(a.Name, b.Name) })
+	for _, r := range reports {
+		names := []string{r.MetaLeader}
+		for _, p := range r.MetaPeers {
+			names = append(names, p.Name)
+		}
+		for _, n := range names {
+			if n != "" && !answered[n] && !slices.Contains(unreachable, n) {
+				unreachable = append(unreachable, n)
+			}
+		}
+	}
+	slices.Sort(unreachable)
+	return reports, unreachable
+}
+
+// buckets merges the servers' stream reports: JetStream answers the same
+// to every server, so the first that read a stream speaks for all, and an
+// error counts only when no server could read it.
+func buckets(servers []subjects.StatusReply) []subjects.StreamStatus {
+	var out []subjects.StreamStatus
+	for _, s := range servers {
+		for _, st := range s.Streams {
+			i := slices.IndexFunc(out, func(o subjects.StreamStatus) bool { return o.Stream == st.Stream })
+			switch {
+			case i < 0:
+				out = append(out, st)
+			case out[i].Error != "" && st.Error == "":
+				out[i] = st
+			}
+		}
+	}
+	return out
 }

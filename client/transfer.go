@@ -316,20 +316,23 @@ func (c *Client) Get(ctx context.Context, name string, w io.Writer, opts ...Tran
 
 // downloader asks for batches of chunks after a stream-sequence cursor;
 // any server can serve any batch, so a lost server costs one batch request.
+// While storage is read-only it asks a backup's replica for bytes from an
+// offset instead; both cursors move together, so it can switch either way.
 type downloader struct {
-	c      *Client
-	fi     FileInfo
-	w      io.Writer
-	hash   hash.Hash
-	done   int64
-	after  uint64 // stream sequence of the last chunk written
-	got    uint32 // chunks written
-	misses int    // batches that found nothing though the file was unchanged
-	rep    reporter
+	c        *Client
+	fi       FileInfo
+	w        io.Writer
+	hash     hash.Hash
+	done     int64  // bytes written
+	after    uint64 // stream sequence of the last chunk received
+	streamAt int64  // bytes the chunks up to after hold
+	replica  bool   // ask ReplicaDownload (storage is read-only)
+	misses   int    // batches that found nothing though the file was unchanged
+	rep      reporter
 }
 
 func (d *downloader) run(ctx context.Context) error {
-	if d.fi.Chunks == 0 {
+	if d.fi.Size == 0 {
 		return nil
 	}
 	prefix := d.c.nc.NewInbox()
@@ -341,13 +344,16 @@ func (d *downloader) run(ctx context.Context) error {
 	defer sub.Unsubscribe()
 	batch := 0
 	backoff := 50 * time.Millisecond
-	for d.got < d.fi.Chunks {
+	for d.done < d.fi.Size {
 		batch++
 		reply := prefix + "." + strconv.Itoa(batch)
 		m := nats.NewMsg(subjects.Download)
+		if d.replica {
+			m.Subject = subjects.ReplicaDownload
+		}
 		m.Reply = reply
 		m.Header.Set(subjects.HeaderSession, d.c.Token())
-		m.Data, _ = json.Marshal(subjects.DownloadRequest{Name: d.fi.Name, Version: d.fi.Version, After: d.after, Max: subjects.DownloadBatch})
+		m.Data, _ = json.Marshal(subjects.DownloadRequest{Name: d.fi.Name, Version: d.fi.Version, After: d.after, Offset: d.done, Max: subjects.DownloadBatch})
 		if err := d.c.nc.PublishMsg(m); err != nil && !retryable(err) {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
@@ -403,7 +409,11 @@ func (d *downloader) receive(ctx context.Context, msgs <-chan *nats.Msg, reply s
 		timer.Reset(d.c.opts.timeout)
 		if code := m.Header.Get(subjects.HeaderErrorCode); code != "" {
 			e := &Error{Code: subjects.Code(code), Message: m.Header.Get(subjects.HeaderErrorText)}
-			if e.Code.Retryable() || e.Code == subjects.CodeInternal {
+			switch {
+			case e.Code == subjects.CodeReadOnly && !d.replica:
+				d.replica = true
+				return true, nil
+			case e.Code.Retryable() || e.Code == subjects.CodeInternal:
 				return true, nil
 			}
 			return false, e
@@ -414,27 +424,45 @@ func (d *downloader) receive(ctx context.Context, msgs <-chan *nats.Msg, reply s
 			return false, nil
 		case "404": // nothing after the cursor: gone, or a lagging replica
 			return d.stillThere(ctx)
-		default: // 503 no responders, 408, ...: ask again
+		case "503": // no responders: on the replica subject, no backup is up
+			d.replica = false
+			return true, nil
+		default: // 408, ...: ask again
 			return true, nil
 		}
-		seq, err := strconv.ParseUint(m.Header.Get(subjects.HeaderStreamSeq), 10, 64)
-		if err != nil {
-			return false, fmt.Errorf("%w: chunk without stream sequence", ErrInternal)
+		// The part of the chunk past what is written already.
+		var fresh []byte
+		if off := m.Header.Get(subjects.HeaderOffset); off != "" {
+			at, err := strconv.ParseInt(off, 10, 64)
+			if err != nil || at > d.done {
+				return true, nil // not the piece asked for: ask again
+			}
+			fresh = m.Data[min(d.done-at, int64(len(m.Data))):]
+		} else {
+			seq, err := strconv.ParseUint(m.Header.Get(subjects.HeaderStreamSeq), 10, 64)
+			if err != nil {
+				return false, fmt.Errorf("%w: chunk without stream sequence", ErrInternal)
+			}
+			if seq <= d.after {
+				d.rep.p.Resent += int64(len(m.Data))
+				continue
+			}
+			at := d.streamAt
+			d.after, d.streamAt = seq, at+int64(len(m.Data))
+			fresh = m.Data[min(max(d.done-at, 0), int64(len(m.Data))):]
 		}
-		if seq <= d.after {
-			d.rep.p.Resent += int64(len(m.Data))
+		d.rep.p.Resent += int64(len(m.Data) - len(fresh))
+		if len(fresh) == 0 {
 			continue
 		}
-		if _, err := d.w.Write(m.Data); err != nil {
+		if _, err := d.w.Write(fresh); err != nil {
 			return false, fmt.Errorf("write: %w", err)
 		}
-		d.hash.Write(m.Data)
-		d.done += int64(len(m.Data))
-		d.after = seq
-		d.got++
+		d.hash.Write(fresh)
+		d.done += int64(len(fresh))
 		d.rep.p.Done = d.done
 		d.rep.report(false)
-		if d.got == d.fi.Chunks {
+		if d.done >= d.fi.Size {
 			return false, nil
 		}
 	}

@@ -52,14 +52,14 @@ func (s *Server) getUser(ctx context.Context, name string) (userRecord, error) {
 	if subjects.ValidUser(name) != nil {
 		return u, subjects.Errorf(subjects.CodeNotFound, "no user %q", name)
 	}
-	e, err := s.users.Get(ctx, name)
+	v, err := s.readKV(ctx, s.users, s.usersMirror, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return u, subjects.Errorf(subjects.CodeNotFound, "no user %q", name)
 	}
 	if err != nil {
 		return u, wrapStorage("read user", err)
 	}
-	if err := json.Unmarshal(e.Value(), &u); err != nil {
+	if err := json.Unmarshal(v, &u); err != nil {
 		return u, fmt.Errorf("user %q: corrupt record: %w", name, err)
 	}
 	return u, nil
@@ -84,14 +84,14 @@ func (s *Server) checkPassword(ctx context.Context, name, password string) (user
 
 func (s *Server) lookupSession(ctx context.Context, token string) (sessionRecord, error) {
 	var sess sessionRecord
-	e, err := s.sessions.Get(ctx, sessionKey(token))
+	v, err := s.readKV(ctx, s.sessions, s.sessionsMirror, sessionKey(token))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return sess, subjects.Errorf(subjects.CodeUnauthorized, "session expired or revoked: log in again")
 	}
 	if err != nil {
 		return sess, wrapStorage("read session", err)
 	}
-	if err := json.Unmarshal(e.Value(), &sess); err != nil {
+	if err := json.Unmarshal(v, &sess); err != nil {
 		return sess, fmt.Errorf("corrupt session record: %w", err)
 	}
 	if time.Now().After(sess.Expires) {
@@ -252,6 +252,9 @@ func (s *Server) doLogin(ctx context.Context, req micro.Request) (any, error) {
 	if err != nil {
 		s.log.Info("login failed", "user", r.User)
 		return nil, err
+	}
+	if s.readOnly.Load() {
+		return nil, errReadOnly // a session must be stored to be valid on every server
 	}
 	token := uuid.NewString()
 	now := time.Now().UTC()

@@ -2,6 +2,7 @@ package primary
 
 import (
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/ftfs/ftfs/subjects"
@@ -42,4 +43,16 @@ type Config struct {
 	// Replica, when set, reports the backup's plain-file replica in the
 	// status reply.
 	Replica func() subjects.ReplicaStats
+	// Fallback, when set, serves reads while storage has lost its quorum,
+	// and answers the subjects.Replica* subjects at all times.
+	Fallback Fallback
+}
+
+// Fallback is a plain-file copy of the files bucket (the backup's replica).
+type Fallback interface {
+	// List returns every file, sorted by name.
+	List() []subjects.FileInfo
+	// Open opens a file's content with its description; a missing file is
+	// a CodeNotFound error.
+	Open(name string) (*os.File, subjects.FileInfo, error)
 }

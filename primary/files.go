@@ -217,25 +217,34 @@ func (s *Server) list(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.Limit <= 0 || r.Limit > subjects.MaxListPage {
-		r.Limit = subjects.MaxListPage
-	}
 	all, err := s.allObjects(c.ctx)
 	if err != nil {
 		return nil, err
 	}
+	files := make([]subjects.FileInfo, len(all))
+	for i, o := range all {
+		files[i] = fileInfo(o)
+	}
+	return page(r, files), nil
+}
+
+// page cuts the page r asks for out of every file, sorted by name.
+func page(r subjects.ListRequest, all []subjects.FileInfo) subjects.ListReply {
+	if r.Limit <= 0 || r.Limit > subjects.MaxListPage {
+		r.Limit = subjects.MaxListPage
+	}
 	reply := subjects.ListReply{Files: []subjects.FileInfo{}}
-	for _, o := range all {
-		if !strings.HasPrefix(o.Name, r.Prefix) || (r.After != "" && o.Name <= r.After) {
+	for _, f := range all {
+		if !strings.HasPrefix(f.Name, r.Prefix) || (r.After != "" && f.Name <= r.After) {
 			continue
 		}
 		if len(reply.Files) == r.Limit {
 			reply.More = true
 			break
 		}
-		reply.Files = append(reply.Files, fileInfo(o))
+		reply.Files = append(reply.Files, f)
 	}
-	return reply, nil
+	return reply
 }
 
 func (s *Server) stat(c *call) (any, error) {

@@ -58,6 +58,12 @@ type Server struct {
 	transfers map[string]*upload // uploads this instance holds
 	stopOnce  sync.Once
 
+	// readOnly is set while JetStream has lost its quorum (quorum.go);
+	// usersMirror and sessionsMirror answer for their buckets meanwhile.
+	readOnly       atomic.Bool
+	usersMirror    *mirror
+	sessionsMirror *mirror
+
 	authSub   *nats.Subscription
 	inflight  atomic.Int64  // request handlers running
 	errors    atomic.Uint64 // error replies sent
@@ -93,6 +99,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		started:   time.Now().UTC(),
 		slots:     make(chan struct{}, 64),
 		transfers: map[string]*upload{},
+
+		usersMirror:    newMirror(),
+		sessionsMirror: newMirror(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -120,11 +129,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.Stop()
 		return nil, fmt.Errorf("file server: flush subscriptions: %w", err)
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.janitor()
-	}()
+	for _, f := range []func(){
+		s.janitor,
+		s.watchQuorum,
+		func() { s.usersMirror.follow(s.ctx, s, s.users) },
+		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
+	} {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			f()
+		}()
+	}
 	s.log.Info("file server ready", "instance", s.instance, "bucket", cfg.Bucket, "replicas", cfg.Replicas)
 	return s, nil
 }
@@ -356,22 +372,32 @@ func (s *Server) serve() error {
 		h             micro.Handler
 	}{
 		{"login", subjects.Login, s.async(s.login)},
-		{"logout", subjects.Logout, s.async(s.authed(s.logout))},
+		{"logout", subjects.Logout, s.async(s.authed(s.writable(s.logout)))},
 		{"whoami", subjects.WhoAmI, s.async(s.authed(s.whoami))},
-		{"list", subjects.List, s.async(s.authed(s.list))},
-		{"stat", subjects.Stat, s.async(s.authed(s.stat))},
-		{"delete", subjects.Delete, s.async(s.authed(s.idempotent(s.delete)))},
-		{"rename", subjects.Rename, s.async(s.authed(s.idempotent(s.rename)))},
-		{"upload-open", subjects.UploadOpen, s.async(s.authed(s.uploadOpen))},
-		{"upload-resume", subjects.UploadResume, s.async(s.authed(s.uploadResume))},
-		{"upload-commit", subjects.UploadCommit, s.async(s.authed(s.uploadCommit))},
-		{"upload-abort", subjects.UploadAbort, s.async(s.authed(s.uploadAbort))},
-		{"download", subjects.Download, s.async(s.authed(s.download))},
+		{"list", subjects.List, s.async(s.authed(s.readable(s.list, s.replicaList)))},
+		{"stat", subjects.Stat, s.async(s.authed(s.readable(s.stat, s.replicaStat)))},
+		{"delete", subjects.Delete, s.async(s.authed(s.writable(s.idempotent(s.delete))))},
+		{"rename", subjects.Rename, s.async(s.authed(s.writable(s.idempotent(s.rename))))},
+		{"upload-open", subjects.UploadOpen, s.async(s.authed(s.writable(s.uploadOpen)))},
+		{"upload-resume", subjects.UploadResume, s.async(s.authed(s.writable(s.uploadResume)))},
+		{"upload-commit", subjects.UploadCommit, s.async(s.authed(s.writable(s.uploadCommit)))},
+		{"upload-abort", subjects.UploadAbort, s.async(s.authed(s.writable(s.uploadAbort)))},
+		{"download", subjects.Download, s.async(s.authed(s.readable(s.download, s.replicaDownload)))},
 		{"status", subjects.Status, s.async(s.authed(s.status))},
-		{"user-add", subjects.UserAdd, s.async(s.authed(s.admin(s.idempotent(s.userAdd))))},
-		{"user-rm", subjects.UserRemove, s.async(s.authed(s.admin(s.idempotent(s.userRemove))))},
-		{"user-passwd", subjects.UserPassword, s.async(s.authed(s.idempotent(s.userPassword)))},
+		{"user-add", subjects.UserAdd, s.async(s.authed(s.admin(s.writable(s.idempotent(s.userAdd)))))},
+		{"user-rm", subjects.UserRemove, s.async(s.authed(s.admin(s.writable(s.idempotent(s.userRemove)))))},
+		{"user-passwd", subjects.UserPassword, s.async(s.authed(s.writable(s.idempotent(s.userPassword))))},
 		{"user-ls", subjects.UserList, s.async(s.authed(s.admin(s.userList)))},
+	}
+	if s.cfg.Fallback != nil {
+		endpoints = append(endpoints, []struct {
+			name, subject string
+			h             micro.Handler
+		}{
+			{"replica-list", subjects.ReplicaList, s.async(s.authed(s.replicaList))},
+			{"replica-stat", subjects.ReplicaStat, s.async(s.authed(s.replicaStat))},
+			{"replica-download", subjects.ReplicaDownload, s.async(s.authed(s.replicaDownload))},
+		}...)
 	}
 	for _, e := range endpoints {
 		if err := svc.AddEndpoint(e.name, e.h, micro.WithEndpointSubject(e.subject)); err != nil {

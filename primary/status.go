@@ -1,11 +1,21 @@
 package primary
 
 import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
 	"github.com/ftfs/ftfs/subjects"
 )
 
-// status reports this instance, its broker and the files bucket: what the
-// old intermediate server monitored, now readable by any user.
+// streamInfoTimeout bounds each stream info call of a status request: a
+// stream without a leader would otherwise hold the reply until the client
+// gave up on it, and the other streams' state is worth more than waiting.
+const streamInfoTimeout = 2 * time.Second
+
+// status reports this instance, its broker and the streams of its buckets:
+// what the old intermediate server monitored, now readable by any user.
 func (s *Server) status(c *call) (any, error) {
 	st := subjects.StatusReply{
 		Instance: s.instance,
@@ -18,31 +28,80 @@ func (s *Server) status(c *call) (any, error) {
 			URL:     s.nc.ConnectedUrlRedacted(),
 			Cluster: s.nc.ConnectedClusterName(),
 		},
-		Brokers: s.nc.Servers(),
-		Bucket:  subjects.BucketStatus{Name: s.cfg.Bucket},
+		Brokers:  s.nc.Servers(),
+		Bucket:   subjects.BucketStatus{Name: s.cfg.Bucket},
+		ReadOnly: s.readOnly.Load(),
 	}
-	info, err := s.stream.Info(c.ctx)
-	if err != nil {
-		return nil, wrapStorage("bucket info", err)
-	}
-	st.Bucket.Bytes = info.State.Bytes
-	st.Bucket.Replicas = info.Config.Replicas
-	st.Bucket.Storage = info.Config.Storage.String()
-	if ci := info.Cluster; ci != nil {
-		st.Bucket.Leader = ci.Leader
-		for _, p := range ci.Replicas {
-			st.Bucket.Peers = append(st.Bucket.Peers, subjects.PeerStatus{Name: p.Name, Current: p.Current, Lag: p.Lag, Active: p.Active})
-		}
-	}
-	all, err := s.allObjects(c.ctx)
-	if err != nil {
-		return nil, err
-	}
-	st.Bucket.Files = len(all)
-	st.Bucket.Uploads = s.openUploads(c.ctx)
 	if s.cfg.Replica != nil {
 		r := s.cfg.Replica()
 		st.Replica = &r
 	}
+	if st.ReadOnly {
+		// Without a quorum every JetStream call waits for its deadline:
+		// report what this process knows by itself.
+		return st, nil
+	}
+	st.Streams = s.streamStatuses(c.ctx)
+	files := st.Streams[0]
+	if files.Error != "" {
+		return st, nil // listing the files would fail the same way, slowly
+	}
+	st.Bucket.Bytes = files.Bytes
+	st.Bucket.Replicas = files.Replicas
+	st.Bucket.Leader = files.Leader
+	st.Bucket.Peers = files.Peers
+	st.Bucket.Storage = s.stream.CachedInfo().Config.Storage.String()
+	all, err := s.allObjects(c.ctx)
+	if err != nil {
+		st.Streams[0].Error = fmt.Sprintf("list files: %v", err)
+		return st, nil
+	}
+	st.Bucket.Files = len(all)
+	st.Bucket.Uploads = s.openUploads(c.ctx)
 	return st, nil
 }
+
+// streamStatuses asks JetStream about the stream of every bucket at once,
+// the files bucket first. A stream that does not answer is reported with
+// its error.
+func (s *Server) streamStatuses(ctx context.Context) []subjects.StreamStatus {
+	out := []subjects.StreamStatus{
+		{Bucket: s.cfg.Bucket, Stream: subjects.ObjectStream(s.cfg.Bucket)},
+	}
+	for _, b := range []string{subjects.UsersBucket, subjects.SessionsBucket, subjects.UploadsBucket, subjects.RequestsBucket} {
+		out = append(out, subjects.StreamStatus{Bucket: b, Stream: kvStream(b)})
+	}
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		go func(st *subjects.StreamStatus) {
+			defer wg.Done()
+			s.streamStatus(ctx, st)
+		}(&out[i])
+	}
+	wg.Wait()
+	return out
+}
+
+func (s *Server) streamStatus(ctx context.Context, st *subjects.StreamStatus) {
+	ctx, cancel := context.WithTimeout(ctx, streamInfoTimeout)
+	defer cancel()
+	stream, err := s.js.Stream(ctx, st.Stream)
+	if err != nil {
+		st.Error = wrapStorage("stream info "+st.Stream, err).Error()
+		return
+	}
+	info := stream.CachedInfo()
+	st.Messages = info.State.Msgs
+	st.Bytes = info.State.Bytes
+	st.Replicas = info.Config.Replicas
+	if ci := info.Cluster; ci != nil {
+		st.Leader = ci.Leader
+		for _, p := range ci.Replicas {
+			st.Peers = append(st.Peers, subjects.PeerStatus{Name: p.Name, Current: p.Current, Lag: p.Lag, Active: p.Active, Offline: p.Offline})
+		}
+	}
+}
+
+// kvStream is the stream behind a key-value bucket.
+func kvStream(bucket string) string { return "KV_" + bucket }

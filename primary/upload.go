@@ -540,7 +540,10 @@ func (s *Server) janitor() {
 			return
 		case <-t.C:
 		}
-		s.sweepUploads()
+		s.sessionsMirror.sweepSessions()
+		if !s.readOnly.Load() {
+			s.sweepUploads()
+		}
 	}
 }
 

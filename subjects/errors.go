@@ -20,6 +20,7 @@ const (
 	CodeConflict     Code = "409" // exists already, or changed meanwhile
 	CodeTooLarge     Code = "413" // chunk or file over its limit
 	CodeIntegrity    Code = "422" // size or SHA-256 digest mismatch
+	CodeReadOnly     Code = "423" // storage quorum lost: no writes; reads from a replica
 	CodeBusy         Code = "429" // window exceeded; retry later
 	CodeInternal     Code = "500" // a server bug; see its log
 	CodeUnavailable  Code = "503" // storage unreachable; retry

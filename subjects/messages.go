@@ -114,11 +114,13 @@ type UploadCommitRequest struct {
 // the first chunk stored at or after stream sequence After+1 (0 for the
 // start). The reply is a stream of chunk messages to the request's reply
 // subject, ended by a message with status 204; a server error comes back
-// instead as a single micro error reply.
+// instead as a single micro error reply. A replica (ReplicaDownload) ignores
+// After and sends ChunkSize pieces from byte Offset, each with HeaderOffset.
 type DownloadRequest struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
 	After   uint64 `json:"after"`
+	Offset  int64  `json:"offset,omitempty"`
 	Max     int    `json:"max"`
 }
 
@@ -156,6 +158,11 @@ type StatusReply struct {
 	Brokers []string      `json:"brokers,omitempty"`
 	Bucket  BucketStatus  `json:"bucket"`
 	Replica *ReplicaStats `json:"replica,omitempty"`
+	// ReadOnly is set while JetStream has lost its quorum; the server then
+	// leaves Bucket and Streams empty rather than wait on storage.
+	ReadOnly bool `json:"read_only,omitempty"`
+	// Streams are the streams behind every bucket ftfs uses.
+	Streams []StreamStatus `json:"streams,omitempty"`
 }
 
 // BrokerStatus names a broker.
@@ -183,6 +190,8 @@ type PeerStatus struct {
 	Current bool          `json:"current"`
 	Lag     uint64        `json:"lag,omitempty"`
 	Active  time.Duration `json:"active,omitempty"`
+	// Offline: the stream leader has lost touch with this replica's broker.
+	Offline bool `json:"offline,omitempty"`
 }
 
 // ReplicaStats is what a backup reports of its plain-file replica.
@@ -191,4 +200,48 @@ type ReplicaStats struct {
 	Files  int       `json:"files"`
 	Bytes  int64     `json:"bytes"`
 	Synced time.Time `json:"synced"`
+}
+
+// StreamStatus is the JetStream stream behind one bucket: its leader and
+// how far each replica is behind. Error, when set, says why the stream
+// could not be read; the other fields are then empty.
+type StreamStatus struct {
+	Bucket   string       `json:"bucket"`
+	Stream   string       `json:"stream"`
+	Messages uint64       `json:"messages"`
+	Bytes    uint64       `json:"bytes"`
+	Replicas int          `json:"replicas"`
+	Leader   string       `json:"leader,omitempty"`
+	Peers    []PeerStatus `json:"peers,omitempty"`
+	Error    string       `json:"error,omitempty"`
+}
+
+// BrokerReport is one broker's answer on BrokerInfo, built from its
+// embedded server.
+type BrokerReport struct {
+	Name        string    `json:"name"`
+	URL         string    `json:"url"`
+	Cluster     string    `json:"cluster,omitempty"`
+	Version     string    `json:"version"`
+	Started     time.Time `json:"started"`
+	Connections int       `json:"connections"`
+	// JetStream is false on a broker that runs without it.
+	JetStream bool `json:"jetstream"`
+	// MetaLeader is the broker this one sees leading the JetStream meta
+	// group: "" while the group has no quorum, the broker itself when it
+	// runs alone.
+	MetaLeader string `json:"meta_leader,omitempty"`
+	// MetaPeers are the other members of the meta group, as this broker
+	// sees them. Only the leader tracks its followers, so only the
+	// leader's Current is worth reading.
+	MetaPeers []MetaPeer `json:"meta_peers,omitempty"`
+	// Error says why the JetStream part is missing.
+	Error string `json:"error,omitempty"`
+}
+
+// MetaPeer is one member of the JetStream meta group.
+type MetaPeer struct {
+	Name    string `json:"name"`
+	Current bool   `json:"current"`
+	Offline bool   `json:"offline,omitempty"`
 }

@@ -34,7 +34,7 @@ func TestMessagesKeepTheirWireNames(t *testing.T) {
 
 func TestErrorCodes(t *testing.T) {
 	seen := map[Code]bool{}
-	for _, c := range []Code{CodeInvalid, CodeUnauthorized, CodeForbidden, CodeNotFound, CodeConflict, CodeTooLarge, CodeIntegrity, CodeBusy, CodeInternal, CodeUnavailable} {
+	for _, c := range []Code{CodeInvalid, CodeUnauthorized, CodeForbidden, CodeNotFound, CodeConflict, CodeTooLarge, CodeIntegrity, CodeReadOnly, CodeBusy, CodeInternal, CodeUnavailable} {
 		if seen[c] {
 			t.Errorf("code %s used twice", c)
 		}

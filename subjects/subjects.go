@@ -24,7 +24,14 @@
 //	            messages (header HeaderStreamSeq), then an end-of-batch message
 //	            (status header 204); any server, stateless.
 //	status      Status         (session)         -> StatusReply
+//	brokers     BrokerInfo     (no session)      -> BrokerReport, one from
+//	            every broker (the broker answers, not a file server)
 //	admin       UserAdd, UserRemove, UserPassword, UserList (admin only)
+//	read-only   when JetStream has lost its quorum, every write fails with
+//	            CodeReadOnly, and so do List, Stat and Download on a server
+//	            without a replica: the client asks them again on
+//	            ReplicaList, ReplicaStat, ReplicaDownload, which a backup
+//	            answers from its replica dir (chunks carry HeaderOffset).
 //
 // Every request but Login carries the session token in HeaderSession and
 // must be sent from the session user's own inbox (Inbox). Mutating requests
@@ -35,7 +42,10 @@
 // holds a Code, "Nats-Service-Error" a human sentence.
 package subjects
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Service identity, as shown by `nats micro ls`.
 const (
@@ -66,6 +76,15 @@ const (
 	UserRemove   = Prefix + ".user.rm"
 	UserPassword = Prefix + ".user.passwd"
 	UserList     = Prefix + ".user.ls"
+)
+
+// Replica read subjects: answered only by backups, from their replica dir,
+// whatever the state of JetStream. Clients use them for reads after a
+// CodeReadOnly reply.
+const (
+	ReplicaList     = Prefix + ".replica.list"
+	ReplicaStat     = Prefix + ".replica.stat"
+	ReplicaDownload = Prefix + ".replica.download"
 )
 
 // ChunkPrefix is the root of the per-instance chunk subjects.
@@ -109,6 +128,9 @@ const (
 	// HeaderStreamSeq is copied by JetStream onto each downloaded chunk
 	// ("Nats-Sequence"): the stream sequence a download resumes after.
 	HeaderStreamSeq = "Nats-Sequence"
+	// HeaderOffset is the byte offset of a chunk served from a replica
+	// (ReplicaDownload), in place of HeaderStreamSeq.
+	HeaderOffset = "Ftfs-Offset"
 	// HeaderStatus is the NATS status header: "204" ends a download batch,
 	// "404" means the batch found nothing, "503" means no responders.
 	HeaderStatus = "Status"
@@ -161,3 +183,37 @@ const (
 	MetaInstance = "instance"
 	MetaStarted  = "started"
 )
+
+// BrokerInfo is answered by every broker itself, not by the file servers:
+// each replies with a BrokerReport on itself and its view of the JetStream
+// meta group, so `ftfs status` sees brokers a file server is not connected
+// to, and sees them while JetStream has no quorum. No queue group: gather
+// replies for a moment. A broker answers with the service identity's
+// rights, so it replies only to a reply subject that IsInbox accepts: a
+// forged reply subject must not turn its answer into a request.
+const BrokerInfo = Prefix + ".broker.info"
+
+// natsInboxRoot is nats.go's default inbox prefix, which service
+// connections (file servers, tools) keep.
+const natsInboxRoot = "_INBOX"
+
+// IsInbox reports whether subject is a literal subject below a user's inbox
+// (InboxRoot) or below nats.go's default inbox: somewhere only a waiting
+// requester listens, and no service acts on what it receives.
+func IsInbox(subject string) bool {
+	var rest string
+	switch {
+	case strings.HasPrefix(subject, InboxRoot+"."):
+		rest = subject[len(InboxRoot)+1:]
+	case strings.HasPrefix(subject, natsInboxRoot+"."):
+		rest = subject[len(natsInboxRoot)+1:]
+	default:
+		return false
+	}
+	for _, tok := range strings.Split(rest, ".") {
+		if tok == "" || tok == "*" || tok == ">" || strings.ContainsAny(tok, " \t\r\n") {
+			return false
+		}
+	}
+	return true
+}

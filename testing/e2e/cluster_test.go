@@ -3,7 +3,6 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/base64"
-	"flag"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,11 +19,12 @@ import (
 // may be listed. The rows share the cluster and run one after the other;
 // each has its own clients and files. Each row logs its failover figures.
 func TestFaultMatrix(t *testing.T) {
-	if !*faultMatrix {
-		t.Skip("work in progress (issue 3), two minutes long: run with -faults")
+	if testing.Short() {
+		t.Skip("three minutes long; skipped with -short")
 	}
 	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
-	sizes := []int{100 << 10, 1 << 20, 3<<20 + 5}
+	// One put in eight is larger than 64 MiB.
+	sizes := []int{100 << 10, 100 << 10, 1 << 20, 1 << 20, 3<<20 + 5, 3<<20 + 5, 5 << 20, 65<<20 + 3}
 
 	// A row: fault, then (under load still) after, then checks once the
 	// workload has stopped.
@@ -91,8 +91,6 @@ func TestFaultMatrix(t *testing.T) {
 		return at
 	}, restart("backup"))
 }
-
-var faultMatrix = flag.Bool("faults", false, "run the cluster fault matrix")
 
 // replicaMatches checks that the backup's replica dir holds every file of
 // the bucket, by digest, and nothing else.

@@ -651,3 +651,28 @@ func (sys *System) MetaLeader(t testing.TB) string {
 	})
 	return leader
 }
+
+// WaitHealthy waits until every broker that is running and not frozen
+// reports itself healthy: JetStream current, every stream caught up.
+func (sys *System) WaitHealthy(t testing.TB) {
+	t.Helper()
+	for _, p := range sys.brokers {
+		select {
+		case <-p.exited:
+			continue
+		default:
+		}
+		if !p.frozen {
+			sys.waitHealthy(t, p)
+		}
+	}
+}
+
+// BrokerNames names every broker.
+func (sys *System) BrokerNames() []string {
+	var names []string
+	for _, b := range sys.brokers {
+		names = append(names, b.Name)
+	}
+	return names
+}

@@ -1,10 +1,11 @@
 package ftfstest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	mrand "math/rand/v2"
 	"slices"
 	"sync"
@@ -26,7 +27,8 @@ type Workload struct {
 	wg      sync.WaitGroup
 
 	mu       sync.Mutex
-	acked    map[string][]byte // name -> content of its last acknowledged put
+	acked    map[string]string // name -> digest of its last acknowledged put
+	sizeOf   map[string]int    // name -> size of its last put
 	deleted  map[string]bool   // acknowledged deletes not followed by a put
 	failures []error
 	ops      int
@@ -36,6 +38,7 @@ type Workload struct {
 
 // opSpan is one operation's time span.
 type opSpan struct {
+	kind       string // operation and size: spans of one kind compare
 	start, end time.Time
 	ok         bool
 }
@@ -44,7 +47,7 @@ type opSpan struct {
 // sizes until Stop.
 func (sys *System) StartWorkload(t testing.TB, n int, sizes ...int) *Workload {
 	t.Helper()
-	w := &Workload{sys: sys, sizes: sizes, acked: map[string][]byte{}, deleted: map[string]bool{}}
+	w := &Workload{sys: sys, sizes: sizes, acked: map[string]string{}, sizeOf: map[string]int{}, deleted: map[string]bool{}}
 	for range n {
 		sys.mu.Lock()
 		sys.loadUsers++
@@ -78,15 +81,18 @@ func (w *Workload) run(ctx context.Context, id int, c *client.Client) {
 		start := time.Now()
 		octx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		var err error
-		var what string
+		var what, kind string
 		switch {
 		case op < 4 || len(mine) == 0: // put
 			name := fmt.Sprintf("load/%s/%d", user, n)
-			data := RandomBytes(w.sizes[rng.IntN(len(w.sizes))])
-			what = "put " + name
-			if _, err = c.Put(octx, name, bytes.NewReader(data), int64(len(data))); err == nil {
+			size := w.sizes[rng.IntN(len(w.sizes))]
+			data := NewStream(int64(size))
+			what = fmt.Sprintf("put %s (%d bytes)", name, size)
+			kind = fmt.Sprintf("put %d", size)
+			if _, err = c.Put(octx, name, data, int64(size)); err == nil {
 				w.mu.Lock()
-				w.acked[name] = data
+				w.acked[name] = data.Digest()
+				w.sizeOf[name] = size
 				delete(w.deleted, name)
 				w.mu.Unlock()
 				mine = append(mine, name)
@@ -94,17 +100,20 @@ func (w *Workload) run(ctx context.Context, id int, c *client.Client) {
 		case op < 7: // get and compare
 			name := mine[rng.IntN(len(mine))]
 			what = "get " + name
-			var buf bytes.Buffer
-			if _, err = c.Get(octx, name, &buf); err == nil {
+			w.mu.Lock()
+			kind = fmt.Sprintf("get %d", w.sizeOf[name])
+			w.mu.Unlock()
+			h := NewDigester()
+			if _, err = c.Get(octx, name, h); err == nil {
 				w.mu.Lock()
 				want := w.acked[name]
 				w.mu.Unlock()
-				if !bytes.Equal(buf.Bytes(), want) {
+				if h.Digest() != want {
 					err = fmt.Errorf("content differs from the acknowledged put")
 				}
 			}
 		case op < 9: // list
-			what = "list"
+			what, kind = "list", "list"
 			var files []client.FileInfo
 			if files, err = c.List(octx, fmt.Sprintf("load/%s/", user)); err == nil {
 				for _, f := range files {
@@ -116,7 +125,7 @@ func (w *Workload) run(ctx context.Context, id int, c *client.Client) {
 		default: // delete
 			i := rng.IntN(len(mine))
 			name := mine[i]
-			what = "delete " + name
+			what, kind = "delete "+name, "delete"
 			if err = c.Delete(octx, name); err == nil {
 				w.mu.Lock()
 				delete(w.acked, name)
@@ -131,7 +140,7 @@ func (w *Workload) run(ctx context.Context, id int, c *client.Client) {
 		w.ops++
 		w.slowest = max(w.slowest, took)
 		if ctx.Err() == nil {
-			w.done = append(w.done, opSpan{start: start, end: start.Add(took), ok: err == nil})
+			w.done = append(w.done, opSpan{kind: kind, start: start, end: start.Add(took), ok: err == nil})
 		}
 		if err != nil && ctx.Err() == nil {
 			w.failures = append(w.failures, fmt.Errorf("client %d: %s after %v: %w", id, what, took.Round(time.Millisecond), err))
@@ -160,16 +169,32 @@ func (w *Workload) WaitOps(t testing.TB, n int) {
 	Eventually(t, 3*time.Minute, fmt.Sprintf("%d more operations", n), func() bool { return w.Ops() >= target })
 }
 
+// Report is what Verify found.
+type Report struct {
+	Operations, Failed int
+	// Verified files read back byte-identical; Lost ones could not be
+	// read, Corrupted ones differ; Resurrected are acknowledged deletes
+	// that came back.
+	Verified, Lost, Corrupted, Resurrected int
+	Slowest                                time.Duration
+}
+
+func (r Report) String() string {
+	return fmt.Sprintf("%d operations (%d failed), %d files verified, %d lost, %d corrupted, %d deleted files back, slowest operation %v",
+		r.Operations, r.Failed, r.Verified, r.Lost, r.Corrupted, r.Resurrected, r.Slowest.Round(time.Millisecond))
+}
+
 // Verify stops the workload and checks: no operation failed; every
 // acknowledged file reads back byte-identical (through the service and the
 // plain object store); every acknowledged delete stays deleted; no other
 // file of the workload is listed.
-func (w *Workload) Verify(t testing.TB) {
+func (w *Workload) Verify(t testing.TB) Report {
 	t.Helper()
 	w.Stop()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	t.Logf("workload: %d operations, %d files acknowledged, %d deletes, slowest operation %v", w.ops, len(w.acked), len(w.deleted), w.slowest.Round(time.Millisecond))
+	rep := Report{Operations: w.ops, Failed: len(w.failures), Slowest: w.slowest}
+	defer func() { t.Logf("workload: %s", rep) }()
 	for _, err := range w.failures {
 		t.Errorf("operation failed: %v", err)
 	}
@@ -178,21 +203,34 @@ func (w *Workload) Verify(t testing.TB) {
 	defer cancel()
 	obs := w.sys.ObjectStore(t)
 	for name, want := range w.acked {
-		var buf bytes.Buffer
-		if _, err := c.Get(ctx, name, &buf); err != nil {
+		h := NewDigester()
+		if _, err := c.Get(ctx, name, h); err != nil {
 			t.Errorf("acknowledged %s: %v", name, err)
+			rep.Lost++
 			continue
 		}
-		if !bytes.Equal(buf.Bytes(), want) {
+		if h.Digest() != want {
 			t.Errorf("acknowledged %s: content differs", name)
+			rep.Corrupted++
+			continue
 		}
-		if got, err := obs.GetBytes(ctx, name); err != nil || !bytes.Equal(got, want) {
+		h = NewDigester()
+		r, err := obs.Get(ctx, name)
+		if err == nil {
+			_, err = io.Copy(h, r)
+			r.Close()
+		}
+		if err != nil || h.Digest() != want {
 			t.Errorf("acknowledged %s through the object store: %v", name, err)
+			rep.Corrupted++
+			continue
 		}
+		rep.Verified++
 	}
 	for name := range w.deleted {
 		if _, err := c.Stat(ctx, name); !errors.Is(err, client.ErrNotFound) {
 			t.Errorf("deleted %s: stat says %v", name, err)
+			rep.Resurrected++
 		}
 	}
 	for _, wc := range w.clients {
@@ -206,6 +244,7 @@ func (w *Workload) Verify(t testing.TB) {
 			}
 		}
 	}
+	return rep
 }
 
 // Figures are a fault's cost to the workload.
@@ -213,15 +252,16 @@ type Figures struct {
 	// Recovery is the time from the fault to the end of the first
 	// operation that started after it and succeeded.
 	Recovery time.Duration
-	// InFlightP50 and InFlightP99 are the latencies of the operations in
-	// flight at the fault, against Normal, the median of the others.
-	InFlightP50, InFlightP99, Normal time.Duration
-	InFlight                         int
+	// ExtraP50 and ExtraP99 are the extra latency of the operations in
+	// flight at the fault: each one's time less the median time of the
+	// operations of its kind (operation and size) not hit by the fault.
+	ExtraP50, ExtraP99 time.Duration
+	InFlight           int
 }
 
 func (f Figures) String() string {
-	return fmt.Sprintf("next success %v after the fault; %d operations in flight took p50 %v, p99 %v (others: median %v)",
-		f.Recovery.Round(time.Millisecond), f.InFlight, f.InFlightP50.Round(time.Millisecond), f.InFlightP99.Round(time.Millisecond), f.Normal.Round(time.Millisecond))
+	return fmt.Sprintf("next success %v after the fault; %d operations in flight, extra latency p50 %v, p99 %v",
+		f.Recovery.Round(time.Millisecond), f.InFlight, f.ExtraP50.Round(time.Millisecond), f.ExtraP99.Round(time.Millisecond))
 }
 
 // FiguresSince computes the cost of a fault injected at fault.
@@ -229,15 +269,15 @@ func (w *Workload) FiguresSince(fault time.Time) Figures {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var f Figures
-	var inflight, normal []time.Duration
+	var inflight []opSpan
+	normal := map[string][]time.Duration{}
 	first := time.Time{}
 	for _, op := range w.done {
-		d := op.end.Sub(op.start)
 		switch {
 		case op.start.Before(fault) && op.end.After(fault):
-			inflight = append(inflight, d)
+			inflight = append(inflight, op)
 		default:
-			normal = append(normal, d)
+			normal[op.kind] = append(normal[op.kind], op.end.Sub(op.start))
 		}
 		if op.ok && !op.start.Before(fault) && (first.IsZero() || op.end.Before(first)) {
 			first = op.end
@@ -246,10 +286,31 @@ func (w *Workload) FiguresSince(fault time.Time) Figures {
 	if !first.IsZero() {
 		f.Recovery = first.Sub(fault)
 	}
+	var extra []time.Duration
+	for _, op := range inflight {
+		extra = append(extra, max(0, op.end.Sub(op.start)-percentile(normal[op.kind], 50)))
+	}
 	f.InFlight = len(inflight)
-	f.InFlightP50, f.InFlightP99 = percentile(inflight, 50), percentile(inflight, 99)
-	f.Normal = percentile(normal, 50)
+	f.ExtraP50, f.ExtraP99 = percentile(extra, 50), percentile(extra, 99)
 	return f
+}
+
+// LongestStall is the longest time in which no operation succeeded.
+func (w *Workload) LongestStall() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var ends []time.Time
+	for _, op := range w.done {
+		if op.ok {
+			ends = append(ends, op.end)
+		}
+	}
+	slices.SortFunc(ends, time.Time.Compare)
+	var stall time.Duration
+	for i := 1; i < len(ends); i++ {
+		stall = max(stall, ends[i].Sub(ends[i-1]))
+	}
+	return stall
 }
 
 func percentile(ds []time.Duration, p int) time.Duration {
@@ -259,4 +320,12 @@ func percentile(ds []time.Duration, p int) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+// Acked returns the digest of every file the workload was told it stored
+// and has not deleted since.
+func (w *Workload) Acked() map[string]string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.acked)
 }

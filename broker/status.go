@@ -1,0 +1,142 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// statusResponder answers subjects.BrokerInfo for its broker. It runs in
+// the broker process, so a broker is reported even when no file server is
+// connected to it, and while JetStream has no quorum: the report reads the
+// embedded server's own state and never waits on JetStream.
+type statusResponder struct {
+	nc     *nats.Conn
+	cancel context.CancelFunc
+	done   chan struct{}
+	stop   sync.Once
+}
+
+// startStatus connects in-process as the service identity and answers
+// subjects.BrokerInfo until stopStatus.
+func (b *Broker) startStatus(servicePassword string) error {
+	if servicePassword == "" {
+		return errors.New("no service password to connect with")
+	}
+	nc, err := nats.Connect("",
+		nats.InProcessServer(b.srv),
+		nats.UserInfo(subjects.ServiceUser, servicePassword),
+		nats.Name("ftfs-broker-status"),
+		nats.Timeout(10*time.Second),
+		// The pipe can only break while the server shuts down, and then
+		// stopStatus closes the connection anyway.
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+	)
+	if err != nil {
+		return fmt.Errorf("connect in-process: %w", err)
+	}
+	// No queue group: every broker must answer the one request.
+	sub, err := nc.SubscribeSync(subjects.BrokerInfo)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("subscribe %s: %w", subjects.BrokerInfo, err)
+	}
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		nc.Close()
+		return fmt.Errorf("flush subscription %s: %w", subjects.BrokerInfo, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &statusResponder{nc: nc, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		b.serveStatus(ctx, sub)
+	}()
+	b.status = r
+	return nil
+}
+
+func (b *Broker) serveStatus(ctx context.Context, sub *nats.Subscription) {
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+				b.log.Error("broker status responder stopped", "err", err)
+			}
+			return
+		}
+		if !subjects.IsInbox(m.Reply) {
+			// The reply would be published with the service identity's
+			// rights: answering anywhere else could make it a request.
+			b.log.Warn("broker status request refused: reply subject is not an inbox", "reply", m.Reply)
+			continue
+		}
+		data, err := json.Marshal(b.report())
+		if err != nil {
+			b.log.Error("broker status: encode report", "err", err)
+			continue
+		}
+		if err := m.Respond(data); err != nil {
+			b.log.Debug("broker status: reply", "err", err)
+		}
+	}
+}
+
+// stopStatus ends the responder and waits for it; safe to call twice, or
+// when it never started.
+func (b *Broker) stopStatus() {
+	r := b.status
+	if r == nil {
+		return
+	}
+	r.stop.Do(func() {
+		r.cancel()
+		<-r.done
+		r.nc.Close()
+	})
+}
+
+// report describes this broker from its embedded server.
+func (b *Broker) report() subjects.BrokerReport {
+	srv := b.srv
+	rep := subjects.BrokerReport{
+		Name:        srv.Name(),
+		URL:         srv.ClientURL(),
+		Cluster:     srv.ClusterName(),
+		Version:     server.VERSION,
+		Started:     b.started,
+		Connections: srv.NumClients(),
+		JetStream:   srv.JetStreamEnabled(),
+	}
+	if !rep.JetStream {
+		return rep
+	}
+	if !srv.JetStreamIsClustered() {
+		rep.MetaLeader = rep.Name // alone, it decides every placement itself
+		return rep
+	}
+	// Jsz reads local state only: it answers at once without a quorum.
+	jsz, err := srv.Jsz(&server.JSzOptions{})
+	if err != nil {
+		rep.Error = fmt.Sprintf("jetstream state: %v", err)
+		return rep
+	}
+	if meta := jsz.Meta; meta != nil {
+		rep.MetaLeader = meta.Leader
+		for _, p := range meta.Replicas {
+			if p == nil {
+				continue
+			}
+			rep.MetaPeers = append(rep.MetaPeers, subjects.MetaPeer{Name: p.Name, Current: p.Current, Offline: p.Offline})
+		}
+	}
+	return rep
+}

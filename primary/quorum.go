@@ -1,0 +1,179 @@
+package primary
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// Quorum loss. With two of three brokers down JetStream can neither store
+// nor read through its leaders; a request that waits for it would hang
+// until its deadline. Each file server therefore polls JetStream and, while
+// the cluster answers "temporarily unavailable", is read-only: writes fail
+// at once with CodeReadOnly, sessions and users are checked against an
+// in-memory mirror of their buckets, and reads are served from a backup's
+// replica dir (see Fallback).
+
+// quorumPoll is how often a server asks JetStream whether it has a quorum.
+const quorumPoll = time.Second
+
+// errReadOnly is the answer to a write while storage has no quorum.
+var errReadOnly = subjects.Errorf(subjects.CodeReadOnly,
+	"read-only: storage quorum lost (too few brokers are up); downloads and listings are served from the backup's replica, writes resume when a broker returns")
+
+// watchQuorum keeps s.readOnly up to date until the server stops. Only a
+// definite answer changes it: a timeout (a broker restarting, a leader
+// election) leaves the last state.
+func (s *Server) watchQuorum() {
+	tick := time.NewTicker(quorumPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		m, err := s.nc.Request(subjects.JetStreamInfo, nil, quorumPoll)
+		if err != nil {
+			continue
+		}
+		var resp struct {
+			Error *struct {
+				ErrCode int `json:"err_code"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(m.Data, &resp) != nil {
+			continue
+		}
+		lost := resp.Error != nil && resp.Error.ErrCode == subjects.ErrCodeClusterNotAvailable
+		if resp.Error != nil && !lost {
+			continue
+		}
+		if s.readOnly.Swap(lost) != lost {
+			if lost {
+				s.log.Warn("storage quorum lost: read-only until a broker returns")
+			} else {
+				s.log.Info("storage quorum back: writable")
+			}
+		}
+	}
+}
+
+// writable refuses f while storage is read-only.
+func (s *Server) writable(f op) op {
+	return func(c *call) (any, error) {
+		if s.readOnly.Load() {
+			return nil, errReadOnly
+		}
+		return f(c)
+	}
+}
+
+// mirror is an in-memory copy of a KV bucket, kept by a watch. It answers
+// for the bucket while storage has no quorum; at other times the bucket
+// itself is read, so that a change made a moment ago on another server is
+// never missed.
+type mirror struct {
+	mu      sync.RWMutex
+	entries map[string][]byte
+}
+
+func newMirror() *mirror { return &mirror{entries: map[string][]byte{}} }
+
+func (m *mirror) get(key string) ([]byte, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	v, ok := m.entries[key]
+	return v, ok
+}
+
+// follow watches kv into m until ctx ends, starting the watch again after
+// a failure.
+func (m *mirror) follow(ctx context.Context, s *Server, kv jetstream.KeyValue) {
+	backoff := 250 * time.Millisecond
+	for ctx.Err() == nil {
+		err := m.watch(ctx, kv)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Debug("bucket mirror restarting", "bucket", kv.Bucket(), "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (m *mirror) watch(ctx context.Context, kv jetstream.KeyValue) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := kv.WatchAll(wctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch closed")
+			}
+			if e == nil {
+				continue // initial values delivered
+			}
+			m.mu.Lock()
+			if e.Operation() == jetstream.KeyValuePut {
+				m.entries[e.Key()] = e.Value()
+			} else {
+				delete(m.entries, e.Key())
+			}
+			m.mu.Unlock()
+		}
+	}
+}
+
+// sweep drops mirrored sessions past their expiry (the bucket's TTL
+// removes them without a delete marker).
+func (m *mirror) sweepSessions() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	for k, v := range m.entries {
+		var sess sessionRecord
+		if json.Unmarshal(v, &sess) != nil || now.After(sess.Expires) {
+			delete(m.entries, k)
+		}
+	}
+}
+
+// readKV reads key from kv, or from its mirror while storage is read-only
+// or unreachable.
+func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror, key string) ([]byte, error) {
+	if !s.readOnly.Load() {
+		e, err := kv.Get(ctx, key)
+		if err == nil {
+			return e.Value(), nil
+		}
+		if !storageUnavailable(err) {
+			return nil, err
+		}
+		if _, ok := mir.get(key); !ok {
+			return nil, err
+		}
+	}
+	v, ok := mir.get(key)
+	if !ok {
+		return nil, jetstream.ErrKeyNotFound
+	}
+	return v, nil
+}
