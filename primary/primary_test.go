@@ -269,3 +269,30 @@ func TestResumeOnAnotherServerAfterHolderStops(t *testing.T) {
 		t.Fatalf("file info %+v", fi)
 	}
 }
+
+// TestBucketsReadThroughTheirLeader checks the buckets two servers create
+// together: every key-value stream refuses direct gets (a lagging follower
+// could answer them), and binding as a nats.go KeyValue still works.
+func TestBucketsReadThroughTheirLeader(t *testing.T) {
+	url := startTestBroker(t)
+	done := make(chan *Server, 2)
+	for _, role := range []string{RolePrimary, RoleBackup} {
+		go func() { done <- startTestServer(t, url, role) }()
+	}
+	s := <-done
+	<-done
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, b := range []string{subjects.UsersBucket, subjects.SessionsBucket, subjects.UploadsBucket, subjects.RequestsBucket} {
+		st, err := s.js.Stream(ctx, subjects.KVStream(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.CachedInfo().Config.AllowDirect {
+			t.Errorf("%s allows direct gets", b)
+		}
+		if _, err := s.js.KeyValue(ctx, b); err != nil {
+			t.Errorf("bind %s: %v", b, err)
+		}
+	}
+}

@@ -10,6 +10,7 @@
 package primary
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -283,38 +284,58 @@ func (s *Server) openBuckets(ctx context.Context) error {
 		return err
 	}
 	kvs := []struct {
-		dst *jetstream.KeyValue
-		cfg jetstream.KeyValueConfig
+		dst     *jetstream.KeyValue
+		bucket  string
+		about   string
+		history int64
+		ttl     time.Duration
 	}{
-		{&s.users, jetstream.KeyValueConfig{Bucket: subjects.UsersBucket, Description: "ftfs users", History: 1}},
-		{&s.sessions, jetstream.KeyValueConfig{Bucket: subjects.SessionsBucket, Description: "ftfs sessions", TTL: s.cfg.SessionTTL + time.Hour}},
-		{&s.uploads, jetstream.KeyValueConfig{Bucket: subjects.UploadsBucket, Description: "ftfs uploads in flight", History: 1}},
-		{&s.requests, jetstream.KeyValueConfig{Bucket: subjects.RequestsBucket, Description: "ftfs outcomes of recent requests, by request id", TTL: 10 * time.Minute}},
+		{&s.users, subjects.UsersBucket, "ftfs users", 1, 0},
+		{&s.sessions, subjects.SessionsBucket, "ftfs sessions", 1, s.cfg.SessionTTL + time.Hour},
+		{&s.uploads, subjects.UploadsBucket, "ftfs uploads in flight", 1, 0},
+		{&s.requests, subjects.RequestsBucket, "ftfs outcomes of recent requests, by request id", 1, 10 * time.Minute},
 	}
 	for _, k := range kvs {
-		k.cfg.Storage = jetstream.FileStorage
-		k.cfg.Replicas = r
-		err := retryStartup(ctx, s.log, "key-value bucket "+k.cfg.Bucket, func(ctx context.Context) error {
-			_, err := s.js.CreateKeyValue(ctx, k.cfg)
-			if err != nil && !errors.Is(err, jetstream.ErrBucketExists) && !isAlreadyInUse(err) {
-				return err
+		// The stream nats.go's CreateKeyValue makes, but without direct
+		// gets: reads must see every acknowledged write (a session just
+		// created, an upload's last checkpoint), and a lagging follower
+		// may answer a direct get. Made in one step, so that two servers
+		// starting together do not race to update it.
+		cfg := jetstream.StreamConfig{
+			Name:              subjects.KVStream(k.bucket),
+			Subjects:          []string{subjects.KVSubjects(k.bucket)},
+			Description:       k.about,
+			MaxMsgsPerSubject: k.history,
+			MaxBytes:          -1,
+			MaxAge:            k.ttl,
+			MaxMsgSize:        -1,
+			Storage:           jetstream.FileStorage,
+			Replicas:          r,
+			AllowRollup:       true,
+			DenyDelete:        true,
+			Duplicates:        min(2*time.Minute, cmp.Or(k.ttl, 2*time.Minute)),
+			MaxMsgs:           -1,
+			MaxConsumers:      -1,
+			Discard:           jetstream.DiscardNew,
+		}
+		err := retryStartup(ctx, s.log, "key-value bucket "+k.bucket, func(ctx context.Context) error {
+			_, err := s.js.CreateStream(ctx, cfg)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || isAlreadyInUse(err) {
+				// Made by an earlier version, with direct gets: turn them off.
+				var stream jetstream.Stream
+				if stream, err = s.js.Stream(ctx, cfg.Name); err == nil {
+					if have := stream.CachedInfo().Config; have.AllowDirect {
+						have.AllowDirect = false
+						if _, err = s.js.UpdateStream(ctx, have); err != nil {
+							err = fmt.Errorf("disable direct gets: %w", err)
+						}
+					}
+				}
 			}
-			// Reads must see every acknowledged write (a session just
-			// created, an upload's last checkpoint): no direct gets, which
-			// a lagging follower may answer.
-			stream, err := s.js.Stream(ctx, "KV_"+k.cfg.Bucket)
 			if err != nil {
 				return err
 			}
-			if cfg := stream.CachedInfo().Config; cfg.AllowDirect {
-				cfg.AllowDirect = false
-				if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
-					return fmt.Errorf("disable direct gets: %w", err)
-				}
-			}
-			// Bind again: a handle remembers whether the bucket allowed
-			// direct gets when it was made.
-			*k.dst, err = s.js.KeyValue(ctx, k.cfg.Bucket)
+			*k.dst, err = s.js.KeyValue(ctx, k.bucket)
 			return err
 		})
 		if err != nil {
@@ -333,7 +354,7 @@ func isAlreadyInUse(err error) bool {
 func retryStartup(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
 	for {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := f(actx)
 		cancel()
 		if err == nil {

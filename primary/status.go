@@ -69,7 +69,7 @@ func (s *Server) streamStatuses(ctx context.Context) []subjects.StreamStatus {
 		{Bucket: s.cfg.Bucket, Stream: subjects.ObjectStream(s.cfg.Bucket)},
 	}
 	for _, b := range []string{subjects.UsersBucket, subjects.SessionsBucket, subjects.UploadsBucket, subjects.RequestsBucket} {
-		out = append(out, subjects.StreamStatus{Bucket: b, Stream: kvStream(b)})
+		out = append(out, subjects.StreamStatus{Bucket: b, Stream: subjects.KVStream(b)})
 	}
 	var wg sync.WaitGroup
 	for i := range out {
@@ -102,6 +102,3 @@ func (s *Server) streamStatus(ctx context.Context, st *subjects.StreamStatus) {
 		}
 	}
 }
-
-// kvStream is the stream behind a key-value bucket.
-func kvStream(bucket string) string { return "KV_" + bucket }

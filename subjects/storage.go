@@ -33,3 +33,10 @@ const JetStreamInfo = "$JS.API.INFO"
 // ErrCodeClusterNotAvailable is JetStream's error code for "JetStream system
 // temporarily unavailable": no quorum among the brokers.
 const ErrCodeClusterNotAvailable = 10008
+
+// KVStream is the stream behind a key-value bucket, and KVSubjects the
+// subjects it holds (nats.go jetstream/kv.go).
+func KVStream(bucket string) string { return "KV_" + bucket }
+
+// KVSubjects matches every key of a key-value bucket.
+func KVSubjects(bucket string) string { return "$KV." + bucket + ".>" }
