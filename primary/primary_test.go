@@ -275,14 +275,28 @@ func TestResumeOnAnotherServerAfterHolderStops(t *testing.T) {
 // could answer them), and binding as a nats.go KeyValue still works.
 func TestBucketsReadThroughTheirLeader(t *testing.T) {
 	url := startTestBroker(t)
-	done := make(chan *Server, 2)
-	for _, role := range []string{RolePrimary, RoleBackup} {
-		go func() { done <- startTestServer(t, url, role) }()
-	}
-	s := <-done
-	<-done
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	type started struct {
+		s   *Server
+		err error
+	}
+	done := make(chan started, 2)
+	for _, role := range []string{RolePrimary, RoleBackup} {
+		go func() {
+			s, err := Start(ctx, Config{Servers: []string{url}, ServicePassword: testServicePassword, Role: role, Logger: startTestLogger()})
+			done <- started{s, err}
+		}()
+	}
+	var s *Server
+	for range 2 {
+		r := <-done
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		t.Cleanup(r.s.Stop)
+		s = r.s
+	}
 	for _, b := range []string{subjects.UsersBucket, subjects.SessionsBucket, subjects.UploadsBucket, subjects.RequestsBucket} {
 		st, err := s.js.Stream(ctx, subjects.KVStream(b))
 		if err != nil {
