@@ -110,7 +110,7 @@ The servers are found through the broker URLs in --server or NATS_URL
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("server", "", "broker URLs, comma separated (default $NATS_URL or nats://127.0.0.1:4222)")
-	root.PersistentFlags().Duration("timeout", 5*time.Second, "how long one request attempt may take before trying another server")
+	root.PersistentFlags().Duration("timeout", time.Second, "how long a request may go without a sign of life from its file server before it is sent to another")
 	root.PersistentFlags().String("log-level", "warn", "log level: debug, info, warn, error")
 	root.AddGroup(&cobra.Group{ID: "files", Title: "Files:"}, &cobra.Group{ID: "session", Title: "Session:"},
 		&cobra.Group{ID: "admin", Title: "Administration:"}, &cobra.Group{ID: "servers", Title: "Server roles:"})

@@ -16,6 +16,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,8 +56,10 @@ type options struct {
 // Option configures a Client.
 type Option func(*options)
 
-// WithRequestTimeout sets how long one attempt of a request may take before
-// the client gives up on that server and tries again (default 5s).
+// WithRequestTimeout sets how long a request may go without a sign of life
+// (an answer or a keepalive) from the server working on it before the
+// client sends it again, to whichever server is alive (default 1s; the
+// servers send a keepalive every subjects.KeepaliveInterval).
 func WithRequestTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
 // WithLogger sets the logger for connection events and failovers.
@@ -71,10 +74,11 @@ const defaultBudget = 30 * time.Second
 
 // Client is a connection to ftfs as one user. It is safe for concurrent use.
 type Client struct {
-	nc   *nats.Conn
-	user string
-	cred Credentials
-	opts options
+	nc      *nats.Conn
+	replies *replies
+	user    string
+	cred    Credentials
+	opts    options
 
 	mu    sync.Mutex
 	token string
@@ -84,7 +88,7 @@ type Client struct {
 // server to check the credentials, so a refused connection means a wrong
 // password, an expired session, or no file server running.
 func Dial(ctx context.Context, servers []string, cred Credentials, opts ...Option) (*Client, error) {
-	o := options{timeout: 5 * time.Second, log: slog.New(slog.DiscardHandler), name: "ftfs-client"}
+	o := options{timeout: time.Second, log: slog.New(slog.DiscardHandler), name: "ftfs-client"}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -133,7 +137,12 @@ func Dial(ctx context.Context, servers []string, cred Credentials, opts ...Optio
 		}
 		return nil, fmt.Errorf("connect to %s: %w: %v", strings.Join(servers, ","), ErrUnavailable, err)
 	}
-	return &Client{nc: nc, user: cred.User, cred: cred, opts: o, token: cred.Token}, nil
+	rs, err := newReplies(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &Client{nc: nc, replies: rs, user: cred.User, cred: cred, opts: o, token: cred.Token}, nil
 }
 
 // Close closes the connection.
@@ -164,9 +173,13 @@ type call struct {
 	replica string
 }
 
-// do sends a request, retrying on a timeout, a missing responder or a
-// retryable error code, until ctx (or the default budget) runs out. A file
-// server that dies with the request, or is frozen, costs one attempt.
+// do sends a request, retrying on silence, a missing responder or a
+// retryable error code, until ctx (or the default budget) runs out. A
+// working server sends keepalives (subjects.KeepaliveInterval); one that
+// falls silent for the request timeout, killed or frozen, has the request
+// sent again at once, to whichever server is alive. Every attempt uses the
+// same reply subject (and request ID), so the answer of a slow first
+// attempt is as good as a later one's.
 func (c *Client) do(ctx context.Context, r call) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -181,45 +194,56 @@ func (c *Client) do(ctx context.Context, r call) error {
 	if r.mutating {
 		id = uuid.NewString()
 	}
+	reply, msgs, done := c.replies.open()
+	defer done()
+	silence := time.NewTimer(c.opts.timeout)
+	defer silence.Stop()
 	backoff := 50 * time.Millisecond
 	var last error
 	for {
 		m := nats.NewMsg(r.subject)
-		m.Data = body
+		m.Reply, m.Data = reply, body
 		if !r.noToken {
 			m.Header.Set(subjects.HeaderSession, c.Token())
 		}
 		if id != "" {
 			m.Header.Set(subjects.HeaderRequestID, id)
 		}
-		actx, cancel := context.WithTimeout(ctx, c.opts.timeout)
-		resp, err := c.nc.RequestMsgWithContext(actx, m)
-		cancel()
-		if err == nil {
-			if code := resp.Header.Get(subjects.HeaderErrorCode); code != "" {
-				e := &Error{Code: subjects.Code(code), Message: resp.Header.Get(subjects.HeaderErrorText)}
-				if e.Code == subjects.CodeReadOnly && r.replica != "" && m.Subject != r.replica {
-					c.opts.log.Debug("storage is read-only; reading from a replica", "subject", r.subject)
-					r.subject = r.replica
-					continue
-				}
-				if !e.Code.Retryable() {
-					return e
-				}
-				last = e
-			} else {
-				if r.reply != nil {
-					if err := json.Unmarshal(resp.Data, r.reply); err != nil {
-						return fmt.Errorf("%w: undecodable reply: %v", ErrInternal, err)
-					}
-				}
-				return nil
-			}
-		} else {
-			if !retryable(err) {
-				return fmt.Errorf("%w: %v", ErrUnavailable, err)
-			}
+		if err := c.nc.PublishMsg(m); err != nil && !retryable(err) {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		silence.Reset(c.opts.timeout)
+		resp, err := c.await(ctx, msgs, silence)
+		switch {
+		case errors.Is(err, errSilent):
+			c.opts.log.Debug("file server silent; sending the request again", "subject", r.subject)
 			last = err
+			continue // the server is gone: no reason to wait
+		case err != nil:
+			if errors.Is(last, ErrUnavailable) || errors.Is(last, ErrBusy) {
+				return last
+			}
+			return fmt.Errorf("%w: no file server answered (%v)", ErrUnavailable, cmp.Or(last, err))
+		case resp.Header.Get(subjects.HeaderStatus) == "503":
+			last = nats.ErrNoResponders
+		case resp.Header.Get(subjects.HeaderErrorCode) != "":
+			e := &Error{Code: subjects.Code(resp.Header.Get(subjects.HeaderErrorCode)), Message: resp.Header.Get(subjects.HeaderErrorText)}
+			if e.Code == subjects.CodeReadOnly && r.replica != "" && r.subject != r.replica {
+				c.opts.log.Debug("storage is read-only; reading from a replica", "subject", r.subject)
+				r.subject = r.replica
+				continue
+			}
+			if !e.Code.Retryable() {
+				return e
+			}
+			last = e
+		default:
+			if r.reply != nil {
+				if err := json.Unmarshal(resp.Data, r.reply); err != nil {
+					return fmt.Errorf("%w: undecodable reply: %v", ErrInternal, err)
+				}
+			}
+			return nil
 		}
 		c.opts.log.Debug("request failed; retrying", "subject", r.subject, "err", last)
 		select {
@@ -231,6 +255,28 @@ func (c *Client) do(ctx context.Context, r call) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// errSilent: no reply and no keepalive for the request timeout.
+var errSilent = errors.New("file server silent")
+
+// await waits for the answer to a request, skipping keepalives, until the
+// server falls silent (errSilent) or ctx ends.
+func (c *Client) await(ctx context.Context, msgs <-chan *nats.Msg, silence *time.Timer) (*nats.Msg, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-silence.C:
+			return nil, errSilent
+		case m := <-msgs:
+			if m.Header.Get(subjects.HeaderStatus) == "100" {
+				silence.Reset(c.opts.timeout)
+				continue
+			}
+			return m, nil
+		}
 	}
 }
 

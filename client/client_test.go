@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/ftfs/ftfs/broker"
 	"github.com/ftfs/ftfs/client"
@@ -182,4 +185,81 @@ func TestUploadMovesToTheOtherServerWhenItsServerStops(t *testing.T) {
 	if _, err := c.Get(context.Background(), "big.bin", &got); err != nil || !bytes.Equal(got.Bytes(), data) || fi.Size != int64(len(data)) {
 		t.Fatalf("get after failover: %v equal=%v", err, bytes.Equal(got.Bytes(), data))
 	}
+}
+
+// TestSlowServerIsNotAskedTwiceButASilentOneIs checks the keepalive
+// protocol with a hand-made file server: one that works longer than the
+// request timeout but sends keepalives gets the request once; one that
+// falls silent gets it again, on the same reply subject, after the timeout.
+func TestSlowServerIsNotAskedTwiceButASilentOneIs(t *testing.T) {
+	sys := startSystem(t, primary.RolePrimary)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: primary.AdminUser, Password: adminPassword}, client.WithRequestTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sys.servers[0].Stop() // from here on, the hand-made server answers
+
+	svc, err := nats.Connect(sys.url, nats.UserInfo(subjects.ServiceUser, servicePassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	requests := make(chan *nats.Msg, 10)
+	sub, err := svc.ChanQueueSubscribe(subjects.Stat, subjects.QueueGroup, requests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	answer := func(m *nats.Msg) {
+		b, _ := json.Marshal(subjects.FileInfo{Name: "x", Owner: primary.AdminUser})
+		if err := m.Respond(b); err != nil {
+			t.Error(err)
+		}
+	}
+
+	t.Run("slow, with keepalives", func(t *testing.T) {
+		done := make(chan error, 1)
+		go func() { _, err := c.Stat(ctx, "x"); done <- err }()
+		m := <-requests
+		for range 10 { // a second of work, four times the timeout
+			time.Sleep(100 * time.Millisecond)
+			k := nats.NewMsg(m.Reply)
+			k.Header.Set(subjects.HeaderStatus, "100")
+			if err := svc.PublishMsg(k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		answer(m)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if len(requests) != 0 {
+			t.Fatalf("a server sending keepalives was asked %d more times", len(requests))
+		}
+	})
+
+	t.Run("silent", func(t *testing.T) {
+		done := make(chan error, 1)
+		go func() { _, err := c.Stat(ctx, "x"); done <- err }()
+		first := <-requests
+		var again *nats.Msg
+		select {
+		case again = <-requests:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a silent server's request was not sent again")
+		}
+		if again.Reply != first.Reply {
+			t.Fatalf("sent again with reply %s, first %s", again.Reply, first.Reply)
+		}
+		answer(first) // the first attempt's answer is as good
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }

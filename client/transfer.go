@@ -147,7 +147,7 @@ func (u *uploader) run(ctx context.Context) error {
 		if u.eof && len(u.unacked) == 0 {
 			return nil
 		}
-		wait := time.Until(progress.Add(u.c.opts.timeout))
+		wait := time.Until(progress.Add(u.stall()))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -169,6 +169,12 @@ func (u *uploader) run(ctx context.Context) error {
 		progress = time.Now()
 	}
 }
+
+// stall is how long an upload may go without a chunk acknowledged before
+// it moves to another server. Chunks are stored one by one through
+// JetStream, slower than a keepalive, so it is longer than the request
+// timeout; a killed holder is noticed at once anyway (no responders).
+func (u *uploader) stall() time.Duration { return max(3*u.c.opts.timeout, 2*time.Second) }
 
 // listen opens a fresh reply subject, so that late acks from a server the
 // upload has left are never mistaken for new ones.

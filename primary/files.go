@@ -157,7 +157,11 @@ func (s *Server) allObjectsFromConsumer(ctx context.Context) ([]jetstream.Object
 // the latest writes, and a listing must show every acknowledged change: so
 // the leader names the meta subjects and each is read through it.
 func (s *Server) allObjectsFromLeader(ctx context.Context) ([]jetstream.ObjectInfo, error) {
-	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(subjects.ObjectMetas(s.cfg.Bucket)))
+	var info *jetstream.StreamInfo
+	err := s.retryRead(ctx, func(ctx context.Context) (err error) {
+		info, err = s.stream.Info(ctx, jetstream.WithSubjectFilter(subjects.ObjectMetas(s.cfg.Bucket)))
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -317,10 +321,22 @@ func (s *Server) delete(c *call) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.purgeUnreferenced(c.ctx, o.info.NUID)
+		s.purgeLater(o.info.NUID)
 		s.log.Info("file deleted", "name", r.Name, "by", c.user)
 		return nil, nil
 	}
+}
+
+// purgeLater purges a replaced or deleted version's chunks after the reply:
+// the listing it takes to be sure is no business of the user's request.
+func (s *Server) purgeLater(nuid string) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, 2*time.Minute)
+		defer cancel()
+		s.purgeUnreferenced(ctx, nuid)
+	}()
 }
 
 // purgeUnreferenced drops the chunks of an object version that no live name
@@ -402,7 +418,7 @@ func (s *Server) rename(c *call) (any, error) {
 			return nil, fmt.Errorf("rename %q: new name stored, old name not removed: %w", r.From, err)
 		}
 		if to.live() && to.info.NUID != from.info.NUID {
-			s.purgeUnreferenced(c.ctx, to.info.NUID)
+			s.purgeLater(to.info.NUID)
 		}
 		s.log.Info("file renamed", "from", r.From, "to", r.To, "by", c.user)
 		o, err := s.getObject(c.ctx, r.To)

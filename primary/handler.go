@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,7 +53,9 @@ type noReply struct{}
 // (bcrypt, a long listing) does not hold up its endpoint.
 func (s *Server) async(h func(micro.Request)) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
+		stop := s.keepalive(req.Reply())
 		s.goBounded(func() {
+			defer stop()
 			defer func() {
 				if r := recover(); r != nil {
 					s.log.Error("request handler panicked", "subject", req.Subject(), "panic", r)
@@ -62,6 +65,39 @@ func (s *Server) async(h func(micro.Request)) micro.Handler {
 			h(req)
 		})
 	})
+}
+
+// keepalive tells the client every subjects.KeepaliveInterval that its
+// request is being worked on, until stop: the client sends a request again
+// only when its server falls silent (killed, frozen), not because the work
+// is slow. Only user inboxes get one: the message is sent with the service
+// identity, which must not publish to a subject a request names at will.
+func (s *Server) keepalive(reply string) (stop func()) {
+	if !strings.HasPrefix(reply, subjects.InboxRoot+".") {
+		return func() {}
+	}
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock()
+	t = time.AfterFunc(subjects.KeepaliveInterval, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		m := nats.NewMsg(reply)
+		m.Header.Set(subjects.HeaderStatus, "100")
+		_ = s.nc.PublishMsg(m)
+		t.Reset(subjects.KeepaliveInterval)
+	})
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
 }
 
 // goBounded runs f in a goroutine the server owns, at most cap(s.slots) at

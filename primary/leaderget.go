@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/subjects"
 )
 
 // leaderGet reads one message through the stream leader (the
@@ -20,7 +22,11 @@ func (s *Server) leaderGet(ctx context.Context, req leaderGetRequest) (*jetstrea
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+s.stream.CachedInfo().Config.Name, body)
+	var resp *nats.Msg
+	err = s.retryRead(ctx, func(ctx context.Context) error {
+		resp, err = s.nc.RequestWithContext(ctx, subjects.StreamMsgGet(s.stream.CachedInfo().Config.Name), body)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

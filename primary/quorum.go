@@ -156,18 +156,18 @@ func (m *mirror) sweepSessions() {
 	}
 }
 
-// readKV reads key from kv, or from its mirror while storage is read-only
-// or unreachable.
+// readKV reads key from kv, or from its mirror once storage is read-only.
 func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror, key string) ([]byte, error) {
 	if !s.readOnly.Load() {
-		e, err := kv.Get(ctx, key)
+		var e jetstream.KeyValueEntry
+		err := s.retryRead(ctx, func(ctx context.Context) (err error) {
+			e, err = kv.Get(ctx, key)
+			return err
+		})
 		if err == nil {
 			return e.Value(), nil
 		}
-		if !storageUnavailable(err) {
-			return nil, err
-		}
-		if _, ok := mir.get(key); !ok {
+		if !errors.Is(err, errReadOnly) {
 			return nil, err
 		}
 	}
@@ -176,4 +176,32 @@ func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror,
 		return nil, jetstream.ErrKeyNotFound
 	}
 	return v, nil
+}
+
+// readAttempt bounds one storage read. A read sent to a stream leader that
+// has just died is never answered; a new leader is elected within seconds,
+// so the read is sent again rather than waited on for the whole request.
+const readAttempt = 2 * time.Second
+
+// retryRead runs a storage read, again after a timeout or a moment of
+// unavailability, until ctx ends or storage turns read-only.
+func (s *Server) retryRead(ctx context.Context, read func(context.Context) error) error {
+	backoff := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, readAttempt)
+		err := read(actx)
+		cancel()
+		if err == nil || !storageUnavailable(err) || ctx.Err() != nil {
+			return err
+		}
+		if s.readOnly.Load() {
+			return errReadOnly
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
 }

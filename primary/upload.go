@@ -485,7 +485,7 @@ func (s *Server) uploadCommit(c *call) (any, error) {
 		fi = fileInfo(o.info) // with the server's timestamp
 	}
 	if replaced.live() && replaced.info.NUID != rec.ID {
-		s.purgeUnreferenced(c.ctx, replaced.info.NUID)
+		s.purgeLater(replaced.info.NUID)
 	}
 	rec.Committed, rec.Updated = &fi, time.Now().UTC()
 	if b, err := json.Marshal(rec); err == nil {

@@ -19,6 +19,10 @@ func ObjectMeta(bucket, name string) string {
 // ObjectChunks is the subject of an object version's chunks, in order.
 func ObjectChunks(bucket, nuid string) string { return "$O." + bucket + ".C." + nuid }
 
+// StreamMsgGet is the subject of JetStream's message get on a stream,
+// answered by the stream leader only.
+func StreamMsgGet(stream string) string { return "$JS.API.STREAM.MSG.GET." + stream }
+
 // DirectGet is the subject of JetStream direct gets on a stream.
 func DirectGet(stream string) string { return "$JS.API.DIRECT.GET." + stream }
 

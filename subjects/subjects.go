@@ -132,7 +132,13 @@ const (
 	// (ReplicaDownload), in place of HeaderStreamSeq.
 	HeaderOffset = "Ftfs-Offset"
 	// HeaderStatus is the NATS status header: "204" ends a download batch,
-	// "404" means the batch found nothing, "503" means no responders.
+	// "404" means the batch found nothing, "503" means no responders, and
+	// "100" is a file server's keepalive for a request it is working on.
+	// The keepalive, every KeepaliveInterval to the request's reply subject
+	// until the answer, is how a client tells a slow server from a dead
+	// one: after a few intervals of silence it sends the request again,
+	// with the same reply subject and request ID, to whichever server is
+	// alive.
 	HeaderStatus = "Status"
 	// HeaderErrorCode and HeaderErrorText are the nats micro error headers.
 	HeaderErrorCode = "Nats-Service-Error-Code"
@@ -154,6 +160,9 @@ const (
 
 // Durations clients and servers agree on.
 const (
+	// KeepaliveInterval is how often a file server says it is still working
+	// on a request (HeaderStatus "100").
+	KeepaliveInterval = 250 * time.Millisecond
 	// SessionTTL is how long a session lasts after login.
 	SessionTTL = 24 * time.Hour
 	// UploadIdle is how long an unfinished upload may go without a chunk

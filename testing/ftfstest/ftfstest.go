@@ -432,8 +432,7 @@ func (sys *System) ObjectStore(t testing.TB) jetstream.ObjectStore {
 func (sys *System) Dial(t testing.TB, user, password string) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return client.Dial(ctx, strings.Split(sys.URLs(), ","), client.Credentials{User: user, Password: password},
-		client.WithRequestTimeout(2*time.Second))
+	return client.Dial(ctx, strings.Split(sys.URLs(), ","), client.Credentials{User: user, Password: password})
 }
 
 // Login returns a logged-in client of user ("admin", or a user AddUser
