@@ -18,6 +18,7 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ftfs/ftfs/subjects"
@@ -57,6 +59,10 @@ type Config struct {
 	Logger       *slog.Logger
 	// Debug logs the server's debug output.
 	Debug bool
+
+	// eventsPassword authenticates the broker's own connection to the
+	// system account (subjects.BrokerEventsUser); made at every Start.
+	eventsPassword string
 }
 
 // Broker is a running broker.
@@ -65,6 +71,7 @@ type Broker struct {
 	log     *slog.Logger
 	started time.Time
 	status  *statusResponder // nil when it could not start
+	events  *nats.Conn       // nil when it could not start
 }
 
 func (cfg *Config) defaults() {
@@ -153,19 +160,25 @@ func authConfig(cfg Config) (string, error) {
 		return "", fmt.Errorf("service password: %w", err)
 	}
 	authUsers := []string{strconv.Quote(subjects.ServiceUser)}
-	sysUsers := ""
-	if cfg.SystemPassword != "" {
-		sysHash, err := bcrypt.GenerateFromPassword([]byte(cfg.SystemPassword), bcrypt.DefaultCost)
-		if err != nil {
-			return "", fmt.Errorf("system password: %w", err)
+	var sysUsers []string
+	for _, u := range []struct{ name, password string }{
+		{subjects.SystemUser, cfg.SystemPassword},
+		{subjects.BrokerEventsUser, cfg.eventsPassword},
+	} {
+		if u.password == "" {
+			continue
 		}
-		sysUsers = fmt.Sprintf("users: [ {user: %s, password: %s} ]", strconv.Quote(subjects.SystemUser), strconv.Quote(string(sysHash)))
-		authUsers = append(authUsers, strconv.Quote(subjects.SystemUser))
+		hash, err := bcrypt.GenerateFromPassword([]byte(u.password), bcrypt.DefaultCost)
+		if err != nil {
+			return "", fmt.Errorf("password of %s: %w", u.name, err)
+		}
+		sysUsers = append(sysUsers, fmt.Sprintf("{user: %s, password: %s}", strconv.Quote(u.name), strconv.Quote(string(hash))))
+		authUsers = append(authUsers, strconv.Quote(u.name))
 	}
 	return fmt.Sprintf(`
 accounts {
   %s { jetstream: enabled, users: [ {user: %s, password: %s} ] }
-  %s { %s }
+  %s { users: [ %s ] }
 }
 system_account: %s
 authorization {
@@ -177,13 +190,14 @@ authorization {
   }
 }
 `, subjects.Account, strconv.Quote(subjects.ServiceUser), strconv.Quote(string(serviceHash)),
-		subjects.SystemAccount, sysUsers, subjects.SystemAccount,
+		subjects.SystemAccount, strings.Join(sysUsers, ", "), subjects.SystemAccount,
 		strconv.Quote(issuer), subjects.Account, strings.Join(authUsers, ", ")), nil
 }
 
 // Start starts a broker and waits until it accepts connections.
 func Start(cfg Config) (*Broker, error) {
 	cfg.defaults()
+	cfg.eventsPassword = rand.Text()
 	opts, err := cfg.Options()
 	if err != nil {
 		return nil, err
@@ -215,6 +229,8 @@ func Start(cfg Config) (*Broker, error) {
 	// still serves.
 	if err := b.startStatus(cfg.ServicePassword); err != nil {
 		b.log.Warn("broker status responder not running: `ftfs status` will not list this broker", "err", err)
+	} else if err := b.startEvents(cfg.eventsPassword); err != nil {
+		b.log.Warn("file server departures not announced: clients will notice them by silence", "err", err)
 	}
 	b.log.Info("broker ready", "url", srv.ClientURL(), "jetstream", opts.StoreDir, "cluster", opts.Cluster.Name)
 	return b, nil
@@ -248,6 +264,7 @@ func (b *Broker) Server() *server.Server { return b.srv }
 
 // Shutdown stops the broker and waits for it.
 func (b *Broker) Shutdown() {
+	b.stopEvents()
 	b.stopStatus()
 	b.srv.Shutdown()
 	b.srv.WaitForShutdown()

@@ -213,7 +213,7 @@ func (c *Client) do(ctx context.Context, r call) error {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		silence.Reset(c.opts.timeout)
-		resp, err := c.await(ctx, msgs, silence)
+		resp, err := c.await(ctx, msgs, silence, c.replies.serverGone())
 		switch {
 		case errors.Is(err, errSilent):
 			c.opts.log.Debug("file server silent; sending the request again", "subject", r.subject)
@@ -258,17 +258,20 @@ func (c *Client) do(ctx context.Context, r call) error {
 	}
 }
 
-// errSilent: no reply and no keepalive for the request timeout.
+// errSilent: no reply and no keepalive for the request timeout, or a file
+// server has gone (subjects.ServerGone), maybe the one with the request.
 var errSilent = errors.New("file server silent")
 
 // await waits for the answer to a request, skipping keepalives, until the
-// server falls silent (errSilent) or ctx ends.
-func (c *Client) await(ctx context.Context, msgs <-chan *nats.Msg, silence *time.Timer) (*nats.Msg, error) {
+// server falls silent or another goes (errSilent), or ctx ends.
+func (c *Client) await(ctx context.Context, msgs <-chan *nats.Msg, silence *time.Timer, gone <-chan struct{}) (*nats.Msg, error) {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-silence.C:
+			return nil, errSilent
+		case <-gone:
 			return nil, errSilent
 		case m := <-msgs:
 			if m.Header.Get(subjects.HeaderStatus) == "100" {

@@ -263,3 +263,63 @@ func TestSlowServerIsNotAskedTwiceButASilentOneIs(t *testing.T) {
 		}
 	})
 }
+
+// TestRequestsOfADeadServerAreSentAgainAtOnce: when the file server holding
+// a request disconnects, its broker says so (subjects.ServerGone) and the
+// client sends the request again without waiting for the silence to show.
+func TestRequestsOfADeadServerAreSentAgainAtOnce(t *testing.T) {
+	sys := startSystem(t, primary.RolePrimary)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const silence = 20 * time.Second // longer than this test may take
+	c, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: primary.AdminUser, Password: adminPassword}, client.WithRequestTimeout(silence))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sys.servers[0].Stop()
+
+	// The holder: takes the request and dies with it.
+	holder, err := nats.Connect(sys.url, nats.UserInfo(subjects.ServiceUser, servicePassword), nats.Name(subjects.ConnNamePrimary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := make(chan *nats.Msg, 1)
+	if _, err := holder.ChanQueueSubscribe(subjects.Stat, subjects.QueueGroup, taken); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { _, err := c.Stat(ctx, "x"); done <- err }()
+	<-taken
+
+	// The survivor subscribes before the holder goes, so the second
+	// attempt finds it.
+	survivor, err := nats.Connect(sys.url, nats.UserInfo(subjects.ServiceUser, servicePassword), nats.Name(subjects.ConnNameBackup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer survivor.Close()
+	if _, err := survivor.QueueSubscribe(subjects.Stat, subjects.QueueGroup, func(m *nats.Msg) {
+		b, _ := json.Marshal(subjects.FileInfo{Name: "x"})
+		_ = m.Respond(b)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := survivor.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	holder.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= silence {
+		t.Fatalf("the request waited %v: the departure was not noticed", took)
+	}
+}

@@ -6,6 +6,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+
+	"github.com/ftfs/ftfs/subjects"
 )
 
 // replies routes the messages answering requests (replies and keepalives)
@@ -14,9 +16,11 @@ import (
 type replies struct {
 	prefix string
 	sub    *nats.Subscription
+	events *nats.Subscription
 
 	mu      sync.Mutex
 	waiting map[string]chan *nats.Msg
+	gone    chan struct{} // closed, and replaced, when a file server goes
 }
 
 func newReplies(nc *nats.Conn) (*replies, error) {
@@ -34,7 +38,27 @@ func newReplies(nc *nats.Conn) (*replies, error) {
 		return nil, fmt.Errorf("%w: subscribe to replies: %v", ErrUnavailable, err)
 	}
 	r.sub = sub
+	r.gone = make(chan struct{})
+	// A broker's notice that a file server's connection closed: what it
+	// held is lost, so whoever waits on an answer asks again now.
+	r.events, err = nc.Subscribe(subjects.ServerGone, func(*nats.Msg) {
+		r.mu.Lock()
+		close(r.gone)
+		r.gone = make(chan struct{})
+		r.mu.Unlock()
+	})
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("%w: subscribe to %s: %v", ErrUnavailable, subjects.ServerGone, err)
+	}
 	return r, nil
+}
+
+// serverGone returns a channel closed when the next file server goes.
+func (r *replies) serverGone() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gone
 }
 
 // open returns a new reply subject, the channel its messages arrive on,

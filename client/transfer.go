@@ -399,6 +399,8 @@ func (d *downloader) stillThere(ctx context.Context) (retry bool, err error) {
 func (d *downloader) receive(ctx context.Context, msgs <-chan *nats.Msg, reply string) (retry bool, err error) {
 	timer := time.NewTimer(d.c.opts.timeout)
 	defer timer.Stop()
+	gone := d.c.replies.serverGone()
+	started := false // messages of this batch have come
 	for {
 		var m *nats.Msg
 		select {
@@ -407,12 +409,19 @@ func (d *downloader) receive(ctx context.Context, msgs <-chan *nats.Msg, reply s
 		case <-timer.C:
 			d.c.opts.log.Warn("download batch timed out; asking again", "name", d.fi.Name)
 			return true, nil
+		case <-gone:
+			if started {
+				gone = nil // JetStream is sending it: no file server involved
+				continue
+			}
+			return true, nil
 		case m = <-msgs:
 		}
 		if m.Subject != reply {
 			continue // a late message of a batch already given up
 		}
 		timer.Reset(d.c.opts.timeout)
+		started = true
 		if code := m.Header.Get(subjects.HeaderErrorCode); code != "" {
 			e := &Error{Code: subjects.Code(code), Message: m.Header.Get(subjects.HeaderErrorText)}
 			switch {

@@ -2,6 +2,8 @@ package primary
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,8 +81,17 @@ func (s *Server) putMeta(ctx context.Context, info jetstream.ObjectInfo, expectS
 	m := nats.NewMsg(s.metaSubject(info.Name))
 	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expectSeq, 10))
+	// The write is sent again when its acknowledgement is lost (a leader
+	// dying with it); the message ID makes JetStream answer a second copy
+	// with the first one's sequence instead of storing, or refusing, it.
+	sum := sha256.Sum256(append([]byte(m.Subject+"\x00"+strconv.FormatUint(expectSeq, 10)+"\x00"), data...))
+	m.Header.Set(jetstream.MsgIDHeader, hex.EncodeToString(sum[:16]))
 	m.Data = data
-	ack, err := s.js.PublishMsg(ctx, m)
+	var ack *jetstream.PubAck
+	err = s.retryFor(ctx, func(ctx context.Context) (err error) {
+		ack, err = s.js.PublishMsg(ctx, m)
+		return err
+	})
 	if isWrongLastSequence(err) {
 		return 0, errConflict
 	}

@@ -267,7 +267,7 @@ func (s *Server) idempotent(f op) op {
 		// The outcome must be stored before the answer leaves, or a retry
 		// would find the claim and wait; keep trying through a leader
 		// election.
-		err2 := retryFor(c.ctx, func(ctx context.Context) error {
+		err2 := s.retryFor(c.ctx, func(ctx context.Context) error {
 			_, err := s.requests.Update(ctx, key, b, rev)
 			return err
 		})
@@ -291,8 +291,10 @@ func (s *Server) instanceAlive(ctx context.Context, instance string) bool {
 	return !errors.Is(err, nats.ErrNoResponders)
 }
 
-// retryFor retries f with backoff until it succeeds or ctx ends.
-func retryFor(ctx context.Context, f func(context.Context) error) error {
+// retryFor retries a storage write f with backoff until it succeeds, ctx
+// ends or storage turns read-only. Each attempt gets 5 s: an attempt sent
+// to a stream leader that died with it is never answered.
+func (s *Server) retryFor(ctx context.Context, f func(context.Context) error) error {
 	backoff := 50 * time.Millisecond
 	for {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -300,6 +302,9 @@ func retryFor(ctx context.Context, f func(context.Context) error) error {
 		cancel()
 		if err == nil || !storageUnavailable(err) {
 			return err
+		}
+		if s.readOnly.Load() {
+			return errReadOnly
 		}
 		select {
 		case <-ctx.Done():

@@ -208,7 +208,7 @@ func withDefaults(cfg Config) Config {
 
 func (s *Server) connect(ctx context.Context) error {
 	opts := []nats.Option{
-		nats.Name("ftfs-" + s.cfg.Role),
+		nats.Name(map[string]string{RolePrimary: subjects.ConnNamePrimary, RoleBackup: subjects.ConnNameBackup}[s.cfg.Role]),
 		nats.UserInfo(subjects.ServiceUser, s.cfg.ServicePassword),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),

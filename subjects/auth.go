@@ -19,6 +19,17 @@ const (
 	ServiceUser = "ftfs-service"
 	// SystemUser is the operator's identity in SystemAccount.
 	SystemUser = "system"
+	// BrokerEventsUser is each broker's own in-process identity in
+	// SystemAccount, with a password made afresh at every start: it reads
+	// the connection events that ServerGone is made from.
+	BrokerEventsUser = "ftfs-broker-events"
+)
+
+// File servers connect with these connection names (nats.Name), by which
+// the brokers tell their disconnection from a user's.
+const (
+	ConnNamePrimary = "ftfs-primary"
+	ConnNameBackup  = "ftfs-backup"
 )
 
 // Environment variables; the development values live in .env, which goreman
@@ -52,7 +63,7 @@ func UserPublish() []string {
 }
 
 // UserSubscribe lists the only subjects a user connection may subscribe to:
-// its own inbox.
+// its own inbox, and the brokers' ServerGone notices.
 func UserSubscribe(user string) []string {
-	return []string{Inbox(user) + ".>"}
+	return []string{Inbox(user) + ".>", ServerGone}
 }

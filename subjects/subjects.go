@@ -7,7 +7,9 @@
 //	connect     user+password or session token; the broker asks the file
 //	            servers (auth callout on AuthCallout) and gives the
 //	            connection the user's permissions: publish to Prefix+".>"
-//	            and the micro discovery subjects, subscribe to Inbox(user).
+//	            and the micro discovery subjects, subscribe to Inbox(user)
+//	            and ServerGone (a file server's connection closed: send the
+//	            requests in flight again).
 //	login       Login          LoginRequest      -> SessionInfo
 //	logout      Logout         (session)         -> Empty
 //	whoami      WhoAmI         (session)         -> SessionInfo (no token)
@@ -95,6 +97,24 @@ const ChunkPrefix = Prefix + ".chunk"
 // because that server chains them into the object store; when it dies the
 // client asks UploadResume and continues on the instance named in the reply.
 func Chunk(instance string) string { return ChunkPrefix + "." + instance }
+
+// ServerGone is where a broker says that a file server's connection to it
+// has closed (killed, stopped, or dropped as frozen). A client sends its
+// requests in flight again at once: the requests the server held are lost
+// with it. Outside Prefix, so that no user may publish a false notice.
+const ServerGone = "ftfs.events.v1.server-gone"
+
+// ServerGoneNotice is the body of a ServerGone message.
+type ServerGoneNotice struct {
+	// Connection is the file server's connection name (ConnNamePrimary,
+	// ConnNameBackup), Broker the broker it was connected to.
+	Connection string `json:"connection"`
+	Broker     string `json:"broker"`
+}
+
+// DisconnectEvents is the system subject on which the brokers announce
+// every closed connection of an account.
+func DisconnectEvents(account string) string { return "$SYS.ACCOUNT." + account + ".DISCONNECT" }
 
 // AuthCallout is where the broker asks the file servers to authorize a new
 // connection (NATS auth callout; the file servers answer in QueueGroup).

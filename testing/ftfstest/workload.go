@@ -33,6 +33,7 @@ type Workload struct {
 	failures []error
 	ops      int
 	slowest  time.Duration
+	slowOp   string   // what the slowest operation was
 	done     []opSpan // every finished operation, for failover figures
 }
 
@@ -138,7 +139,9 @@ func (w *Workload) run(ctx context.Context, id int, c *client.Client) {
 		took := time.Since(start)
 		w.mu.Lock()
 		w.ops++
-		w.slowest = max(w.slowest, took)
+		if took > w.slowest {
+			w.slowest, w.slowOp = took, fmt.Sprintf("client %d: %s at %s", id, what, start.Format("15:04:05.000"))
+		}
 		if ctx.Err() == nil {
 			w.done = append(w.done, opSpan{kind: kind, start: start, end: start.Add(took), ok: err == nil})
 		}
@@ -177,11 +180,12 @@ type Report struct {
 	// that came back.
 	Verified, Lost, Corrupted, Resurrected int
 	Slowest                                time.Duration
+	SlowestOp                              string
 }
 
 func (r Report) String() string {
-	return fmt.Sprintf("%d operations (%d failed), %d files verified, %d lost, %d corrupted, %d deleted files back, slowest operation %v",
-		r.Operations, r.Failed, r.Verified, r.Lost, r.Corrupted, r.Resurrected, r.Slowest.Round(time.Millisecond))
+	return fmt.Sprintf("%d operations (%d failed), %d files verified, %d lost, %d corrupted, %d deleted files back, slowest operation %v (%s)",
+		r.Operations, r.Failed, r.Verified, r.Lost, r.Corrupted, r.Resurrected, r.Slowest.Round(time.Millisecond), r.SlowestOp)
 }
 
 // Verify stops the workload and checks: no operation failed; every
@@ -193,7 +197,7 @@ func (w *Workload) Verify(t testing.TB) Report {
 	w.Stop()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	rep := Report{Operations: w.ops, Failed: len(w.failures), Slowest: w.slowest}
+	rep := Report{Operations: w.ops, Failed: len(w.failures), Slowest: w.slowest, SlowestOp: w.slowOp}
 	defer func() { t.Logf("workload: %s", rep) }()
 	for _, err := range w.failures {
 		t.Errorf("operation failed: %v", err)
