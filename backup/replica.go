@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -67,7 +68,7 @@ func Run(ctx context.Context, cfg Config) error {
 	first := <-errs
 	cancel()
 	second := <-errs
-	return errors.Join(first, second)
+	return errors.Join(first, second, rep.journal.Close())
 }
 
 // manifestName is the replica's record of what it holds, inside its dir.
@@ -92,6 +93,7 @@ type Replica struct {
 
 	mu       sync.Mutex
 	manifest map[string]entry
+	journal  *os.File // changes since the manifest was saved
 	synced   time.Time
 	dirty    bool
 	saved    time.Time
@@ -107,14 +109,76 @@ func NewReplica(js jetstream.JetStream, bucket, dir string, log *slog.Logger) (*
 		return nil, fmt.Errorf("replica dir: %w", err)
 	}
 	r := &Replica{js: js, bucket: bucket, dir: abs, log: log.With("replica", abs), manifest: map[string]entry{}}
-	b, err := os.ReadFile(filepath.Join(abs, manifestName))
-	if err == nil {
-		if err := json.Unmarshal(b, &r.manifest); err != nil {
-			r.log.Warn("manifest unreadable; verifying every file again", "err", err)
-			r.manifest = map[string]entry{}
-		}
+	manifest, err := loadManifest(abs)
+	if err != nil {
+		r.log.Warn("manifest unreadable; verifying every file again", "err", err)
+		manifest = map[string]entry{}
+	}
+	r.manifest = manifest
+	r.journal, err = os.OpenFile(filepath.Join(abs, journalName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("replica journal: %w", err)
+	}
+	// End a line torn by a crash, so that the next change starts its own.
+	if b, err := os.ReadFile(r.journal.Name()); err == nil && len(b) > 0 && b[len(b)-1] != '\n' {
+		_, _ = r.journal.WriteString("\n")
 	}
 	return r, nil
+}
+
+// journalName is the log of manifest changes since the manifest was last
+// written whole: a copy placed a moment before the backup was killed keeps
+// its record (its owner, its digest) without rewriting the manifest per file.
+const journalName = ".ftfs-replica.journal"
+
+// journalLine is one manifest change: an entry, or its removal (nil).
+type journalLine struct {
+	Name  string `json:"name"`
+	Entry *entry `json:"entry"`
+}
+
+// loadManifest reads the manifest of dir and replays its journal.
+func loadManifest(dir string) (map[string]entry, error) {
+	manifest := map[string]entry{}
+	b, err := os.ReadFile(filepath.Join(dir, manifestName))
+	if err == nil {
+		if err := json.Unmarshal(b, &manifest); err != nil {
+			return nil, fmt.Errorf("%s: %w", manifestName, err)
+		}
+	}
+	j, err := os.ReadFile(filepath.Join(dir, journalName))
+	if err != nil {
+		return manifest, nil
+	}
+	for _, line := range bytes.Split(j, []byte("\n")) {
+		var l journalLine
+		if json.Unmarshal(line, &l) != nil {
+			continue // the torn last line of a crash
+		}
+		if l.Entry == nil {
+			delete(manifest, l.Name)
+		} else {
+			manifest[l.Name] = *l.Entry
+		}
+	}
+	return manifest, nil
+}
+
+// record changes name's manifest entry (nil removes it) and journals the
+// change before the caller goes on; r.mu is held.
+func (r *Replica) record(name string, e *entry) {
+	if e == nil {
+		delete(r.manifest, name)
+	} else {
+		r.manifest[name] = *e
+	}
+	r.dirty = true
+	line, _ := json.Marshal(journalLine{Name: name, Entry: e})
+	if _, err := r.journal.Write(append(line, '\n')); err == nil {
+		err = r.journal.Sync()
+	} else {
+		r.log.Warn("replica journal", "err", err)
+	}
 }
 
 // Stats reports the replica for the file service's status.
@@ -297,8 +361,7 @@ func (r *Replica) fetch(ctx context.Context, obs jetstream.ObjectStore, name, p 
 	r.mu.Lock()
 	err = os.Rename(tmp.Name(), p)
 	if err == nil {
-		r.manifest[name] = entry{Digest: info.Digest, Size: int64(info.Size), NUID: info.NUID, MTime: info.ModTime, Owner: info.Metadata[subjects.MetaOwner]}
-		r.dirty = true
+		r.record(name, &entry{Digest: info.Digest, Size: int64(info.Size), NUID: info.NUID, MTime: info.ModTime, Owner: info.Metadata[subjects.MetaOwner]})
 	}
 	r.mu.Unlock()
 	if err != nil {
@@ -315,8 +378,7 @@ func (r *Replica) drop(name, p string) error {
 	defer r.mu.Unlock()
 	err := os.Remove(p)
 	if _, ok := r.manifest[name]; ok {
-		delete(r.manifest, name)
-		r.dirty = true
+		r.record(name, nil)
 	}
 	return err
 }
@@ -344,8 +406,7 @@ func (r *Replica) removeMissing(current map[string]bool) {
 	r.mu.Lock()
 	for name := range r.manifest {
 		if !current[name] {
-			delete(r.manifest, name)
-			r.dirty = true
+			r.record(name, nil)
 		}
 	}
 	r.mu.Unlock()
@@ -369,20 +430,26 @@ func (r *Replica) saveManifest(force bool) {
 		r.mu.Unlock()
 		return
 	}
+	defer r.mu.Unlock()
+	// Under the lock: the journal may be emptied only of what the written
+	// manifest holds.
 	b, err := json.Marshal(r.manifest)
 	r.dirty, r.saved = false, time.Now()
-	r.mu.Unlock()
 	if err != nil {
 		return
 	}
 	p := filepath.Join(r.dir, manifestName)
 	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := writeSynced(tmp, b); err != nil {
 		r.log.Warn("save manifest", "err", err)
 		return
 	}
 	if err := os.Rename(tmp, p); err != nil {
 		r.log.Warn("save manifest", "err", err)
+		return
+	}
+	if err := r.journal.Truncate(0); err != nil {
+		r.log.Warn("empty replica journal", "err", err)
 	}
 }
 
@@ -412,4 +479,21 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	n := copy(p, c.buf)
 	c.buf = c.buf[n:]
 	return n, nil
+}
+
+// writeSynced writes a file and flushes it to disk, so that a rename over
+// the old one never leaves an empty file after a power loss.
+func writeSynced(p string, b []byte) error {
+	f, err := os.Create(p)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

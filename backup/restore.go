@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -67,11 +66,9 @@ func Restore(ctx context.Context, cfg RestoreConfig) (RestoreReport, error) {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return rep, fmt.Errorf("restore: %s is not a directory", cfg.Dir)
 	}
-	manifest := map[string]entry{}
-	if b, err := os.ReadFile(filepath.Join(dir, manifestName)); err == nil {
-		if err := json.Unmarshal(b, &manifest); err != nil {
-			return rep, fmt.Errorf("restore: manifest %s: %w", manifestName, err)
-		}
+	manifest, err := loadManifest(dir)
+	if err != nil {
+		return rep, fmt.Errorf("restore: %w", err)
 	}
 	nc, err := nats.Connect(strings.Join(cfg.Servers, ","), nats.Name("ftfs-restore"),
 		nats.UserInfo(subjects.ServiceUser, cfg.ServicePassword), nats.MaxReconnects(-1))
