@@ -174,9 +174,12 @@ func (r *Replica) record(name string, e *entry) {
 	}
 	r.dirty = true
 	line, _ := json.Marshal(journalLine{Name: name, Entry: e})
-	if _, err := r.journal.Write(append(line, '\n')); err == nil {
+	_, err := r.journal.Write(append(line, '\n'))
+	if err == nil {
 		err = r.journal.Sync()
-	} else {
+	}
+	if err != nil {
+		// The manifest, written whole soon, still gets the change.
 		r.log.Warn("replica journal", "err", err)
 	}
 }
