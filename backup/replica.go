@@ -39,12 +39,17 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.ReplicaDir = "./data/backup"
 	}
 	log := svc.Logger.With("role", primary.RoleBackup)
-	nc, err := nats.Connect(strings.Join(svc.Servers, ","),
+	opts := []nats.Option{
 		nats.Name("ftfs-backup-replica"),
 		nats.UserInfo(subjects.ServiceUser, svc.ServicePassword),
-		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
-		nats.PingInterval(2*time.Second), nats.MaxPingsOutstanding(3))
+		nats.PingInterval(2 * time.Second), nats.MaxPingsOutstanding(3),
+	}
+	if svc.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(svc.TLSCA))
+	}
+	nc, err := nats.Connect(strings.Join(svc.Servers, ","), opts...)
 	if err != nil {
 		return fmt.Errorf("backup: connect: %w", err)
 	}

@@ -31,6 +31,9 @@ type RestoreConfig struct {
 	// "admin").
 	Owner  string
 	Logger *slog.Logger
+	// TLSCA, when set, is the CA file that signed the brokers'
+	// certificates (see primary.Config.TLSCA).
+	TLSCA string
 }
 
 // RestoreReport counts what a restore did.
@@ -70,8 +73,11 @@ func Restore(ctx context.Context, cfg RestoreConfig) (RestoreReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("restore: %w", err)
 	}
-	nc, err := nats.Connect(strings.Join(cfg.Servers, ","), nats.Name("ftfs-restore"),
-		nats.UserInfo(subjects.ServiceUser, cfg.ServicePassword), nats.MaxReconnects(-1))
+	opts := []nats.Option{nats.Name("ftfs-restore"), nats.UserInfo(subjects.ServiceUser, cfg.ServicePassword), nats.MaxReconnects(-1)}
+	if cfg.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.TLSCA))
+	}
+	nc, err := nats.Connect(strings.Join(cfg.Servers, ","), opts...)
 	if err != nil {
 		return rep, fmt.Errorf("restore: connect: %w", err)
 	}

@@ -3,11 +3,15 @@ package broker
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/certs"
 	"github.com/ftfs/ftfs/subjects"
 	"github.com/ftfs/ftfs/testing/ftfstest"
 )
@@ -252,4 +257,202 @@ func TestEveryBrokerReportsTheSameMetaLeader(t *testing.T) {
 	if got := gather(subjects.Prefix + ".not-an-inbox"); len(got) != 0 {
 		t.Fatalf("%d brokers answered to a reply subject outside an inbox", len(got))
 	}
+}
+
+// devCerts writes development certificates and names the files.
+func devCerts(t *testing.T) (cert, key, ca string) {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := certs.Dev(dir); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, certs.CertFile), filepath.Join(dir, certs.KeyFile), filepath.Join(dir, certs.CAFile)
+}
+
+// plainINFO connects without TLS, reads the server's INFO and tries to
+// go on in plain text; it reports whether the INFO asked for TLS and
+// whether the server ever answered a plain-text PING.
+func plainINFO(t *testing.T, addr string) (tlsRequired, answered bool) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "INFO ") {
+		t.Fatalf("no INFO from %s: %q %v", addr, line, err)
+	}
+	var info struct {
+		TLSRequired bool `json:"tls_required"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(strings.TrimSpace(line), "INFO ")), &info); err != nil {
+		t.Fatalf("INFO %q: %v", line, err)
+	}
+	fmt.Fprintf(conn, "CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":%q,\"pass\":%q}\r\nPING\r\n", subjects.ServiceUser, pw)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return info.TLSRequired, false // closed on us
+		}
+		if strings.HasPrefix(line, "PONG") {
+			return info.TLSRequired, true
+		}
+	}
+}
+
+func TestTLSBrokerRefusesPlainConnections(t *testing.T) {
+	cert, key, ca := devCerts(t)
+	b := start(t, Config{TLSCert: cert, TLSKey: key, TLSCA: ca})
+	if !strings.HasPrefix(b.ClientURL(), "tls://") {
+		t.Fatalf("client URL %s", b.ClientURL())
+	}
+	// The broker's own in-process connections need no TLS: both run.
+	if b.status == nil || b.events == nil {
+		t.Fatal("the broker's in-process connections did not start with TLS on")
+	}
+	addr := strings.TrimPrefix(b.ClientURL(), "tls://")
+
+	if tlsRequired, answered := plainINFO(t, addr); !tlsRequired || answered {
+		t.Fatalf("plain-text client: INFO tls_required %v, answered %v", tlsRequired, answered)
+	}
+	// A client that does not trust the CA cannot connect either.
+	if nc, err := nats.Connect("nats://"+addr, nats.UserInfo(subjects.ServiceUser, pw), nats.Timeout(3*time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("a client without the CA connected")
+	}
+
+	nc, err := nats.Connect("nats://"+addr, nats.UserInfo(subjects.ServiceUser, pw), nats.RootCAs(ca), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("TLS client with the CA: %v", err)
+	}
+	defer nc.Close()
+	if !nc.TLSRequired() {
+		t.Fatal("the connection is not TLS")
+	}
+	if _, err := nc.TLSConnectionState(); err != nil {
+		t.Fatalf("TLS state: %v", err)
+	}
+	// The status responder answers through its in-process connection.
+	m, err := nc.Request(subjects.BrokerInfo, nil, 5*time.Second)
+	if err != nil {
+		t.Fatalf("broker info over TLS: %v", err)
+	}
+	var r subjects.BrokerReport
+	if err := json.Unmarshal(m.Data, &r); err != nil || r.Name == "" {
+		t.Fatalf("broker report %q: %v", m.Data, err)
+	}
+}
+
+func TestTLSNeedsCertificateAndKey(t *testing.T) {
+	cert, key, ca := devCerts(t)
+	for _, cfg := range []Config{
+		{TLSCert: cert},
+		{TLSKey: key},
+		{TLSCA: ca},
+		{TLSCert: cert, TLSKey: key, TLSCA: filepath.Join(t.TempDir(), "missing.pem")},
+	} {
+		cfg.ServicePassword = pw
+		if _, err := cfg.Options(); err == nil {
+			t.Errorf("%+v: accepted", cfg)
+		}
+	}
+}
+
+// A tls block in a nats-server configuration file is left as it is.
+func TestTLSFromConfigFile(t *testing.T) {
+	cert, key, ca := devCerts(t)
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	err := os.WriteFile(conf, fmt.Appendf(nil, `
+server_name: tls-from-file
+listen: 127.0.0.1:-1
+jetstream { store_dir: %q }
+tls { cert_file: %q, key_file: %q }
+`, t.TempDir(), cert, key), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := start(t, Config{ConfigFile: conf, Port: -1})
+	if !strings.HasPrefix(b.ClientURL(), "tls://") {
+		t.Fatalf("client URL %s: the config file's tls block was lost", b.ClientURL())
+	}
+	addr := strings.TrimPrefix(b.ClientURL(), "tls://")
+	if tlsRequired, answered := plainINFO(t, addr); !tlsRequired || answered {
+		t.Fatalf("plain-text client: INFO tls_required %v, answered %v", tlsRequired, answered)
+	}
+	nc, err := nats.Connect(b.ClientURL(), nats.UserInfo(subjects.ServiceUser, pw), nats.RootCAs(ca), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("TLS client with the CA: %v", err)
+	}
+	nc.Close()
+	if b.status == nil {
+		t.Fatal("the status responder's in-process connection did not start")
+	}
+}
+
+func TestTLSClusterRoutes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster start takes seconds")
+	}
+	cert, key, ca := devCerts(t)
+	ports := ftfstest.FreePorts(t, 3)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	var urls []string
+	for i := range 3 {
+		b := start(t, Config{Name: fmt.Sprintf("n%d", i+1), Cluster: "ftfs-test", ClusterPort: ports[i], Routes: routes,
+			TLSCert: cert, TLSKey: key, TLSCA: ca})
+		urls = append(urls, b.ClientURL())
+	}
+	routeAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	// A route starts with the TLS handshake: a plain-text peer never gets
+	// the INFO.
+	conn, err := net.DialTimeout("tcp", routeAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(conn, "CONNECT {}\r\nPING\r\n")
+	if got, _ := io.ReadAll(conn); strings.Contains(string(got), "INFO") || strings.Contains(string(got), "PONG") {
+		t.Fatalf("a plain-text route peer was answered: %q", got)
+	}
+	conn.Close()
+	// A TLS peer without a certificate from the CA is refused.
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(ca)
+	pool.AppendCertsFromPEM(pem)
+	tc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", routeAddr, &tls.Config{RootCAs: pool})
+	if err == nil {
+		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+		_, err = tc.Read(make([]byte, 1))
+		tc.Close()
+	}
+	if err == nil {
+		t.Fatal("a route peer without a client certificate was accepted")
+	}
+	t.Logf("route peer without a certificate: %v", err)
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(subjects.ServiceUser, pw), nats.RootCAs(ca))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ftfstest.Eventually(t, 30*time.Second, "an R3 bucket over TLS routes", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "r3", Replicas: 3})
+		if err != nil {
+			return false
+		}
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return false
+		}
+		info := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
+		return info.Cluster != nil && info.Cluster.Leader != "" && len(info.Cluster.Replicas) == 2
+	})
 }

@@ -48,6 +48,14 @@ type Config struct {
 	ClusterPort int    // default 6222
 	Routes      []string
 
+	// TLSCert and TLSKey, when set, make the client port require TLS with
+	// this certificate. They take the place of a tls block of ConfigFile.
+	TLSCert, TLSKey string
+	// TLSCA, with TLSCert and TLSKey, makes the routes to the other brokers
+	// use TLS too, with the same certificate, and accept only peers whose
+	// certificate this CA signed.
+	TLSCA string
+
 	// ServicePassword authenticates the file servers and derives the auth
 	// callout issuer. Required unless ConfigFile sets up authorization.
 	ServicePassword string
@@ -143,8 +151,46 @@ func (cfg Config) Options() (*server.Options, error) {
 			opts.Routes = server.RoutesFromStr(strings.Join(cfg.Routes, ","))
 		}
 	}
+	if err := cfg.tlsOptions(opts); err != nil {
+		return nil, err
+	}
 	opts.NoSigs = true // the process's owner handles signals
 	return opts, nil
+}
+
+// tlsOptions sets up TLS from the TLS fields. Without them it changes
+// nothing, so that a tls block in ConfigFile stands.
+func (cfg Config) tlsOptions(opts *server.Options) error {
+	if cfg.TLSCert == "" && cfg.TLSKey == "" {
+		if cfg.TLSCA != "" {
+			return errors.New("broker: a TLS CA without a certificate: give the broker's certificate and key too (--tls-cert, --tls-key)")
+		}
+		return nil
+	}
+	if cfg.TLSCert == "" || cfg.TLSKey == "" {
+		return errors.New("broker: TLS needs both a certificate and its key (--tls-cert, --tls-key)")
+	}
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey})
+	if err != nil {
+		return fmt.Errorf("broker: TLS: %w", err)
+	}
+	opts.TLSConfig = tc
+	if cfg.TLSCA == "" {
+		return nil
+	}
+	rc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, CaFile: cfg.TLSCA, Verify: true})
+	if err != nil {
+		return fmt.Errorf("broker: route TLS: %w", err)
+	}
+	if rc == nil || rc.ClientCAs == nil {
+		return fmt.Errorf("broker: route TLS: no CA certificate in %s", cfg.TLSCA)
+	}
+	// A broker both accepts and dials routes: it checks the peers it dials
+	// against the same CA as those that dial it (as nats-server does for
+	// a cluster tls block).
+	rc.RootCAs = rc.ClientCAs
+	opts.Cluster.TLSConfig = rc
+	return nil
 }
 
 // authConfig is the accounts and auth callout block for a service password.
@@ -232,7 +278,11 @@ func Start(cfg Config) (*Broker, error) {
 	} else if err := b.startEvents(cfg.eventsPassword); err != nil {
 		b.log.Warn("file server departures not announced: clients will notice them by silence", "err", err)
 	}
-	b.log.Info("broker ready", "url", srv.ClientURL(), "jetstream", opts.StoreDir, "cluster", opts.Cluster.Name)
+	if opts.Cluster.Name != "" && opts.TLSConfig != nil && opts.Cluster.TLSConfig == nil {
+		b.log.Warn("clients use TLS but the routes to the other brokers do not: give the CA (--tls-ca) to encrypt them too")
+	}
+	b.log.Info("broker ready", "url", srv.ClientURL(), "jetstream", opts.StoreDir, "cluster", opts.Cluster.Name,
+		"tls", opts.TLSConfig != nil, "route_tls", opts.Cluster.TLSConfig != nil)
 	return b, nil
 }
 

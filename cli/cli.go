@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ftfs/ftfs/client"
+	"github.com/ftfs/ftfs/subjects"
 )
 
 // env is what a command runs with; tests give buffers.
@@ -82,6 +83,10 @@ func explain(err error) string {
 		return msg
 	case errors.Is(err, client.ErrUnauthorized):
 		return msg + " (run `ftfs login`)"
+	case errors.Is(err, client.ErrUnavailable) && strings.Contains(msg, "x509:"):
+		return msg + " (give the CA that signed the brokers' certificates: --tls-ca or " + subjects.EnvTLSCA + ")"
+	case errors.Is(err, client.ErrUnavailable) && strings.Contains(msg, "secure connection not available"):
+		return msg + " (a TLS CA is set but the broker does not use TLS)"
 	case errors.Is(err, client.ErrUnavailable):
 		return msg + " (is the system running? check `ftfs status` and --server)"
 	case errors.Is(err, client.ErrForbidden):
@@ -112,6 +117,7 @@ The servers are found through the broker URLs in --server or NATS_URL
 	root.PersistentFlags().String("server", "", "broker URLs, comma separated (default $NATS_URL or nats://127.0.0.1:4222)")
 	root.PersistentFlags().Duration("timeout", time.Second, "how long a request may go without a sign of life from its file server before it is sent to another")
 	root.PersistentFlags().String("log-level", "warn", "log level: debug, info, warn, error")
+	root.PersistentFlags().String("tls-ca", "", "CA file that signed the brokers' certificates: connect with TLS and trust it (default $"+subjects.EnvTLSCA+")")
 	root.AddGroup(&cobra.Group{ID: "files", Title: "Files:"}, &cobra.Group{ID: "session", Title: "Session:"},
 		&cobra.Group{ID: "admin", Title: "Administration:"}, &cobra.Group{ID: "servers", Title: "Server roles:"})
 	root.SetHelpCommandGroupID("session")
@@ -120,7 +126,7 @@ The servers are found through the broker URLs in --server or NATS_URL
 		brokerCmd(e), primaryCmd(e), backupCmd(e), restoreCmd(e),
 		loginCmd(e), logoutCmd(e), whoamiCmd(e), statusCmd(e),
 		lsCmd(e), putCmd(e), getCmd(e), statCmd(e), rmCmd(e), mvCmd(e),
-		userCmd(e),
+		userCmd(e), certsCmd(e),
 	)
 	return root
 }
@@ -153,4 +159,14 @@ func (e *env) servers(cmd *cobra.Command) []string {
 		}
 	}
 	return out
+}
+
+// tlsCA is the CA file from --tls-ca or the environment, "" when neither
+// names one (a tls:// URL then trusts the system's roots).
+func (e *env) tlsCA(cmd *cobra.Command) string {
+	ca, _ := cmd.Flags().GetString("tls-ca")
+	if ca == "" {
+		ca = e.getenv(subjects.EnvTLSCA)
+	}
+	return ca
 }

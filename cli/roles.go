@@ -26,7 +26,11 @@ use it to log in and to sign user authorizations. ` + subjects.EnvSystemPassword
 set, enables the NATS system user "` + subjects.SystemUser + `" (for 'nats server report').
 
 --config loads a standard nats-server configuration file; flags given
-explicitly override it.`,
+explicitly override it.
+
+--tls-cert and --tls-key make clients connect with TLS; with --tls-ca the
+routes between brokers use TLS as well ('ftfs certs dev DIR' makes
+development certificates). A tls block in --config works as in nats-server.`,
 		Example: `  ftfs broker
   ftfs broker --name n1 --cluster ftfs --cluster-port 6222 \
       --routes nats-route://127.0.0.1:6223,nats-route://127.0.0.1:6224`,
@@ -56,6 +60,13 @@ explicitly override it.`,
 	f.IntVar(&cfg.ClusterPort, "cluster-port", 6222, "cluster port")
 	f.StringVar(&routes, "routes", "", "routes to the other cluster members, comma separated")
 	f.DurationVar(&cfg.PingInterval, "ping-interval", 0, "client ping interval (default 2s)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate file: clients must connect with TLS")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "key file of --tls-cert")
+	// Shadows the persistent --tls-ca: a broker verifies its peers, not a
+	// broker it connects to as a client, and does not read the
+	// environment, so that a CA exported for the clients does not turn
+	// route TLS on by itself.
+	f.StringVar(&cfg.TLSCA, "tls-ca", "", "CA file that signed the other brokers' certificates: routes use TLS with --tls-cert and require it")
 	return cmd
 }
 
@@ -72,6 +83,7 @@ func (e *env) serviceConfig(cmd *cobra.Command, cfg *primary.Config) error {
 	cfg.Servers = e.servers(cmd)
 	cfg.ServicePassword = e.getenv(subjects.EnvServicePassword)
 	cfg.AdminPassword = e.getenv(subjects.EnvAdminPassword)
+	cfg.TLSCA = e.tlsCA(cmd)
 	cfg.Logger = e.logger(cmd)
 	if cfg.ServicePassword == "" {
 		return fmt.Errorf("%s is not set: the file server needs the service password the broker knows", subjects.EnvServicePassword)
@@ -146,6 +158,7 @@ that no longer matches is left out and reported. Needs ` + subjects.EnvServicePa
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Servers = e.servers(cmd)
 			cfg.ServicePassword = e.getenv(subjects.EnvServicePassword)
+			cfg.TLSCA = e.tlsCA(cmd)
 			cfg.Logger = e.logger(cmd)
 			if cfg.ServicePassword == "" {
 				return fmt.Errorf("%s is not set: restore writes with the file servers' identity", subjects.EnvServicePassword)

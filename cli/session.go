@@ -26,6 +26,8 @@ type savedSession struct {
 	Token   string    `json:"token"`
 	Expires time.Time `json:"expires"`
 	Servers []string  `json:"servers"`
+	// TLSCA is the CA file the login trusted, for the verbs that follow.
+	TLSCA string `json:"tls_ca,omitempty"`
 }
 
 // sessionPath is where the session lives: the user config dir, 0600.
@@ -118,9 +120,21 @@ func (e *env) dial(cmd *cobra.Command) (*client.Client, error) {
 	if cmd.Flags().Changed("server") || len(servers) == 0 || e.getenv("NATS_URL") != "" {
 		servers = e.servers(cmd)
 	}
+	ca := e.tlsCA(cmd)
+	if ca == "" {
+		ca = s.TLSCA
+	}
+	return client.Dial(cmd.Context(), servers, client.Credentials{User: s.User, Token: s.Token}, e.clientOptions(cmd, ca)...)
+}
+
+// clientOptions are the client options of the CLI's connections.
+func (e *env) clientOptions(cmd *cobra.Command, tlsCA string) []client.Option {
 	timeout, _ := cmd.Flags().GetDuration("timeout")
-	return client.Dial(cmd.Context(), servers, client.Credentials{User: s.User, Token: s.Token},
-		client.WithRequestTimeout(timeout), client.WithLogger(e.logger(cmd)), client.WithName("ftfs-cli"))
+	opts := []client.Option{client.WithRequestTimeout(timeout), client.WithLogger(e.logger(cmd)), client.WithName("ftfs-cli")}
+	if tlsCA != "" {
+		opts = append(opts, client.WithTLS(tlsCA))
+	}
+	return opts
 }
 
 // withClient runs f with a connected client.
@@ -201,9 +215,15 @@ until it expires or you log out.`,
 				return err
 			}
 			servers := e.servers(cmd)
-			timeout, _ := cmd.Flags().GetDuration("timeout")
-			c, err := client.Dial(cmd.Context(), servers, client.Credentials{User: user, Password: pw},
-				client.WithRequestTimeout(timeout), client.WithLogger(e.logger(cmd)), client.WithName("ftfs-cli"))
+			ca := e.tlsCA(cmd)
+			if ca != "" {
+				// The session outlives the working directory it was
+				// made in.
+				if ca, err = filepath.Abs(ca); err != nil {
+					return fmt.Errorf("TLS CA file: %w", err)
+				}
+			}
+			c, err := client.Dial(cmd.Context(), servers, client.Credentials{User: user, Password: pw}, e.clientOptions(cmd, ca)...)
 			if err != nil {
 				return err
 			}
@@ -212,7 +232,7 @@ until it expires or you log out.`,
 			if err != nil {
 				return err
 			}
-			if err := saveSession(savedSession{User: sess.User, Token: sess.Token, Expires: sess.Expires, Servers: servers}); err != nil {
+			if err := saveSession(savedSession{User: sess.User, Token: sess.Token, Expires: sess.Expires, Servers: servers, TLSCA: ca}); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "Logged in as %s (session valid until %s)\n", sess.User, sess.Expires.Local().Format(time.DateTime))

@@ -18,6 +18,7 @@ package client
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,6 +52,8 @@ type options struct {
 	timeout time.Duration
 	log     *slog.Logger
 	name    string
+	tls     bool
+	tlsCA   string
 }
 
 // Option configures a Client.
@@ -67,6 +70,14 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithName sets the NATS connection name.
 func WithName(name string) Option { return func(o *options) { o.name = name } }
+
+// WithTLS makes the client connect with TLS only, trusting the CA
+// certificates in caFile, or the system's roots when caFile is "". Without
+// it the client still uses TLS, with the system's roots, for tls:// URLs
+// and for brokers that require it.
+func WithTLS(caFile string) Option {
+	return func(o *options) { o.tls, o.tlsCA = true, caFile }
+}
 
 // defaultBudget bounds the retries of a request whose context has no
 // deadline, so that a call never hangs when no file server is running.
@@ -126,6 +137,13 @@ func Dial(ctx context.Context, servers []string, cred Credentials, opts ...Optio
 		nopts = append(nopts, nats.Token(cred.Token))
 	} else {
 		nopts = append(nopts, nats.UserInfo(cred.User, cred.Password))
+	}
+	switch {
+	case o.tlsCA != "":
+		nopts = append(nopts, nats.RootCAs(o.tlsCA))
+	case o.tls:
+		// Verified against the system's roots: a nil RootCAs.
+		nopts = append(nopts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}))
 	}
 	if d, ok := ctx.Deadline(); ok {
 		nopts = append(nopts, nats.Timeout(time.Until(d)))

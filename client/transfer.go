@@ -174,7 +174,7 @@ func (u *uploader) run(ctx context.Context) error {
 // it moves to another server. Chunks are stored one by one through
 // JetStream, slower than a keepalive, so it is longer than the request
 // timeout; a killed holder is noticed at once anyway (no responders).
-func (u *uploader) stall() time.Duration { return max(3*u.c.opts.timeout, 2*time.Second) }
+func (u *uploader) stall() time.Duration { return max(2*u.c.opts.timeout, 2*time.Second) }
 
 // listen opens a fresh reply subject, so that late acks from a server the
 // upload has left are never mistaken for new ones.

@@ -24,6 +24,10 @@ type Config struct {
 	// ServicePassword authenticates this server to the broker as
 	// subjects.ServiceUser and derives the auth callout signing key.
 	ServicePassword string
+	// TLSCA, when set, is the CA file that signed the brokers'
+	// certificates: the connection uses TLS and trusts it. A tls:// URL in
+	// Servers uses TLS with the system's roots.
+	TLSCA string
 	// AdminPassword, when set and no user exists yet, creates AdminUser.
 	AdminPassword string
 	// Role is RolePrimary or RoleBackup.

@@ -230,6 +230,9 @@ func (s *Server) connect(ctx context.Context) error {
 			s.log.Error("nats async error", "subject", subj, "err", err)
 		}),
 	}
+	if s.cfg.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(s.cfg.TLSCA))
+	}
 	if d, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(time.Until(d)))
 	}

@@ -39,6 +39,9 @@ const (
 	EnvSystemPassword  = "FTFS_SYSTEM_PASSWORD"
 	EnvAdminPassword   = "FTFS_ADMIN_PASSWORD"
 	EnvUserPassword    = "FTFS_PASSWORD"
+	// EnvTLSCA names the CA file that signed the brokers' certificates,
+	// for every process that connects to a broker (flag --tls-ca).
+	EnvTLSCA = "FTFS_TLS_CA"
 )
 
 // IssuerKey derives the account key that signs auth callout responses from

@@ -17,6 +17,9 @@ import (
 // before must go on, served by the backup from its replica dir; and once
 // one broker is back, writes must resume without restarting anything.
 func TestQuorumLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a minute long; skipped with -short")
+	}
 	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
 	w := sys.StartWorkload(t, 4, 100<<10, 1<<20, 3<<20+5)
 	w.WaitOps(t, 24)

@@ -34,6 +34,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/ftfs/ftfs/certs"
 	"github.com/ftfs/ftfs/client"
 	"github.com/ftfs/ftfs/subjects"
 )
@@ -75,6 +76,7 @@ func Binary(t testing.TB) string {
 type config struct {
 	brokers int
 	servers []string
+	tls     bool
 }
 
 // Option shapes a system.
@@ -86,12 +88,19 @@ func Brokers(n int) Option { return func(c *config) { c.brokers = n } }
 // Servers lists the file server roles to start ("primary", "backup").
 func Servers(roles ...string) Option { return func(c *config) { c.servers = roles } }
 
+// TLS runs the system with TLS: development certificates made by `ftfs
+// certs dev`, brokers that require TLS from clients (and on their routes,
+// in a cluster), and every connection the harness makes or starts trusting
+// their CA (System.TLSCA).
+func TLS() Option { return func(c *config) { c.tls = true } }
+
 // System is a running ftfs system.
 type System struct {
 	ServicePassword string
 	AdminPassword   string
 	Dir             string // root of every data dir
 	ReplicaDir      string // the backup's replica
+	TLSCA           string // with TLS: the CA file that signed the brokers' certificate
 
 	brokers   []*Process
 	mu        sync.Mutex
@@ -109,15 +118,21 @@ type Process struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	frozen  bool
-	port    int // brokers: client port
-	monitor int // brokers: HTTP port
+	port    int  // brokers: client port
+	monitor int  // brokers: HTTP port
+	tls     bool // brokers: clients connect with TLS
 }
 
 // Pid is the process's current pid.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // URL is a broker's client URL.
-func (p *Process) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", p.port) }
+func (p *Process) URL() string {
+	if p.tls {
+		return fmt.Sprintf("tls://127.0.0.1:%d", p.port)
+	}
+	return fmt.Sprintf("nats://127.0.0.1:%d", p.port)
+}
 
 // Start starts a system and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *System {
@@ -136,6 +151,15 @@ func Start(t testing.TB, opts ...Option) *System {
 	}
 	sys.ReplicaDir = filepath.Join(sys.Dir, "replica")
 	t.Cleanup(sys.stopAll)
+	var tlsArgs []string
+	if cfg.tls {
+		dir := filepath.Join(sys.Dir, "certs")
+		if out, err := exec.Command(Binary(t), "certs", "dev", dir).CombinedOutput(); err != nil {
+			t.Fatalf("ftfs certs dev: %v\n%s", err, out)
+		}
+		sys.TLSCA = filepath.Join(dir, certs.CAFile)
+		tlsArgs = []string{"--tls-cert", filepath.Join(dir, certs.CertFile), "--tls-key", filepath.Join(dir, certs.KeyFile), "--tls-ca", sys.TLSCA}
+	}
 
 	ports := FreePorts(t, 3*cfg.brokers)
 	var routes []string
@@ -149,7 +173,8 @@ func Start(t testing.TB, opts ...Option) *System {
 		if cfg.brokers > 1 {
 			args = append(args, "--cluster", "ftfs-test", "--cluster-port", fmt.Sprint(ports[3*i+2]), "--routes", strings.Join(routes, ","))
 		}
-		p := &Process{Name: name, args: args, port: ports[3*i], monitor: ports[3*i+1]}
+		args = append(args, tlsArgs...)
+		p := &Process{Name: name, args: args, port: ports[3*i], monitor: ports[3*i+1], tls: cfg.tls}
 		sys.brokers = append(sys.brokers, p)
 		sys.procs[name] = p
 		sys.launch(t, p)
@@ -165,6 +190,9 @@ func Start(t testing.TB, opts ...Option) *System {
 		args := []string{role, "--server", sys.URLs(), "--replicas", replicas}
 		if role == "backup" {
 			args = append(args, "--replica-dir", sys.ReplicaDir)
+		}
+		if sys.TLSCA != "" {
+			args = append(args, "--tls-ca", sys.TLSCA)
 		}
 		p := &Process{Name: role, args: args}
 		sys.procs[role] = p
@@ -348,7 +376,11 @@ func (sys *System) waitHealthy(t testing.TB, p *Process) {
 // ServiceConn is a connection with the file servers' identity.
 func (sys *System) ServiceConn(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(sys.URLs(), nats.UserInfo(subjects.ServiceUser, sys.ServicePassword), nats.MaxReconnects(-1))
+	opts := []nats.Option{nats.UserInfo(subjects.ServiceUser, sys.ServicePassword), nats.MaxReconnects(-1)}
+	if sys.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(sys.TLSCA))
+	}
+	nc, err := nats.Connect(sys.URLs(), opts...)
 	if err != nil {
 		t.Fatalf("service connection: %v", err)
 	}
@@ -432,7 +464,11 @@ func (sys *System) ObjectStore(t testing.TB) jetstream.ObjectStore {
 func (sys *System) Dial(t testing.TB, user, password string) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return client.Dial(ctx, strings.Split(sys.URLs(), ","), client.Credentials{User: user, Password: password})
+	var opts []client.Option
+	if sys.TLSCA != "" {
+		opts = append(opts, client.WithTLS(sys.TLSCA))
+	}
+	return client.Dial(ctx, strings.Split(sys.URLs(), ","), client.Credentials{User: user, Password: password}, opts...)
 }
 
 // Login returns a logged-in client of user ("admin", or a user AddUser
@@ -508,6 +544,9 @@ func (c *CLI) Exec(t testing.TB, stdin io.Reader, stdout io.Writer, env []string
 	defer cancel()
 	cmd := exec.CommandContext(ctx, Binary(t), args...)
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+c.home, "NATS_URL="+c.sys.URLs())
+	if c.sys.TLSCA != "" {
+		cmd.Env = append(cmd.Env, subjects.EnvTLSCA+"="+c.sys.TLSCA)
+	}
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdin, cmd.Stdout = stdin, stdout
 	var errb bytes.Buffer
