@@ -259,7 +259,7 @@ func (r *Replica) follow(ctx context.Context) error {
 			if !caughtUp && !info.Deleted {
 				current[info.Name] = true
 			}
-			if err := r.apply(ctx, obs, info); err != nil {
+			if err := r.apply(ctx, info); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -292,7 +292,7 @@ func (r *Replica) localPath(name string) (string, error) {
 }
 
 // apply brings one name in line with the bucket.
-func (r *Replica) apply(ctx context.Context, obs jetstream.ObjectStore, info *jetstream.ObjectInfo) error {
+func (r *Replica) apply(ctx context.Context, info *jetstream.ObjectInfo) error {
 	p, err := r.localPath(info.Name)
 	if err != nil {
 		r.log.Error("skipping object", "name", info.Name, "err", err)
@@ -313,20 +313,17 @@ func (r *Replica) apply(ctx context.Context, obs jetstream.ObjectStore, info *je
 			return nil
 		}
 	}
-	return r.fetch(ctx, obs, info.Name, p)
+	return r.fetch(ctx, info, p)
 }
 
-// fetch downloads the current version of name to p, verifying its digest.
-func (r *Replica) fetch(ctx context.Context, obs jetstream.ObjectStore, name, p string) error {
+// fetch copies the version of a file the watch delivered to p, verifying
+// its digest. It does not ask for the file's info again: that would be a
+// direct get, which a follower that has not yet applied the write answers
+// with "not found".
+func (r *Replica) fetch(ctx context.Context, info *jetstream.ObjectInfo, p string) error {
+	name := info.Name
 	gctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	info, err := obs.GetInfo(gctx, name)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil // deleted meanwhile; its tombstone follows
-	}
-	if err != nil {
-		return fmt.Errorf("get %q: %w", name, err)
-	}
 	stream, err := r.js.Stream(gctx, subjects.ObjectStream(r.bucket))
 	if err != nil {
 		return fmt.Errorf("get %q: %w", name, err)
@@ -352,7 +349,7 @@ func (r *Replica) fetch(ctx context.Context, obs jetstream.ObjectStore, name, p 
 	digest := "SHA-256=" + base64.URLEncoding.EncodeToString(h.Sum(nil))
 	mismatch := err == nil && (digest != info.Digest || n != int64(info.Size))
 	if err != nil || mismatch {
-		if cur, gerr := obs.GetInfo(gctx, name); errors.Is(gerr, jetstream.ErrObjectNotFound) || (gerr == nil && cur.NUID != info.NUID) {
+		if r.superseded(gctx, info) {
 			return nil // deleted or replaced while copying; its change follows
 		}
 	}
@@ -504,4 +501,34 @@ func writeSynced(p string, b []byte) error {
 		err = cerr
 	}
 	return err
+}
+
+// superseded says whether the stream leader holds a newer state of info's
+// name (deleted, or another version). The leader, not any replica: a
+// follower behind the write would say "not found" of a file just stored.
+func (r *Replica) superseded(ctx context.Context, info *jetstream.ObjectInfo) bool {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": subjects.ObjectMeta(r.bucket, info.Name)})
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m, err := r.js.Conn().RequestWithContext(ctx, subjects.StreamMsgGet(subjects.ObjectStream(r.bucket)), req)
+	if err != nil {
+		return false
+	}
+	var resp struct {
+		Message *struct {
+			Data []byte `json:"data"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if json.Unmarshal(m.Data, &resp) != nil {
+		return false
+	}
+	if resp.Error != nil {
+		return resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound
+	}
+	var cur jetstream.ObjectInfo
+	if resp.Message == nil || json.Unmarshal(resp.Message.Data, &cur) != nil {
+		return false
+	}
+	return cur.Deleted || cur.NUID != info.NUID
 }

@@ -23,6 +23,12 @@ import (
 // quorumPoll is how often a server asks JetStream whether it has a quorum.
 const quorumPoll = time.Second
 
+// quorumLostAfter is how many answers in a row must say "no quorum" before
+// a server turns read-only. One is not enough: a broker thawed after a
+// freeze, or cut off for a moment, says so until it has heard from the
+// leader again, while the cluster has its quorum all along.
+const quorumLostAfter = 5
+
 // errReadOnly is the answer to a write while storage has no quorum.
 var errReadOnly = subjects.Errorf(subjects.CodeReadOnly,
 	"read-only: storage quorum lost (too few brokers are up); downloads and listings are served from the backup's replica, writes resume when a broker returns")
@@ -33,6 +39,7 @@ var errReadOnly = subjects.Errorf(subjects.CodeReadOnly,
 func (s *Server) watchQuorum() {
 	tick := time.NewTicker(quorumPoll)
 	defer tick.Stop()
+	noQuorum := 0 // answers in a row without a quorum
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -51,9 +58,17 @@ func (s *Server) watchQuorum() {
 		if json.Unmarshal(m.Data, &resp) != nil {
 			continue
 		}
-		lost := resp.Error != nil && resp.Error.ErrCode == subjects.ErrCodeClusterNotAvailable
-		if resp.Error != nil && !lost {
+		switch {
+		case resp.Error == nil:
+			noQuorum = 0
+		case resp.Error.ErrCode == subjects.ErrCodeClusterNotAvailable:
+			noQuorum++
+		default:
 			continue
+		}
+		lost := noQuorum >= quorumLostAfter
+		if lost != (noQuorum > 0) {
+			continue // not sure yet: keep the state
 		}
 		if s.readOnly.Swap(lost) != lost {
 			if lost {

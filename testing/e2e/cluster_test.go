@@ -97,6 +97,12 @@ func TestFaultMatrix(t *testing.T) {
 func replicaMatches(t *testing.T, sys *ftfstest.System) {
 	t.Helper()
 	obs := sys.ObjectStore(t)
+	var diff []string
+	defer func() {
+		if t.Failed() {
+			t.Logf("replica differences: %v", diff)
+		}
+	}()
 	ftfstest.Eventually(t, time.Minute, "the replica dir matching the bucket", func() bool {
 		list, err := obs.List(ctxT(t))
 		if err != nil {
@@ -122,14 +128,17 @@ func replicaMatches(t *testing.T, sys *ftfstest.System) {
 			got[filepath.ToSlash(rel)] = "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])
 			return nil
 		})
-		if len(got) != len(want) {
-			return false
-		}
+		diff = diff[:0]
 		for n, d := range want {
 			if got[n] != d {
-				return false
+				diff = append(diff, "missing or different: "+n)
 			}
 		}
-		return true
+		for n := range got {
+			if _, ok := want[n]; !ok {
+				diff = append(diff, "extra: "+n)
+			}
+		}
+		return len(diff) == 0
 	})
 }
