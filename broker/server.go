@@ -240,6 +240,9 @@ authorization {
 		strconv.Quote(issuer), subjects.Account, strings.Join(authUsers, ", ")), nil
 }
 
+// readyWithin bounds a broker's start, JetStream recovery included.
+const readyWithin = 15 * time.Minute
+
 // Start starts a broker and waits until it accepts connections.
 func Start(cfg Config) (*Broker, error) {
 	cfg.defaults()
@@ -267,9 +270,11 @@ func Start(cfg Config) (*Broker, error) {
 	b := &Broker{srv: srv, log: cfg.Logger.With("broker", opts.ServerName), started: time.Now().UTC()}
 	srv.SetLoggerV2(&slogAdapter{log: b.log}, cfg.Debug, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
+	// JetStream rebuilds the state of its streams before the broker
+	// listens: after a crash, with gigabytes stored, that takes minutes.
+	if !srv.ReadyForConnections(readyWithin) {
 		srv.Shutdown()
-		return nil, errors.New("broker: not ready for connections after 30s (see the log)")
+		return nil, fmt.Errorf("broker: not ready for connections after %v (see the log)", readyWithin)
 	}
 	// Status is a report, not a service: a broker that cannot give it
 	// still serves.

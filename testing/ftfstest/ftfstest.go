@@ -363,9 +363,9 @@ func (sys *System) Restart(t testing.TB, name string) {
 func (sys *System) waitHealthy(t testing.TB, p *Process) {
 	t.Helper()
 	url := fmt.Sprintf("http://127.0.0.1:%d/healthz", p.monitor)
-	// Two minutes: a broker killed with gigabytes in its store rebuilds the
+	// Minutes: a broker killed with gigabytes in its store rebuilds the
 	// state of its streams before it listens again.
-	Eventually(t, 2*time.Minute, p.Name+" healthy", func() bool {
+	Eventually(t, 5*time.Minute, p.Name+" healthy", func() bool {
 		resp, err := http.Get(url)
 		if err != nil {
 			return false
