@@ -248,6 +248,7 @@ func (s *Server) doLogin(ctx context.Context, req micro.Request) (any, error) {
 	if !ownInbox(req, r.User) {
 		return nil, errForeignReply
 	}
+	defer s.keepalive(req.Reply())()
 	u, err := s.checkPassword(ctx, r.User, r.Password)
 	if err != nil {
 		s.log.Info("login failed", "user", r.User)

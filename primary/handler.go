@@ -53,9 +53,7 @@ type noReply struct{}
 // (bcrypt, a long listing) does not hold up its endpoint.
 func (s *Server) async(h func(micro.Request)) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
-		stop := s.keepalive(req.Reply())
 		s.goBounded(func() {
-			defer stop()
 			defer func() {
 				if r := recover(); r != nil {
 					s.log.Error("request handler panicked", "subject", req.Subject(), "panic", r)
@@ -70,8 +68,9 @@ func (s *Server) async(h func(micro.Request)) micro.Handler {
 // keepalive tells the client every subjects.KeepaliveInterval that its
 // request is being worked on, until stop: the client sends a request again
 // only when its server falls silent (killed, frozen), not because the work
-// is slow. Only user inboxes get one: the message is sent with the service
-// identity, which must not publish to a subject a request names at will.
+// is slow. Callers start it once the reply subject is known to be the
+// requesting user's inbox: a keepalive to anyone else would tell them that
+// someone made a request, and it is sent with the service identity.
 func (s *Server) keepalive(reply string) (stop func()) {
 	if !strings.HasPrefix(reply, subjects.InboxRoot+".") {
 		return func() {}
@@ -136,6 +135,8 @@ func (s *Server) authed(f op) func(micro.Request) {
 			s.reply(req, nil, err)
 			return
 		}
+		// Only now: the reply subject is the user's own inbox.
+		defer s.keepalive(req.Reply())()
 		v, err := f(c)
 		if _, ok := v.(noReply); ok && err == nil {
 			return

@@ -100,7 +100,7 @@ func (u *rawUser) callAs(id, subject string, req, reply any) error {
 	var resp *nats.Msg
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if resp, err = u.nc.RequestMsg(m, 5*time.Second); err == nil {
+		if resp, err = u.request(m); err == nil {
 			break
 		}
 	}
@@ -108,6 +108,33 @@ func (u *rawUser) callAs(id, subject string, req, reply any) error {
 		return err
 	}
 	return decodeReply(resp, reply)
+}
+
+// request sends m and returns its answer, skipping the keepalives a
+// server sends while it works (status 100).
+func (u *rawUser) request(m *nats.Msg) (*nats.Msg, error) {
+	m.Reply = u.nc.NewInbox()
+	sub, err := u.nc.SubscribeSync(m.Reply)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	if err := u.nc.PublishMsg(m); err != nil {
+		return nil, err
+	}
+	for {
+		resp, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			return nil, err
+		}
+		switch resp.Header.Get(subjects.HeaderStatus) {
+		case "100":
+			continue
+		case "503":
+			return nil, nats.ErrNoResponders
+		}
+		return resp, nil
+	}
 }
 
 // decodeReply turns a reply into reply, or a micro error into an error.
