@@ -131,6 +131,7 @@ func (b *Broker) report() subjects.BrokerReport {
 	}
 	if meta := jsz.Meta; meta != nil {
 		rep.MetaLeader = meta.Leader
+		rep.MetaSize, rep.QuorumNeeded = meta.Size, meta.QuorumNeeded
 		for _, p := range meta.Replicas {
 			if p == nil {
 				continue

@@ -15,7 +15,8 @@ import (
 // Quorum loss. With two of three brokers down JetStream can neither store
 // nor read through its leaders; a request that waits for it would hang
 // until its deadline. Each file server therefore polls JetStream and, while
-// the cluster answers "temporarily unavailable", is read-only: writes fail
+// the cluster answers "temporarily unavailable" and too few brokers are up
+// to elect a leader, is read-only: writes fail
 // at once with CodeReadOnly, sessions and users are checked against an
 // in-memory mirror of their buckets, and reads are served from a backup's
 // replica dir (see Fallback).
@@ -61,10 +62,15 @@ func (s *Server) watchQuorum() {
 		switch {
 		case resp.Error == nil:
 			noQuorum = 0
-		case resp.Error.ErrCode == subjects.ErrCodeClusterNotAvailable:
-			noQuorum++
-		default:
+		case resp.Error.ErrCode != subjects.ErrCodeClusterNotAvailable:
 			continue
+		case s.quorumReachable():
+			// No leader, but enough brokers are up to elect one: an
+			// election (a meta leader killed or frozen), not a loss.
+			noQuorum = 0
+			continue
+		default:
+			noQuorum++
 		}
 		lost := noQuorum >= quorumLostAfter
 		if lost != (noQuorum > 0) {
@@ -219,4 +225,35 @@ func (s *Server) retryRead(ctx context.Context, read func(context.Context) error
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
 	}
+}
+
+// quorumReachable says whether enough brokers answer (each for itself, on
+// subjects.BrokerInfo) for the meta group to elect a leader. Only brokers
+// this server's broker can reach answer.
+func (s *Server) quorumReachable() bool {
+	inbox := s.nc.NewInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
+	if err != nil {
+		return false
+	}
+	defer sub.Unsubscribe()
+	if err := s.nc.PublishRequest(subjects.BrokerInfo, inbox, nil); err != nil {
+		return false
+	}
+	up := map[string]bool{}
+	need := 0
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		var rep subjects.BrokerReport
+		if json.Unmarshal(m.Data, &rep) != nil || rep.Name == "" {
+			continue
+		}
+		up[rep.Name] = true
+		need = max(need, rep.QuorumNeeded, rep.MetaSize/2+1)
+	}
+	return need > 0 && len(up) >= need
 }

@@ -235,6 +235,10 @@ type BrokerReport struct {
 	// sees them. Only the leader tracks its followers, so only the
 	// leader's Current is worth reading.
 	MetaPeers []MetaPeer `json:"meta_peers,omitempty"`
+	// MetaSize is the number of brokers in the meta group, QuorumNeeded
+	// how many of them must be up for it to elect a leader.
+	MetaSize     int `json:"meta_size,omitempty"`
+	QuorumNeeded int `json:"quorum_needed,omitempty"`
 	// Error says why the JetStream part is missing.
 	Error string `json:"error,omitempty"`
 }
