@@ -140,20 +140,28 @@ func TestFrozenClientIsDroppedWithinSeconds(t *testing.T) {
 	}
 }
 
+// startCluster starts three brokers as one cluster, each with base's
+// settings, and returns their client URLs and cluster ports.
+func startCluster(t *testing.T, base Config) (urls []string, clusterPorts []int) {
+	t.Helper()
+	clusterPorts = ftfstest.FreePorts(t, 3)
+	var routes []string
+	for _, p := range clusterPorts {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	for i := range 3 {
+		cfg := base
+		cfg.Name, cfg.Cluster, cfg.ClusterPort, cfg.Routes = fmt.Sprintf("n%d", i+1), "ftfs-test", clusterPorts[i], routes
+		urls = append(urls, start(t, cfg).ClientURL())
+	}
+	return urls, clusterPorts
+}
+
 func TestThreeBrokersFormOneJetStreamCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster start takes seconds")
 	}
-	ports := ftfstest.FreePorts(t, 3)
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
-	}
-	var urls []string
-	for i := range 3 {
-		b := start(t, Config{Name: fmt.Sprintf("n%d", i+1), Cluster: "ftfs-test", ClusterPort: ports[i], Routes: routes})
-		urls = append(urls, b.ClientURL())
-	}
+	urls, _ := startCluster(t, Config{})
 	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(subjects.ServiceUser, pw))
 	if err != nil {
 		t.Fatal(err)
@@ -190,16 +198,7 @@ func TestEveryBrokerReportsTheSameMetaLeader(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster start takes seconds")
 	}
-	ports := ftfstest.FreePorts(t, 3)
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
-	}
-	var urls []string
-	for i := range 3 {
-		b := start(t, Config{Name: fmt.Sprintf("n%d", i+1), Cluster: "ftfs-test", ClusterPort: ports[i], Routes: routes})
-		urls = append(urls, b.ClientURL())
-	}
+	urls, _ := startCluster(t, Config{})
 	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(subjects.ServiceUser, pw))
 	if err != nil {
 		t.Fatal(err)
@@ -397,17 +396,7 @@ func TestTLSClusterRoutes(t *testing.T) {
 		t.Skip("cluster start takes seconds")
 	}
 	cert, key, ca := devCerts(t)
-	ports := ftfstest.FreePorts(t, 3)
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
-	}
-	var urls []string
-	for i := range 3 {
-		b := start(t, Config{Name: fmt.Sprintf("n%d", i+1), Cluster: "ftfs-test", ClusterPort: ports[i], Routes: routes,
-			TLSCert: cert, TLSKey: key, TLSCA: ca})
-		urls = append(urls, b.ClientURL())
-	}
+	urls, ports := startCluster(t, Config{TLSCert: cert, TLSKey: key, TLSCA: ca})
 	routeAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	// A route starts with the TLS handshake: a plain-text peer never gets
 	// the INFO.

@@ -238,10 +238,7 @@ func (c *Client) do(ctx context.Context, r call) error {
 			last = err
 			continue // the server is gone: no reason to wait
 		case err != nil:
-			if errors.Is(last, ErrUnavailable) || errors.Is(last, ErrBusy) {
-				return last
-			}
-			return fmt.Errorf("%w: no file server answered (%v)", ErrUnavailable, cmp.Or(last, err))
+			return gaveUp(last, err)
 		case resp.Header.Get(subjects.HeaderStatus) == "503":
 			last = nats.ErrNoResponders
 		case resp.Header.Get(subjects.HeaderErrorCode) != "":
@@ -266,14 +263,21 @@ func (c *Client) do(ctx context.Context, r call) error {
 		c.opts.log.Debug("request failed; retrying", "subject", r.subject, "err", last)
 		select {
 		case <-ctx.Done():
-			if errors.Is(last, ErrUnavailable) || errors.Is(last, ErrBusy) {
-				return last
-			}
-			return fmt.Errorf("%w: no file server answered (%v)", ErrUnavailable, last)
+			return gaveUp(last, ctx.Err())
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// gaveUp is the error of a request whose time ran out: the last answer a
+// server gave, when it said unavailable or busy, else ErrUnavailable with
+// the last reason (or why the time ran out).
+func gaveUp(last, cause error) error {
+	if errors.Is(last, ErrUnavailable) || errors.Is(last, ErrBusy) {
+		return last
+	}
+	return fmt.Errorf("%w: no file server answered (%v)", ErrUnavailable, cmp.Or(last, cause))
 }
 
 // errSilent: no reply and no keepalive for the request timeout, or a file

@@ -296,12 +296,19 @@ func (s *Server) instanceAlive(ctx context.Context, instance string) bool {
 // ends or storage turns read-only. Each attempt gets 5 s: an attempt sent
 // to a stream leader that died with it is never answered.
 func (s *Server) retryFor(ctx context.Context, f func(context.Context) error) error {
+	return s.retryStorage(ctx, 5*time.Second, time.Second, f)
+}
+
+// retryStorage runs a storage call f, each attempt bounded by attempt, again
+// after a timeout or a moment of unavailability (backing off up to
+// maxBackoff), until it succeeds, ctx ends or storage turns read-only.
+func (s *Server) retryStorage(ctx context.Context, attempt, maxBackoff time.Duration, f func(context.Context) error) error {
 	backoff := 50 * time.Millisecond
 	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		actx, cancel := context.WithTimeout(ctx, attempt)
 		err := f(actx)
 		cancel()
-		if err == nil || !storageUnavailable(err) {
+		if err == nil || !storageUnavailable(err) || ctx.Err() != nil {
 			return err
 		}
 		if s.readOnly.Load() {
@@ -312,7 +319,7 @@ func (s *Server) retryFor(ctx context.Context, f func(context.Context) error) er
 			return err
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, time.Second)
+		backoff = min(2*backoff, maxBackoff)
 	}
 }
 

@@ -324,7 +324,7 @@ func TestBucketsReadThroughTheirLeader(t *testing.T) {
 		t.Cleanup(r.s.Stop)
 		s = r.s
 	}
-	for _, b := range []string{subjects.UsersBucket, subjects.SessionsBucket, subjects.UploadsBucket, subjects.RequestsBucket} {
+	for _, b := range subjects.KVBuckets() {
 		st, err := s.js.Stream(ctx, subjects.KVStream(b))
 		if err != nil {
 			t.Fatal(err)

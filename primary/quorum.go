@@ -16,10 +16,9 @@ import (
 // nor read through its leaders; a request that waits for it would hang
 // until its deadline. Each file server therefore polls JetStream and, while
 // the cluster answers "temporarily unavailable" and too few brokers are up
-// to elect a leader, is read-only: writes fail
-// at once with CodeReadOnly, sessions and users are checked against an
-// in-memory mirror of their buckets, and reads are served from a backup's
-// replica dir (see Fallback).
+// to elect a leader, is read-only: writes fail at once with CodeReadOnly,
+// sessions and users are checked against an in-memory mirror of their
+// buckets, and reads are served from a backup's replica dir (see Fallback).
 
 // quorumPoll is how often a server asks JetStream whether it has a quorum.
 const quorumPoll = time.Second
@@ -163,7 +162,7 @@ func (m *mirror) watch(ctx context.Context, kv jetstream.KeyValue) error {
 	}
 }
 
-// sweep drops mirrored sessions past their expiry (the bucket's TTL
+// sweepSessions drops mirrored sessions past their expiry (the bucket's TTL
 // removes them without a delete marker).
 func (m *mirror) sweepSessions() {
 	m.mu.Lock()
@@ -207,24 +206,7 @@ const readAttempt = 2 * time.Second
 // retryRead runs a storage read, again after a timeout or a moment of
 // unavailability, until ctx ends or storage turns read-only.
 func (s *Server) retryRead(ctx context.Context, read func(context.Context) error) error {
-	backoff := 50 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, readAttempt)
-		err := read(actx)
-		cancel()
-		if err == nil || !storageUnavailable(err) || ctx.Err() != nil {
-			return err
-		}
-		if s.readOnly.Load() {
-			return errReadOnly
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 500*time.Millisecond)
-	}
+	return s.retryStorage(ctx, readAttempt, 500*time.Millisecond, read)
 }
 
 // quorumReachable says whether enough brokers answer (each for itself, on

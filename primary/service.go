@@ -391,10 +391,11 @@ func (s *Server) serve() error {
 	s.svc = svc
 	s.instance = svc.Info().ID
 
-	endpoints := []struct {
+	type endpoint struct {
 		name, subject string
 		h             micro.Handler
-	}{
+	}
+	endpoints := []endpoint{
 		{"login", subjects.Login, s.async(s.login)},
 		{"logout", subjects.Logout, s.async(s.authed(s.writable(s.logout)))},
 		{"whoami", subjects.WhoAmI, s.async(s.authed(s.whoami))},
@@ -414,10 +415,7 @@ func (s *Server) serve() error {
 		{"user-ls", subjects.UserList, s.async(s.authed(s.admin(s.userList)))},
 	}
 	if s.cfg.Fallback != nil {
-		endpoints = append(endpoints, []struct {
-			name, subject string
-			h             micro.Handler
-		}{
+		endpoints = append(endpoints, []endpoint{
 			{"replica-list", subjects.ReplicaList, s.async(s.authed(s.replicaList))},
 			{"replica-stat", subjects.ReplicaStat, s.async(s.authed(s.replicaStat))},
 			{"replica-download", subjects.ReplicaDownload, s.async(s.authed(s.replicaDownload))},

@@ -68,7 +68,7 @@ func (s *Server) streamStatuses(ctx context.Context) []subjects.StreamStatus {
 	out := []subjects.StreamStatus{
 		{Bucket: s.cfg.Bucket, Stream: subjects.ObjectStream(s.cfg.Bucket)},
 	}
-	for _, b := range []string{subjects.UsersBucket, subjects.SessionsBucket, subjects.UploadsBucket, subjects.RequestsBucket} {
+	for _, b := range subjects.KVBuckets() {
 		out = append(out, subjects.StreamStatus{Bucket: b, Stream: subjects.KVStream(b)})
 	}
 	var wg sync.WaitGroup

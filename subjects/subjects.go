@@ -201,6 +201,11 @@ const (
 	RequestsBucket = "ftfs-requests"
 )
 
+// KVBuckets are the key-value buckets, every bucket but FilesBucket.
+func KVBuckets() []string {
+	return []string{UsersBucket, SessionsBucket, UploadsBucket, RequestsBucket}
+}
+
 // Object metadata keys on stored objects (ObjectInfo.Metadata).
 const (
 	MetaOwner = "ftfs-owner"

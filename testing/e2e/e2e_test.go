@@ -20,8 +20,12 @@ import (
 	"github.com/ftfs/ftfs/testing/ftfstest"
 )
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+// ctxT is a context for one step of a test: two minutes.
+func ctxT(t *testing.T) context.Context { return ctxFor(t, 2*time.Minute) }
+
+// ctxFor is a context that ends after d or with the test.
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -54,13 +55,7 @@ func TestQuorumLoss(t *testing.T) {
 	t.Logf("figures: read-only %v after the fault", time.Since(fault).Round(time.Millisecond))
 
 	t.Run("every write fails fast with a clear error", func(t *testing.T) {
-		some := slices.Sorted(func(yield func(string) bool) {
-			for n := range stored {
-				if !yield(n) {
-					return
-				}
-			}
-		})[0]
+		some := slices.Sorted(maps.Keys(stored))[0]
 		writes := map[string]func(ctx context.Context) error{
 			"put": func(ctx context.Context) error {
 				_, err := reader.Put(ctx, "ro/new", strings.NewReader("new"), 3)
@@ -148,10 +143,4 @@ func TestQuorumLoss(t *testing.T) {
 			t.Errorf("after recovery, %s: %v", name, err)
 		}
 	}
-}
-
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"flag"
 	"fmt"
+	"maps"
 	mrand "math/rand/v2"
 	"slices"
 	"strings"
@@ -89,13 +90,7 @@ func TestSoak(t *testing.T) {
 	}
 	rep := w.Verify(t)
 	var injected []string
-	for _, k := range slices.Sorted(func(yield func(string) bool) {
-		for k := range faults {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, k := range slices.Sorted(maps.Keys(faults)) {
 		injected = append(injected, fmt.Sprintf("%s %d", k, faults[k]))
 	}
 	t.Logf("soak: %v, seed %d\n  operations %d (failed %d)\n  faults: %s\n  files verified %d, lost %d, corrupted %d, deleted files back %d\n  longest stall %v, slowest operation %v",

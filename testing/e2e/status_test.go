@@ -33,7 +33,7 @@ func TestStatusShowsBrokersAndBuckets(t *testing.T) {
 		}
 		return st, true
 	}
-	buckets := []string{subjects.FilesBucket, subjects.UsersBucket, subjects.SessionsBucket, subjects.UploadsBucket, subjects.RequestsBucket}
+	buckets := append([]string{subjects.FilesBucket}, subjects.KVBuckets()...)
 	bucketsLed := func(st client.Status, not string) bool {
 		if len(st.Buckets) != len(buckets) {
 			return false
