@@ -241,8 +241,8 @@ func (c *Client) do(ctx context.Context, r call) error {
 			return gaveUp(last, err)
 		case resp.Header.Get(subjects.HeaderStatus) == "503":
 			last = nats.ErrNoResponders
-		case resp.Header.Get(subjects.HeaderErrorCode) != "":
-			e := &Error{Code: subjects.Code(resp.Header.Get(subjects.HeaderErrorCode)), Message: resp.Header.Get(subjects.HeaderErrorText)}
+		case errorIn(resp.Header) != nil:
+			e := errorIn(resp.Header)
 			if e.Code == subjects.CodeReadOnly && r.replica != "" && r.subject != r.replica {
 				c.opts.log.Debug("storage is read-only; reading from a replica", "subject", r.subject)
 				r.subject = r.replica

@@ -3,6 +3,8 @@ package client
 import (
 	"errors"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -22,6 +24,12 @@ var (
 	ErrReadOnly = errors.New("read-only")
 	ErrBusy     = errors.New("server busy")
 	ErrInternal = errors.New("internal server error")
+	// ErrThrottled: too many failed logins for the user or from the
+	// connection; wait before trying again.
+	ErrThrottled = errors.New("too many failed logins")
+	// ErrQuota: a per-user limit is reached (storage quota, unfinished
+	// uploads, transfers at once).
+	ErrQuota = errors.New("limit reached")
 )
 
 var sentinels = map[subjects.Code]error{
@@ -36,12 +44,15 @@ var sentinels = map[subjects.Code]error{
 	subjects.CodeBusy:         ErrBusy,
 	subjects.CodeInternal:     ErrInternal,
 	subjects.CodeUnavailable:  ErrUnavailable,
+	subjects.CodeThrottled:    ErrThrottled,
+	subjects.CodeQuota:        ErrQuota,
 }
 
 // Error is a failure reported by a file server: its wire code and the
 // server's sentence.
 type Error struct {
 	Code    subjects.Code
+	Reason  subjects.Reason // which rule was broken, for some codes
 	Message string
 }
 
@@ -58,7 +69,16 @@ func (e *Error) Is(target error) bool {
 func fromWire(err error) error {
 	var se *subjects.Error
 	if errors.As(err, &se) {
-		return &Error{Code: se.Code, Message: se.Message}
+		return &Error{Code: se.Code, Reason: se.Reason, Message: se.Message}
 	}
 	return err
+}
+
+// errorIn returns the error a reply's headers carry, or nil.
+func errorIn(h nats.Header) *Error {
+	code := h.Get(subjects.HeaderErrorCode)
+	if code == "" {
+		return nil
+	}
+	return &Error{Code: subjects.Code(code), Reason: subjects.Reason(h.Get(subjects.HeaderErrorReason)), Message: h.Get(subjects.HeaderErrorText)}
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -138,6 +139,10 @@ func (u *uploader) run(ctx context.Context) error {
 		return err
 	}
 	progress := time.Now()
+	gone := u.c.replies.serverGone()
+	holderGone := make(chan string, 1) // the instance a probe found gone
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends probes in flight
 	for {
 		for !u.eof && len(u.unacked) < u.st.Window {
 			if err := u.readChunk(); err != nil {
@@ -151,6 +156,15 @@ func (u *uploader) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-gone:
+			gone = u.c.replies.serverGone()
+			u.probeHolder(ctx, holderGone)
+			continue
+		case instance := <-holderGone:
+			if instance != u.st.Instance {
+				continue // the upload has moved since
+			}
+			u.c.opts.log.Warn("upload holder gone; resuming on another server", "upload", u.st.Upload, "instance", u.st.Instance)
 		case m := <-u.acks:
 			ok, fatal := u.handleAck(m)
 			if fatal != nil {
@@ -175,6 +189,38 @@ func (u *uploader) run(ctx context.Context) error {
 // JetStream, slower than a keepalive, so it is longer than the request
 // timeout; a killed holder is noticed at once anyway (no responders).
 func (u *uploader) stall() time.Duration { return max(2*u.c.opts.timeout, 2*time.Second) }
+
+// probeHolder finds out, after a broker said some file server went,
+// whether it was the one holding this upload, and if so says it on gone.
+// The chunks it had are lost with it, and with a full window none would
+// follow to draw a "no responders", so the upload would wait out the stall.
+// The probe repeats the oldest chunk in flight (a copy: its buffer may be
+// reused meanwhile), which a live holder acknowledges again.
+func (u *uploader) probeHolder(ctx context.Context, gone chan<- string) {
+	oldest, ok := uint32(0), false
+	for i := range u.unacked {
+		if !ok || i < oldest {
+			oldest, ok = i, true
+		}
+	}
+	if !ok {
+		return
+	}
+	m := u.chunkMsg(oldest, bytes.Clone(u.unacked[oldest]))
+	m.Reply = ""
+	instance := u.st.Instance
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, u.c.opts.timeout)
+		defer cancel()
+		if _, err := u.c.nc.RequestMsgWithContext(ctx, m); errors.Is(err, nats.ErrNoResponders) {
+			u.c.opts.log.Info("upload holder has no subscription left", "instance", instance)
+			select {
+			case gone <- instance:
+			default:
+			}
+		}
+	}()
+}
 
 // listen opens a fresh reply subject, so that late acks from a server the
 // upload has left are never mistaken for new ones.
@@ -221,12 +267,17 @@ func (u *uploader) readChunk() error {
 	return nil
 }
 
-func (u *uploader) send(index uint32, data []byte) error {
+func (u *uploader) chunkMsg(index uint32, data []byte) *nats.Msg {
 	m := nats.NewMsg(subjects.Chunk(u.st.Instance))
 	m.Reply = u.inbox
 	m.Header.Set(subjects.HeaderUpload, u.st.Upload)
 	m.Header.Set(subjects.HeaderChunk, strconv.FormatUint(uint64(index), 10))
 	m.Data = data
+	return m
+}
+
+func (u *uploader) send(index uint32, data []byte) error {
+	m := u.chunkMsg(index, data)
 	if err := u.c.nc.PublishMsg(m); err != nil && !retryable(err) {
 		return fmt.Errorf("%w: send chunk: %v", ErrUnavailable, err)
 	}
@@ -239,8 +290,7 @@ func (u *uploader) handleAck(m *nats.Msg) (ok bool, fatal error) {
 	if m.Header.Get(subjects.HeaderStatus) == "503" {
 		return false, nil // the holder is gone
 	}
-	if code := m.Header.Get(subjects.HeaderErrorCode); code != "" {
-		e := &Error{Code: subjects.Code(code), Message: m.Header.Get(subjects.HeaderErrorText)}
+	if e := errorIn(m.Header); e != nil {
 		switch e.Code {
 		case subjects.CodeNotFound, subjects.CodeConflict, subjects.CodeBusy, subjects.CodeUnavailable, subjects.CodeInternal:
 			return false, nil
@@ -422,8 +472,7 @@ func (d *downloader) receive(ctx context.Context, msgs <-chan *nats.Msg, reply s
 		}
 		timer.Reset(d.c.opts.timeout)
 		started = true
-		if code := m.Header.Get(subjects.HeaderErrorCode); code != "" {
-			e := &Error{Code: subjects.Code(code), Message: m.Header.Get(subjects.HeaderErrorText)}
+		if e := errorIn(m.Header); e != nil {
 			switch {
 			case e.Code == subjects.CodeReadOnly && !d.replica:
 				d.replica = true

@@ -344,6 +344,9 @@ func (s *Server) reply(req micro.Request, v any, err error) {
 		}
 		m.Header.Set(subjects.HeaderErrorCode, string(code))
 		m.Header.Set(subjects.HeaderErrorText, msg)
+		if reason := subjects.ReasonOf(err); reason != "" {
+			m.Header.Set(subjects.HeaderErrorReason, string(reason))
+		}
 		s.errors.Add(1)
 	} else {
 		if v == nil {

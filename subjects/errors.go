@@ -21,15 +21,36 @@ const (
 	CodeTooLarge     Code = "413" // chunk or file over its limit
 	CodeIntegrity    Code = "422" // size or SHA-256 digest mismatch
 	CodeReadOnly     Code = "423" // storage quorum lost: no writes; reads from a replica
+	CodeThrottled    Code = "420" // too many failed logins: wait, then try again (never retried by itself)
 	CodeBusy         Code = "429" // window exceeded; retry later
 	CodeInternal     Code = "500" // a server bug; see its log
 	CodeUnavailable  Code = "503" // storage unreachable; retry
+	CodeQuota        Code = "507" // a per-user limit reached: storage quota, open uploads, transfers at once
+)
+
+// Reason says which rule a request broke, finer than its Code, in the
+// HeaderErrorReason header: a program can tell an empty name from a ".."
+// segment without parsing the sentence. Most errors have none.
+type Reason string
+
+// The reasons of CodeInvalid file names (ValidName).
+const (
+	ReasonNameEmpty         Reason = "name-empty"
+	ReasonNameTooLong       Reason = "name-too-long"
+	ReasonNameNotUTF8       Reason = "name-not-utf8"
+	ReasonNameAbsolute      Reason = "name-absolute"
+	ReasonNameTrailingSlash Reason = "name-trailing-slash"
+	ReasonNameControlChar   Reason = "name-control-char"
+	ReasonNameBackslash     Reason = "name-backslash"
+	ReasonNameEmptySegment  Reason = "name-empty-segment"
+	ReasonNameDotSegment    Reason = "name-dot-segment"
 )
 
 // Error is a failure as it crosses the wire: an operation, a kind (Code) and
 // a sentence for the user.
 type Error struct {
 	Code    Code
+	Reason  Reason // "" unless the code has finer kinds
 	Message string
 }
 
@@ -38,6 +59,20 @@ func (e *Error) Error() string { return e.Message }
 // Errorf makes an Error with a formatted message.
 func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Rejectf makes an Error with a Reason.
+func Rejectf(code Code, reason Reason, format string, args ...any) *Error {
+	return &Error{Code: code, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// ReasonOf returns the Reason of an *Error in err's chain, or "".
+func ReasonOf(err error) Reason {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
 }
 
 // CodeOf returns the wire code of err: the Code of an *Error in its chain,

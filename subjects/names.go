@@ -14,30 +14,30 @@ import (
 func ValidName(name string) error {
 	switch {
 	case name == "":
-		return Errorf(CodeInvalid, "file name is empty")
+		return Rejectf(CodeInvalid, ReasonNameEmpty, "file name is empty")
 	case len(name) > MaxNameLen:
-		return Errorf(CodeInvalid, "file name is %d bytes; the limit is %d", len(name), MaxNameLen)
+		return Rejectf(CodeInvalid, ReasonNameTooLong, "file name is %d bytes; the limit is %d", len(name), MaxNameLen)
 	case !utf8.ValidString(name):
-		return Errorf(CodeInvalid, "file name %q is not valid UTF-8", name)
+		return Rejectf(CodeInvalid, ReasonNameNotUTF8, "file name %q is not valid UTF-8", name)
 	case strings.HasPrefix(name, "/"):
-		return Errorf(CodeInvalid, "file name %q is absolute; names are relative, without a leading slash", name)
+		return Rejectf(CodeInvalid, ReasonNameAbsolute, "file name %q is absolute; names are relative, without a leading slash", name)
 	case strings.HasSuffix(name, "/"):
-		return Errorf(CodeInvalid, "file name %q ends with a slash", name)
+		return Rejectf(CodeInvalid, ReasonNameTrailingSlash, "file name %q ends with a slash", name)
 	}
 	for _, r := range name {
 		if r == 0 || unicode.IsControl(r) {
-			return Errorf(CodeInvalid, "file name %q contains a control character", name)
+			return Rejectf(CodeInvalid, ReasonNameControlChar, "file name %q contains a control character", name)
 		}
 		if r == '\\' {
-			return Errorf(CodeInvalid, "file name %q contains a backslash; use / between directories", name)
+			return Rejectf(CodeInvalid, ReasonNameBackslash, "file name %q contains a backslash; use / between directories", name)
 		}
 	}
 	for _, seg := range strings.Split(name, "/") {
 		switch seg {
 		case "":
-			return Errorf(CodeInvalid, "file name %q has an empty segment (doubled slash)", name)
+			return Rejectf(CodeInvalid, ReasonNameEmptySegment, "file name %q has an empty segment (doubled slash)", name)
 		case ".", "..":
-			return Errorf(CodeInvalid, "file name %q has a %q segment", name, seg)
+			return Rejectf(CodeInvalid, ReasonNameDotSegment, "file name %q has a %q segment", name, seg)
 		}
 	}
 	return nil

@@ -13,24 +13,28 @@ func TestValidName(t *testing.T) {
 			t.Errorf("ValidName(%q) = %v, want ok", n, err)
 		}
 	}
-	bad := map[string]string{
-		"":                        "empty",
-		"/etc/passwd":             "absolute",
-		"a/":                      "ends with a slash",
-		"a//b":                    "doubled slash",
-		"../x":                    `".." segment`,
-		"a/./b":                   `"." segment`,
-		".":                       `"." segment`,
-		"a\x00b":                  "control character",
-		"a\nb":                    "control character",
-		"a\\b":                    "backslash",
-		"\xff":                    "not valid UTF-8",
-		strings.Repeat("x", 1025): "the limit is 1024",
+	bad := map[string]struct {
+		reason Reason
+		text   string
+	}{
+		"":                        {ReasonNameEmpty, "empty"},
+		"/etc/passwd":             {ReasonNameAbsolute, "absolute"},
+		"a/":                      {ReasonNameTrailingSlash, "ends with a slash"},
+		"a//b":                    {ReasonNameEmptySegment, "doubled slash"},
+		"../x":                    {ReasonNameDotSegment, `".." segment`},
+		"a/./b":                   {ReasonNameDotSegment, `"." segment`},
+		".":                       {ReasonNameDotSegment, `"." segment`},
+		"a\x00b":                  {ReasonNameControlChar, "control character"},
+		"a\nb":                    {ReasonNameControlChar, "control character"},
+		"a\x7f":                   {ReasonNameControlChar, "control character"},
+		"a\\b":                    {ReasonNameBackslash, "backslash"},
+		"\xff":                    {ReasonNameNotUTF8, "not valid UTF-8"},
+		strings.Repeat("x", 1025): {ReasonNameTooLong, "the limit is 1024"},
 	}
 	for n, want := range bad {
 		err := ValidName(n)
-		if err == nil || !strings.Contains(err.Error(), want) || CodeOf(err) != CodeInvalid {
-			t.Errorf("ValidName(%q) = %v, want an invalid-name error mentioning %q", n, err, want)
+		if err == nil || !strings.Contains(err.Error(), want.text) || CodeOf(err) != CodeInvalid || ReasonOf(err) != want.reason {
+			t.Errorf("ValidName(%q) = %v (reason %q), want an invalid-name error %q mentioning %q", n, err, ReasonOf(err), want.reason, want.text)
 		}
 	}
 }

@@ -41,7 +41,9 @@
 // the first outcome instead of being applied twice.
 //
 // Errors come back as nats micro errors: header "Nats-Service-Error-Code"
-// holds a Code, "Nats-Service-Error" a human sentence.
+// holds a Code, "Nats-Service-Error" a human sentence, and for some codes
+// HeaderErrorReason the exact rule broken (a Reason, such as
+// ReasonNameDotSegment).
 package subjects
 
 import (
@@ -163,6 +165,8 @@ const (
 	// HeaderErrorCode and HeaderErrorText are the nats micro error headers.
 	HeaderErrorCode = "Nats-Service-Error-Code"
 	HeaderErrorText = "Nats-Service-Error"
+	// HeaderErrorReason, on some errors, is their Reason.
+	HeaderErrorReason = "Ftfs-Error-Reason"
 )
 
 // Transfer sizing. Every NATS message stays under 1 MiB.

@@ -8,6 +8,7 @@ import (
 	"maps"
 	mrand "math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ type Workload struct {
 // opSpan is one operation's time span.
 type opSpan struct {
 	kind       string // operation and size: spans of one kind compare
+	size       int    // bytes moved (puts and gets)
 	start, end time.Time
 	ok         bool
 }
@@ -83,13 +85,14 @@ func (w *Workload) run(ctx context.Context, id int, c *client.Client) {
 		octx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		var err error
 		var what, kind string
+		var moved int
 		switch {
 		case op < 4 || len(mine) == 0: // put
 			name := fmt.Sprintf("load/%s/%d", user, n)
 			size := w.sizes[rng.IntN(len(w.sizes))]
 			data := NewStream(int64(size))
 			what = fmt.Sprintf("put %s (%d bytes)", name, size)
-			kind = fmt.Sprintf("put %d", size)
+			kind, moved = fmt.Sprintf("put %d", size), size
 			if _, err = c.Put(octx, name, data, int64(size)); err == nil {
 				w.mu.Lock()
 				w.acked[name] = data.Digest()
@@ -102,7 +105,8 @@ func (w *Workload) run(ctx context.Context, id int, c *client.Client) {
 			name := mine[rng.IntN(len(mine))]
 			what = "get " + name
 			w.mu.Lock()
-			kind = fmt.Sprintf("get %d", w.sizeOf[name])
+			moved = w.sizeOf[name]
+			kind = fmt.Sprintf("get %d", moved)
 			w.mu.Unlock()
 			h := NewDigester()
 			if _, err = c.Get(octx, name, h); err == nil {
@@ -143,7 +147,7 @@ func (w *Workload) run(ctx context.Context, id int, c *client.Client) {
 			w.slowest, w.slowOp = took, fmt.Sprintf("client %d: %s at %s", id, what, start.Format("15:04:05.000"))
 		}
 		if ctx.Err() == nil {
-			w.done = append(w.done, opSpan{kind: kind, start: start, end: start.Add(took), ok: err == nil})
+			w.done = append(w.done, opSpan{kind: kind, size: moved, start: start, end: start.Add(took), ok: err == nil})
 		}
 		if err != nil && ctx.Err() == nil {
 			w.failures = append(w.failures, fmt.Errorf("client %d: %s after %v: %w", id, what, took.Round(time.Millisecond), err))
@@ -258,14 +262,22 @@ type Figures struct {
 	Recovery time.Duration
 	// ExtraP50 and ExtraP99 are the extra latency of the operations in
 	// flight at the fault: each one's time less the median time of the
-	// operations of its kind (operation and size) not hit by the fault.
+	// operations of its kind (operation and size) not hit by the fault, or,
+	// for a transfer of a size no such operation had, the median time per
+	// byte of transfers of at least a MiB times its size.
 	ExtraP50, ExtraP99 time.Duration
 	InFlight           int
+	// Worst names the in-flight operation with the most extra latency.
+	Worst string
 }
 
 func (f Figures) String() string {
-	return fmt.Sprintf("next success %v after the fault; %d operations in flight, extra latency p50 %v, p99 %v",
+	s := fmt.Sprintf("next success %v after the fault; %d operations in flight, extra latency p50 %v, p99 %v",
 		f.Recovery.Round(time.Millisecond), f.InFlight, f.ExtraP50.Round(time.Millisecond), f.ExtraP99.Round(time.Millisecond))
+	if f.Worst != "" {
+		s += "; worst: " + f.Worst
+	}
+	return s
 }
 
 // FiguresSince computes the cost of a fault injected at fault.
@@ -290,9 +302,28 @@ func (w *Workload) FiguresSince(fault time.Time) Figures {
 	if !first.IsZero() {
 		f.Recovery = first.Sub(fault)
 	}
+	// perByte is the median time per byte of big transfers, by operation.
+	perByte := map[string][]float64{}
+	for _, op := range w.done {
+		if op.size >= 1<<20 && !(op.start.Before(fault) && op.end.After(fault)) {
+			verb := strings.Fields(op.kind)[0]
+			perByte[verb] = append(perByte[verb], float64(op.end.Sub(op.start))/float64(op.size))
+		}
+	}
 	var extra []time.Duration
+	var worst time.Duration
 	for _, op := range inflight {
-		extra = append(extra, max(0, op.end.Sub(op.start)-percentile(normal[op.kind], 50)))
+		ref, how := percentile(normal[op.kind], 50), fmt.Sprintf("%d like it", len(normal[op.kind]))
+		if rates := perByte[strings.Fields(op.kind)[0]]; len(normal[op.kind]) == 0 && op.size > 0 && len(rates) > 0 {
+			slices.Sort(rates)
+			ref, how = time.Duration(rates[len(rates)/2]*float64(op.size)), fmt.Sprintf("per byte of %d transfers", len(rates))
+		}
+		e := max(0, op.end.Sub(op.start)-ref)
+		extra = append(extra, e)
+		if e >= worst {
+			worst = e
+			f.Worst = fmt.Sprintf("%s took %v, reference %v (%s)", op.kind, op.end.Sub(op.start).Round(time.Millisecond), ref.Round(time.Millisecond), how)
+		}
 	}
 	f.InFlight = len(inflight)
 	f.ExtraP50, f.ExtraP99 = percentile(extra, 50), percentile(extra, 99)
