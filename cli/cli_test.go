@@ -104,6 +104,40 @@ func TestDownloadsStayInTheChosenDirectory(t *testing.T) {
 	}
 }
 
+func TestTreePathStaysBelowTheDirectory(t *testing.T) {
+	cases := []struct{ prefix, name, want string }{
+		{"photos/2026", "photos/2026/a.jpg", "2026/a.jpg"},
+		{"photos/2026/", "photos/2026/x/b.jpg", "2026/x/b.jpg"},
+		{"photos/", "photos/a.jpg", "photos/a.jpg"},
+		{"photos", "photos/a.jpg", "photos/a.jpg"},
+		{"", "a/b/c", "a/b/c"},
+		{"pho", "photos/a.jpg", "photos/a.jpg"},
+		{"a/b/c", "a/b/cd/e", "cd/e"},
+	}
+	for _, c := range cases {
+		got, err := treePath(c.prefix, c.name)
+		if err != nil || got != filepath.FromSlash(c.want) {
+			t.Errorf("treePath(%q, %q) = %q, %v; want %q", c.prefix, c.name, got, err, c.want)
+		}
+	}
+	// Names a hostile or broken server might list.
+	for _, c := range []struct{ prefix, name string }{
+		{"", "../etc/passwd"},
+		{"", "/etc/passwd"},
+		{"a", "a/../../x"},
+		{"a/", "a/./b"},
+		{"a", "a//b"},
+		{"a", "b/c"},
+		{"", "a\\..\\..\\x"},
+		{"", "a\x00b"},
+		{"", ""},
+	} {
+		if got, err := treePath(c.prefix, c.name); err == nil {
+			t.Errorf("treePath(%q, %q) = %q, want an error", c.prefix, c.name, got)
+		}
+	}
+}
+
 func TestHumanSize(t *testing.T) {
 	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 64 << 20: "64.0 MiB", 3 << 30: "3.0 GiB"} {
 		if got := humanSize(n); got != want {

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -179,85 +177,6 @@ the upload dies, the upload continues on another one.`,
 	}
 	cmd.Flags().BoolVarP(&noClobber, "no-clobber", "n", false, "fail if REMOTE exists")
 	return cmd
-}
-
-func getCmd(e *env) *cobra.Command {
-	return &cobra.Command{
-		Use:     "get REMOTE [LOCAL]",
-		GroupID: "files",
-		Short:   "Download a file (LOCAL - writes stdout)",
-		Long: `Download REMOTE to LOCAL (default: REMOTE's base name in the current
-directory; a directory as LOCAL receives the base name). The download is
-written to a temporary file and renamed into place only once its SHA-256
-digest checks out; on any failure nothing is left behind.`,
-		Example: "  ftfs get report.pdf\n  ftfs get docs/2026/report.pdf /tmp/\n  ftfs get dir.tar - | tar x",
-		Args:    cobra.RangeArgs(1, 2),
-		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
-			remote, local := args[0], ""
-			if len(args) == 2 {
-				local = args[1]
-			}
-			if local == "-" {
-				_, err := c.Get(cmd.Context(), remote, e.stdout)
-				return err
-			}
-			dest, err := localPath(remote, local)
-			if err != nil {
-				return err
-			}
-			tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".ftfs-*")
-			if err != nil {
-				return fmt.Errorf("get: %w", err)
-			}
-			keep := false
-			defer func() {
-				if !keep {
-					tmp.Close()
-					os.Remove(tmp.Name())
-				}
-			}()
-			st, err := c.Stat(cmd.Context(), remote)
-			if err != nil {
-				return err
-			}
-			fi, err := c.Get(cmd.Context(), remote, tmp, e.progress("get "+remote, st.Size)...)
-			if err != nil {
-				return err
-			}
-			if err := tmp.Sync(); err != nil {
-				return fmt.Errorf("get: %w", err)
-			}
-			if err := tmp.Close(); err != nil {
-				return fmt.Errorf("get: %w", err)
-			}
-			if err := os.Rename(tmp.Name(), dest); err != nil {
-				return fmt.Errorf("get: %w", err)
-			}
-			keep = true
-			fmt.Fprintf(e.stdout, "downloaded %s to %s (%s, verified %s)\n", fi.Name, dest, humanSize(fi.Size), fi.Digest)
-			return nil
-		}),
-	}
-}
-
-// localPath picks where a download goes. Whatever name the server uses, the
-// file lands in the chosen directory: only the remote name's last segment
-// is ever used as a local name.
-func localPath(remote, local string) (string, error) {
-	base := path.Base(strings.ReplaceAll(remote, "\\", "/"))
-	if base == "." || base == ".." || base == "/" || base == "" {
-		return "", usagef("get: %q has no usable file name; give LOCAL", remote)
-	}
-	switch {
-	case local == "":
-		return base, nil
-	case strings.HasSuffix(local, string(filepath.Separator)):
-		return filepath.Join(local, base), nil
-	}
-	if st, err := os.Stat(local); err == nil && st.IsDir() {
-		return filepath.Join(local, base), nil
-	}
-	return local, nil
 }
 
 // progress returns a progress bar option when stderr is a terminal, and

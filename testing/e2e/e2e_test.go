@@ -224,4 +224,52 @@ func TestCore(t *testing.T) {
 			t.Fatalf("ls after logout: %d %q", code, stderr)
 		}
 	})
+
+	t.Run("get -r downloads a tree and never writes outside its directory", func(t *testing.T) {
+		cli := sys.CLI(t)
+		env := []string{"FTFS_PASSWORD=" + sys.AdminPassword}
+		mustRun := func(args ...string) {
+			t.Helper()
+			if _, stderr, code := cli.Run(t, nil, env, args...); code != 0 {
+				t.Fatalf("ftfs %v: exit %d: %s", args, code, stderr)
+			}
+		}
+		mustRun("login", "admin")
+		src := t.TempDir()
+		want := map[string][]byte{}
+		for _, name := range []string{"tree/2026/a.txt", "tree/2026/sub/b.txt", "tree/other.txt"} {
+			want[name] = ftfstest.RandomBytes(subjects.ChunkSize + len(name))
+			local := filepath.Join(src, strings.ReplaceAll(name, "/", "_"))
+			if err := os.WriteFile(local, want[name], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			mustRun("put", local, name)
+		}
+		out := filepath.Join(t.TempDir(), "out")
+		mustRun("get", "-r", "tree/2026", out)
+		for name, local := range map[string]string{"tree/2026/a.txt": "2026/a.txt", "tree/2026/sub/b.txt": "2026/sub/b.txt"} {
+			got, err := os.ReadFile(filepath.Join(out, local))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ftfstest.SameBytes(t, want[name], got)
+		}
+		if _, err := os.Stat(filepath.Join(out, "other.txt")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("get -r tree/2026 fetched a file outside the prefix: %v", err)
+		}
+
+		// A symbolic link in the local directory leading out of it: the
+		// download refuses to follow it and nothing lands outside.
+		outside, trapped := t.TempDir(), t.TempDir()
+		if err := os.Symlink(outside, filepath.Join(trapped, "2026")); err != nil {
+			t.Fatal(err)
+		}
+		_, stderr, code := cli.Run(t, nil, env, "get", "-r", "tree/2026", trapped)
+		if code == 0 {
+			t.Fatalf("get -r through a symlink leading out of the directory succeeded: %s", stderr)
+		}
+		if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+			t.Fatalf("get -r wrote outside its directory: %v", entries)
+		}
+	})
 }

@@ -54,7 +54,7 @@ func TestUserConnectionsAreIsolated(t *testing.T) {
 			return false
 		})
 	}
-	for _, subj := range []string{"$O.>", "$KV.>", "$JS.API.>", "$SYS.>", subjects.Prefix + ".>", subjects.Login, subjects.Inbox("bob") + ".>", "_INBOX.>", ">"} {
+	for _, subj := range []string{"$O.>", "$KV.>", "$JS.API.>", "$SYS.>", subjects.Prefix + ".>", subjects.Login, subjects.ChunkPrefix + ".>", subjects.Inbox("bob") + ".>", "_INBOX.>", subjects.AuthCallout, ">"} {
 		refused("subscribe to "+subj, func() error {
 			sub, err := nc.SubscribeSync(subj)
 			if err != nil {
@@ -64,7 +64,10 @@ func TestUserConnectionsAreIsolated(t *testing.T) {
 			return nc.FlushTimeout(2 * time.Second)
 		})
 	}
-	for _, subj := range []string{"$JS.API.STREAM.LIST", "$JS.API.STREAM.PURGE.OBJ_" + subjects.FilesBucket, "$KV.ftfs-users.alice", subjects.Inbox("bob") + ".x", subjects.AuthCallout} {
+	for _, subj := range []string{"$JS.API.STREAM.LIST", "$JS.API.STREAM.PURGE.OBJ_" + subjects.FilesBucket, "$JS.API.CONSUMER.CREATE.OBJ_" + subjects.FilesBucket, "$KV.ftfs-users.alice",
+		subjects.ObjectMeta(subjects.FilesBucket, "forged.txt"), "$SYS.REQ.SERVER.PING", subjects.Inbox("bob") + ".x", subjects.AuthCallout,
+		// A false "server gone" notice would make every client resend.
+		subjects.ServerGone} {
 		refused("publish to "+subj, func() error {
 			if err := nc.Publish(subj, []byte("{}")); err != nil {
 				return err
