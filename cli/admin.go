@@ -50,6 +50,22 @@ func userCmd(e *env) *cobra.Command {
 			return nil
 		}),
 	}
+	revoke := &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "End every session of a user at once, on every server",
+		Long: `End every session of a user at once, on every server: the user's next
+request fails and a saved session no longer connects. The user can log in
+again with their password (remove the user, or change the password, to stop
+that).`,
+		Args: cobra.ExactArgs(1),
+		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			if err := c.RevokeSessions(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "sessions of %s revoked\n", args[0])
+			return nil
+		}),
+	}
 	passwd := &cobra.Command{
 		Use:   "passwd [NAME]",
 		Short: "Change a password (your own, or anyone's as an admin)",
@@ -92,7 +108,7 @@ func userCmd(e *env) *cobra.Command {
 		}),
 	}
 	ls.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(add, rm, passwd, ls)
+	cmd.AddCommand(add, rm, revoke, passwd, ls)
 	return cmd
 }
 

@@ -18,7 +18,7 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 }
 
 func TestEveryVerbHasHelp(t *testing.T) {
-	for _, verb := range []string{"broker", "primary", "backup", "restore", "login", "logout", "whoami", "ls", "put", "get", "stat", "rm", "mv", "status", "user", "user add", "user rm", "user passwd", "user ls"} {
+	for _, verb := range []string{"broker", "primary", "backup", "restore", "login", "logout", "whoami", "ls", "put", "get", "stat", "rm", "mv", "status", "user", "user add", "user rm", "user revoke", "user passwd", "user ls"} {
 		out, stderr, code := run(t, append(strings.Fields(verb), "--help")...)
 		if code != 0 || !strings.Contains(out, "Usage:") {
 			t.Errorf("%s --help: exit %d, %q %q", verb, code, out, stderr)

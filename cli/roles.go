@@ -77,7 +77,52 @@ func serviceFlags(cmd *cobra.Command, cfg *primary.Config) {
 	f.StringVar(&cfg.Bucket, "bucket", subjects.FilesBucket, "object store bucket for file content")
 	f.DurationVar(&cfg.SessionTTL, "session-ttl", subjects.SessionTTL, "how long a login lasts")
 	f.DurationVar(&cfg.UploadIdle, "upload-idle", subjects.UploadIdle, "abort an unfinished upload idle this long")
+	limitFlags(cmd, cfg)
+	loginFlags(cmd, cfg)
 }
+
+// loginFlags are the login throttle's flags (shared by every file server
+// through storage; give every server the same values).
+func loginFlags(cmd *cobra.Command, cfg *primary.Config) {
+	f := cmd.Flags()
+	f.DurationVar(&cfg.LoginBackoff, "login-backoff", primary.DefaultLoginBackoff,
+		fmt.Sprintf("wait after %d failed logins for a user name; doubles with each further failure, up to a minute", primary.LoginFree))
+	f.IntVar(&cfg.LoginLockAfter, "login-lock-after", primary.DefaultLoginLockAfter, "failed logins that lock a user name")
+	f.DurationVar(&cfg.LoginLock, "login-lock", primary.DefaultLoginLock, "how long a locked user name stays locked (at most 24h)")
+}
+
+// limitFlags are the per-user limits (primary.Config); 0 is unlimited.
+// Give both file servers the same.
+func limitFlags(cmd *cobra.Command, cfg *primary.Config) {
+	f := cmd.Flags()
+	cfg.MaxFileSize = primary.DefaultMaxFileSize
+	f.Var(sizeFlag{&cfg.MaxFileSize}, "max-file-size", "largest file a user may store, e.g. 10GiB or 500MB; 0: no limit")
+	f.Var(sizeFlag{&cfg.UserQuota}, "user-quota", "bytes each user may store in files and unfinished uploads; 0: no limit")
+	f.IntVar(&cfg.MaxTransfers, "max-transfers", primary.DefaultMaxTransfers, "uploads and downloads each user may run at once; 0: no limit")
+	f.IntVar(&cfg.MaxOpenUploads, "max-open-uploads", primary.DefaultMaxOpenUploads, "unfinished uploads each user may have; 0: no limit")
+}
+
+// sizeFlag is a byte count flag that takes sizes such as 4096, 512K,
+// 10GiB or 500MB (primary.ParseSize).
+type sizeFlag struct{ p *int64 }
+
+func (f sizeFlag) String() string {
+	if f.p == nil || *f.p == 0 {
+		return "0"
+	}
+	return primary.FormatSize(*f.p)
+}
+
+func (f sizeFlag) Set(v string) error {
+	n, err := primary.ParseSize(v)
+	if err != nil {
+		return err
+	}
+	*f.p = n
+	return nil
+}
+
+func (f sizeFlag) Type() string { return "size" }
 
 func (e *env) serviceConfig(cmd *cobra.Command, cfg *primary.Config) error {
 	cfg.Servers = e.servers(cmd)

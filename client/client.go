@@ -97,7 +97,10 @@ type Client struct {
 
 // Dial connects to the brokers as the user of cred. The broker asks a file
 // server to check the credentials, so a refused connection means a wrong
-// password, an expired session, or no file server running.
+// password, an expired session, or no file server running. It also means a
+// login throttled after repeated failures: the broker tells a refused
+// client only "authorization violation", never the file server's reason,
+// so Dial cannot return ErrThrottled (Login can).
 func Dial(ctx context.Context, servers []string, cred Credentials, opts ...Option) (*Client, error) {
 	o := options{timeout: time.Second, log: slog.New(slog.DiscardHandler), name: "ftfs-client"}
 	for _, opt := range opts {
@@ -151,7 +154,9 @@ func Dial(ctx context.Context, servers []string, cred Credentials, opts ...Optio
 	nc, err := nats.Connect(strings.Join(servers, ","), nopts...)
 	if err != nil {
 		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") {
-			return nil, fmt.Errorf("connect as %s: %w: wrong user name or password, session expired, or no file server running", cred.User, ErrUnauthorized)
+			// The broker gives no reason: a throttled login (see
+			// ErrThrottled) is refused the same way.
+			return nil, fmt.Errorf("connect as %s: %w: wrong user name or password, too many failed logins (wait, then try again), session expired, or no file server running", cred.User, ErrUnauthorized)
 		}
 		return nil, fmt.Errorf("connect to %s: %w: %v", strings.Join(servers, ","), ErrUnavailable, err)
 	}
@@ -418,6 +423,16 @@ func (c *Client) AddUser(ctx context.Context, user, password string, admin bool)
 func (c *Client) RemoveUser(ctx context.Context, user string) error {
 	if err := c.do(ctx, call{subject: subjects.UserRemove, body: subjects.UserRequest{User: user}, mutating: true}); err != nil {
 		return fmt.Errorf("remove user %q: %w", user, err)
+	}
+	return nil
+}
+
+// RevokeSessions ends every session of a user at once, on every server
+// (admin only): the user's next request fails with ErrUnauthorized, and a
+// connection with one of its tokens is refused.
+func (c *Client) RevokeSessions(ctx context.Context, user string) error {
+	if err := c.do(ctx, call{subject: subjects.UserRevoke, body: subjects.UserRequest{User: user}, mutating: true}); err != nil {
+		return fmt.Errorf("revoke sessions of %q: %w", user, err)
 	}
 	return nil
 }

@@ -302,15 +302,24 @@ func (u *uploader) handleAck(m *nats.Msg) (ok bool, fatal error) {
 		return false, fmt.Errorf("%w: undecodable chunk ack: %v", ErrInternal, err)
 	}
 	// Chunks are stored in order: an ack covers every chunk up to it.
-	for i, b := range u.unacked {
-		if i <= ack.Chunk {
-			u.free = append(u.free, b[:cap(b)])
-			delete(u.unacked, i)
-		}
-	}
+	u.free = release(u.unacked, uint64(ack.Chunk)+1, u.free)
 	u.rep.p.Done = max(u.rep.p.Done, ack.Offset)
 	u.rep.report(false)
 	return true, nil
+}
+
+// release drops from unacked every chunk the server has stored, those
+// numbered below stored (a count: uint64, so that an ack of the last
+// possible chunk covers it too), and returns free with their buffers
+// appended for reuse. The chunks from stored on stay, to be sent again.
+func release(unacked map[uint32][]byte, stored uint64, free [][]byte) [][]byte {
+	for i, b := range unacked {
+		if uint64(i) < stored {
+			free = append(free, b[:cap(b)])
+			delete(unacked, i)
+		}
+	}
+	return free
 }
 
 // failover asks any server to resume the upload and re-sends what it has
@@ -324,12 +333,7 @@ func (u *uploader) failover(ctx context.Context) error {
 	u.rep.p.Failovers++
 	u.rep.p.Instance = st.Instance
 	u.st.Instance, u.st.Window = st.Instance, st.Window
-	for i, b := range u.unacked {
-		if i < st.NextChunk {
-			u.free = append(u.free, b[:cap(b)])
-			delete(u.unacked, i)
-		}
-	}
+	u.free = release(u.unacked, uint64(st.NextChunk), u.free)
 	if _, ok := u.unacked[st.NextChunk]; !ok && st.NextChunk < u.next {
 		return fmt.Errorf("%w: server resumes at chunk %d, which the client no longer holds", ErrIntegrity, st.NextChunk)
 	}

@@ -143,7 +143,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 			return nil // the other instance was quicker
 		}
 		if err == nil {
-			s.log.Info("created first admin", "user", AdminUser)
+			s.audit("user added", "user", AdminUser, "admin", true, "by", "first start")
 		}
 		return err
 	})
@@ -172,11 +172,13 @@ func (s *Server) authorize(m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 
-	user, expires, err := s.authorizeConnect(ctx, req.ConnectOptions)
+	user, expires, err := s.authorizeConnect(ctx, req.ConnectOptions, req.ClientInformation.Host)
 	resp := jwt.NewAuthorizationResponseClaims(req.UserNkey)
 	resp.Audience = req.Server.ID
 	if err != nil {
-		s.log.Info("connection refused", "user", req.ConnectOptions.Username, "host", req.ClientInformation.Host, "reason", err)
+		// The broker logs this text and tells the client only
+		// "Authorization Violation": a throttled connection looks like a
+		// wrong password to it (the Login endpoint says CodeThrottled).
 		resp.Error = err.Error()
 	} else {
 		uc := jwt.NewUserClaims(req.UserNkey)
@@ -203,21 +205,27 @@ func (s *Server) authorize(m *nats.Msg) {
 	}
 }
 
-// authorizeConnect checks the credentials of a connecting client: a user
-// name and password, or a session token.
-func (s *Server) authorizeConnect(ctx context.Context, co jwt.ConnectOptions) (string, time.Time, error) {
+// authorizeConnect checks the credentials of a client connecting from
+// host: a user name and password (through the login throttle, which audits
+// the attempt), or a session token.
+func (s *Server) authorizeConnect(ctx context.Context, co jwt.ConnectOptions, host string) (string, time.Time, error) {
 	switch {
 	case co.Token != "":
+		// No throttle: a token cannot be guessed, and a client whose
+		// session ended keeps reconnecting with it.
 		sess, err := s.lookupSession(ctx, co.Token)
-		if err != nil {
-			return "", time.Time{}, err
+		if err == nil {
+			if _, err = s.getUser(ctx, sess.User); err != nil {
+				err = errors.New("user no longer exists")
+			}
 		}
-		if _, err := s.getUser(ctx, sess.User); err != nil {
-			return "", time.Time{}, errors.New("user no longer exists")
+		if err != nil {
+			s.log.Info("connection refused", "via", "token", "host", host, "reason", err)
+			return "", time.Time{}, err
 		}
 		return sess.User, sess.Expires, nil
 	case co.Username != "":
-		u, err := s.checkPassword(ctx, co.Username, co.Password)
+		u, err := s.passwordLogin(ctx, loginAttempt{via: "connect", user: co.Username, password: co.Password, host: host})
 		if err != nil {
 			return "", time.Time{}, err
 		}
@@ -225,6 +233,7 @@ func (s *Server) authorizeConnect(ctx context.Context, co jwt.ConnectOptions) (s
 		// client logs in over it and reconnects with the token later.
 		return u.Name, time.Now().Add(s.cfg.SessionTTL), nil
 	default:
+		s.log.Info("connection refused", "host", host, "reason", "no credentials")
 		return "", time.Time{}, errors.New("credentials required: user and password, or a session token")
 	}
 }
@@ -249,13 +258,20 @@ func (s *Server) doLogin(ctx context.Context, req micro.Request) (any, error) {
 		return nil, errForeignReply
 	}
 	defer s.keepalive(req.Reply())()
-	u, err := s.checkPassword(ctx, r.User, r.Password)
-	if err != nil {
-		s.log.Info("login failed", "user", r.User)
-		return nil, err
-	}
 	if s.readOnly.Load() {
-		return nil, errReadOnly // a session must be stored to be valid on every server
+		// A session must be stored to be valid on every server. Said
+		// before the password is looked at, so that the answer never
+		// tells a right password from a wrong one.
+		return nil, errReadOnly
+	}
+	// Per user name only: this request comes over a connection that is
+	// already authorized (its reply subject is the user's own inbox), and
+	// the broker tells the file servers nothing about it, not even its
+	// host; a header would be the client's word. The connection itself
+	// went through the auth callout's per-host count.
+	u, err := s.passwordLogin(ctx, loginAttempt{via: "login", user: r.User, password: r.Password})
+	if err != nil {
+		return nil, err
 	}
 	token := uuid.NewString()
 	now := time.Now().UTC()
@@ -264,25 +280,33 @@ func (s *Server) doLogin(ctx context.Context, req micro.Request) (any, error) {
 	if _, err := s.sessions.Create(ctx, sessionKey(token), b); err != nil {
 		return nil, wrapStorage("store session", err)
 	}
-	s.log.Info("login", "user", u.Name)
 	return subjects.SessionInfo{User: u.Name, Admin: u.Admin, Token: token, Expires: sess.Expires}, nil
 }
 
 func (s *Server) logout(c *call) (any, error) {
+	if _, err := decodeCall[subjects.Empty](c); err != nil {
+		return nil, err // the body is {} or nothing
+	}
 	if err := s.sessions.Purge(c.ctx, c.token); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, wrapStorage("revoke session", err)
 	}
-	s.log.Info("logout", "user", c.user)
+	s.audit("logout", "user", c.user)
 	return nil, nil
 }
 
 func (s *Server) whoami(c *call) (any, error) {
-	e, err := s.sessions.Get(c.ctx, c.token)
+	if _, err := decodeCall[subjects.Empty](c); err != nil {
+		return nil, err // the body is {} or nothing
+	}
+	v, err := s.readKV(c.ctx, s.sessions, s.sessionsMirror, c.token)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, subjects.Errorf(subjects.CodeUnauthorized, "session expired or revoked: log in again")
+	}
 	if err != nil {
 		return nil, wrapStorage("read session", err)
 	}
 	var sess sessionRecord
-	_ = json.Unmarshal(e.Value(), &sess)
+	_ = json.Unmarshal(v, &sess)
 	return subjects.SessionInfo{User: c.user, Admin: c.admin, Expires: sess.Expires}, nil
 }
 
@@ -305,7 +329,7 @@ func (s *Server) userAdd(c *call) (any, error) {
 	if err := s.putUser(c.ctx, u, true); err != nil {
 		return nil, err
 	}
-	s.log.Info("user added", "user", r.User, "admin", r.Admin, "by", c.user)
+	s.audit("user added", "user", r.User, "admin", r.Admin, "by", c.user)
 	return subjects.UserInfo{Name: u.Name, Admin: u.Admin, Created: u.Created}, nil
 }
 
@@ -323,10 +347,33 @@ func (s *Server) userRemove(c *call) (any, error) {
 	if err := s.users.Purge(c.ctx, r.User); err != nil {
 		return nil, wrapStorage("remove user", err)
 	}
-	if err := s.revokeSessions(c.ctx, r.User, ""); err != nil {
+	n, err := s.revokeSessions(c.ctx, r.User, "")
+	if err != nil {
 		return nil, err
 	}
-	s.log.Info("user removed", "user", r.User, "by", c.user)
+	s.audit("user removed", "user", r.User, "by", c.user, "revoked", n)
+	return nil, nil
+}
+
+// userRevoke ends every session of a user at once (admin only): each
+// request checks its session in the bucket, on every server, so the
+// user's next request fails and a token connection is refused.
+func (s *Server) userRevoke(c *call) (any, error) {
+	r, err := decodeCall[subjects.UserRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	if r.Password != "" || r.Admin {
+		return nil, subjects.Errorf(subjects.CodeInvalid, "revoke takes a user name only")
+	}
+	if _, err := s.getUser(c.ctx, r.User); err != nil {
+		return nil, err
+	}
+	n, err := s.revokeSessions(c.ctx, r.User, "")
+	if err != nil {
+		return nil, err
+	}
+	s.audit("sessions revoked", "user", r.User, "by", c.user, "revoked", n)
 	return nil, nil
 }
 
@@ -360,45 +407,57 @@ func (s *Server) userPassword(c *call) (any, error) {
 	if r.User == c.user {
 		keep = c.token
 	}
-	if err := s.revokeSessions(c.ctx, r.User, keep); err != nil {
+	n, err := s.revokeSessions(c.ctx, r.User, keep)
+	if err != nil {
 		return nil, err
 	}
-	s.log.Info("password changed", "user", r.User, "by", c.user)
+	s.audit("password changed", "user", r.User, "by", c.user, "revoked", n)
 	return nil, nil
 }
 
-// revokeSessions deletes every session of user but the one keyed keep.
-func (s *Server) revokeSessions(ctx context.Context, user, keep string) error {
+// revokeSessions deletes every session of user but the one keyed keep,
+// and says how many it deleted.
+func (s *Server) revokeSessions(ctx context.Context, user, keep string) (int, error) {
 	lister, err := s.sessions.ListKeys(ctx)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return wrapStorage("list sessions", err)
+		return 0, wrapStorage("list sessions", err)
 	}
 	var keys []string
 	for k := range lister.Keys() {
 		keys = append(keys, k)
 	}
+	n := 0
 	for _, k := range keys {
 		if k == keep {
 			continue
 		}
 		e, err := s.sessions.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // ended meanwhile
+		}
 		if err != nil {
-			continue
+			// Skipping it would leave a session alive that the caller
+			// was told is gone.
+			return n, wrapStorage("read session", err)
 		}
 		var sess sessionRecord
 		if json.Unmarshal(e.Value(), &sess) == nil && sess.User == user {
 			if err := s.sessions.Purge(ctx, k); err != nil {
-				return wrapStorage("revoke session", err)
+				return n, wrapStorage("revoke session", err)
 			}
+			n++
 		}
 	}
-	return nil
+	return n, nil
 }
 
 func (s *Server) userList(c *call) (any, error) {
+	if _, err := decodeCall[subjects.Empty](c); err != nil {
+		return nil, err // the body is {} or nothing
+	}
 	lister, err := s.users.ListKeys(c.ctx)
 	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
 		return nil, wrapStorage("list users", err)

@@ -17,6 +17,20 @@ const (
 // AdminUser is the account created from FTFS_ADMIN_PASSWORD on first start.
 const AdminUser = "admin"
 
+// Defaults of the per-user limits for the command line (a zero Config has
+// none). A file must fit on every broker's disk, which 64 GiB leaves room
+// for; 32 transfers at once and 64 unfinished uploads are more than a
+// person or a benchmark runs as one user, and stop a runaway script.
+const (
+	DefaultMaxFileSize    = 64 << 30
+	DefaultMaxTransfers   = 32
+	DefaultMaxOpenUploads = 64
+)
+
+// TransferIdle is how long an upload that stores no chunk, or a download
+// that asks for no batch, still counts as a transfer (Config.MaxTransfers).
+const TransferIdle = 30 * time.Second
+
 // Config configures one file server instance.
 type Config struct {
 	// Servers are the broker URLs; the connection moves between them.
@@ -42,6 +56,44 @@ type Config struct {
 	// UploadIdle is how long an unfinished upload may sit idle before it is
 	// aborted and its chunks purged (default subjects.UploadIdle).
 	UploadIdle time.Duration
+
+	// Per-user limits (usage.go); 0 means unlimited. Every server of a
+	// system must be given the same limits: each enforces its own.
+	//
+	// MaxFileSize is the largest file, in bytes. An upload announcing more
+	// is refused when it opens; one that grows past it (size unknown, or
+	// announced wrongly) is refused at the chunk that crosses it and purged.
+	// Error: subjects.CodeTooLarge.
+	MaxFileSize int64
+	// UserQuota bounds the bytes a user stores: the sizes of the files they
+	// own plus the announced (or, when unknown, so far received) sizes of
+	// their unfinished uploads. Overwriting one's own file counts only the
+	// difference. Checked when an upload opens, as chunks of an upload pass
+	// its announced size, and at commit. Error: subjects.CodeQuota.
+	UserQuota int64
+	// MaxOpenUploads bounds a user's unfinished uploads on all servers
+	// together: opened, and not yet committed, aborted or expired
+	// (UploadIdle). Checked when an upload opens. Error: subjects.CodeQuota.
+	MaxOpenUploads int
+	// MaxTransfers bounds the transfers a user runs at once on all servers
+	// together. An upload counts from its open until it is committed or
+	// aborted, or has stored no chunk for TransferIdle; a download (the
+	// batches asked for from one reply subject prefix, as client.Get does)
+	// counts from its first batch until it asks for the batch that reaches
+	// the end of the file, or has asked for none for TransferIdle. Checked
+	// when an upload opens and when a download asks for its first batch; a
+	// running transfer is never cut off. Error: subjects.CodeQuota.
+	MaxTransfers int
+
+	// Login throttling (throttle.go), shared by every file server: after
+	// a few failed logins for a user name each further attempt waits
+	// LoginBackoff, doubling with each failure up to a minute, and
+	// LoginLockAfter failures lock the name for LoginLock (at most a day).
+	// Zero values take the defaults: 1s, 10 failures, 15 minutes.
+	LoginBackoff   time.Duration
+	LoginLockAfter int
+	LoginLock      time.Duration
+
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Replica, when set, reports the backup's plain-file replica in the

@@ -33,8 +33,21 @@ func (s *Server) download(c *call) (any, error) {
 	if o.info.NUID != r.Version {
 		return nil, subjects.Errorf(subjects.CodeConflict, "%q changed since the download started (version %s is now %s)", r.Name, r.Version, o.info.NUID)
 	}
+	// The position must lie within the file (Validate refused a negative
+	// offset). Every chunk of a version is stored before its meta message,
+	// so a cursor at or past that message's sequence is past the last chunk
+	// (and After+1 would wrap to 0 at the top: the file from its start).
+	if r.Offset > int64(o.info.Size) {
+		return nil, subjects.Rejectf(subjects.CodeInvalid, subjects.ReasonBadOffset, "offset %d is beyond the end of %q (%d bytes)", r.Offset, r.Name, o.info.Size)
+	}
+	if r.After >= o.seq {
+		return nil, subjects.Rejectf(subjects.CodeInvalid, subjects.ReasonBadOffset, "cursor %d is past the last chunk of %q", r.After, r.Name)
+	}
 	if r.Max <= 0 || r.Max > subjects.DownloadBatch {
 		r.Max = subjects.DownloadBatch
+	}
+	if err := s.admitDownload(c, r, int64(o.info.Size)); err != nil {
+		return nil, err
 	}
 	body, err := json.Marshal(directGet{Seq: r.After + 1, NextFor: s.chunkSubject(o.info.NUID), Batch: r.Max})
 	if err != nil {

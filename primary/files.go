@@ -333,7 +333,7 @@ func (s *Server) delete(c *call) (any, error) {
 			return nil, err
 		}
 		s.purgeLater(o.info.NUID)
-		s.log.Info("file deleted", "name", r.Name, "by", c.user)
+		s.audit("file deleted", "name", r.Name, "by", c.user)
 		return nil, nil
 	}
 }
@@ -431,7 +431,7 @@ func (s *Server) rename(c *call) (any, error) {
 		if to.live() && to.info.NUID != from.info.NUID {
 			s.purgeLater(to.info.NUID)
 		}
-		s.log.Info("file renamed", "from", r.From, "to", r.To, "by", c.user)
+		s.audit("file renamed", "from", r.From, "to", r.To, "by", c.user)
 		o, err := s.getObject(c.ctx, r.To)
 		if err != nil {
 			return nil, err

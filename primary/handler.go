@@ -1,7 +1,6 @@
 package primary
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -292,11 +291,16 @@ func (s *Server) instanceAlive(ctx context.Context, instance string) bool {
 	return !errors.Is(err, nats.ErrNoResponders)
 }
 
+// writeAttempt bounds one storage write: one sent to a stream leader as it
+// died is never answered, and a new leader is elected within seconds. The
+// writes retried carry message IDs or expected revisions, so a repeat of
+// one that was stored is harmless.
+const writeAttempt = 2 * time.Second
+
 // retryFor retries a storage write f with backoff until it succeeds, ctx
-// ends or storage turns read-only. Each attempt gets 5 s: an attempt sent
-// to a stream leader that died with it is never answered.
+// ends or storage turns read-only, writeAttempt at a time.
 func (s *Server) retryFor(ctx context.Context, f func(context.Context) error) error {
-	return s.retryStorage(ctx, 5*time.Second, time.Second, f)
+	return s.retryStorage(ctx, writeAttempt, time.Second, f)
 }
 
 // retryStorage runs a storage call f, each attempt bounded by attempt, again
@@ -373,7 +377,7 @@ func (s *Server) reply(req micro.Request, v any, err error) {
 // (leader election, broker restart): the client should retry.
 func storageUnavailable(err error) bool {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.Code == 503 {
+	if errors.As(err, &apiErr) && (apiErr.Code == 503 || writeInProcess(apiErr)) {
 		return true
 	}
 	return errors.Is(err, context.DeadlineExceeded) ||
@@ -385,18 +389,29 @@ func storageUnavailable(err error) bool {
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }
 
-// decode parses a JSON request strictly: unknown fields and trailing data are
-// errors, so a mistyped field is reported instead of silently ignored.
+// writeInProcess says JetStream refused a write because an earlier one
+// with the same message ID, or to the same subject with an expected last
+// sequence, is still being replicated: typically our own earlier attempt,
+// whose answer was lost with a leader. It will be applied or dropped in a
+// moment, and the write sent again is then answered as a duplicate or
+// checked for real; taking it for a conflict reported a failure for a write
+// that was then stored.
+func writeInProcess(apiErr *jetstream.APIError) bool {
+	return apiErr.ErrorCode == errCodeDuplicateInProcess || apiErr.ErrorCode == errCodeSubjectInProcess
+}
+
+// JetStream error codes nats.go has no names for.
+const (
+	errCodeDuplicateInProcess jetstream.ErrorCode = 10158 // "duplicate message id is in process"
+	errCodeSubjectInProcess   jetstream.ErrorCode = 10164 // "wrong last sequence" (constant): the subject has a write in flight
+)
+
+// decode parses a JSON request strictly, as the wire contract says
+// (subjects.Decode): unknown fields and trailing data are errors, so a
+// mistyped field is reported instead of silently ignored, and a request
+// missing a required field is refused before a handler looks it up.
 func decode(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return subjects.Errorf(subjects.CodeInvalid, "malformed request: %v", err)
-	}
-	if dec.More() {
-		return subjects.Errorf(subjects.CodeInvalid, "malformed request: data after the JSON value")
-	}
-	return nil
+	return subjects.Decode(data, v)
 }
 
 func decodeCall[T any](c *call) (T, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -102,6 +103,7 @@ func (s *Server) writable(f op) op {
 type mirror struct {
 	mu      sync.RWMutex
 	entries map[string][]byte
+	loaded  atomic.Bool // the watch has delivered the bucket's contents
 }
 
 func newMirror() *mirror { return &mirror{entries: map[string][]byte{}} }
@@ -149,7 +151,8 @@ func (m *mirror) watch(ctx context.Context, kv jetstream.KeyValue) error {
 				return errors.New("watch closed")
 			}
 			if e == nil {
-				continue // initial values delivered
+				m.loaded.Store(true) // initial values delivered
+				continue
 			}
 			m.mu.Lock()
 			if e.Operation() == jetstream.KeyValuePut {
@@ -176,19 +179,38 @@ func (m *mirror) sweepSessions() {
 	}
 }
 
-// readKV reads key from kv, or from its mirror once storage is read-only.
+// readKV reads key from kv, or from its mirror once storage is read-only
+// or while the bucket's stream has no leader. A broker's death leaves the
+// streams it led without one for an election (4 to 9 s); every request reads
+// its session, so without the mirror every request, and every reconnecting
+// client's authorization, would wait for the sessions stream's election.
+// While a stream has no leader nothing can be written to it, so the mirror
+// holds all it had (but for changes made the instant before, not yet
+// delivered).
 func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror, key string) ([]byte, error) {
 	if !s.readOnly.Load() {
 		var e jetstream.KeyValueEntry
-		err := s.retryRead(ctx, func(ctx context.Context) (err error) {
+		read := func(ctx context.Context) (err error) {
 			e, err = kv.Get(ctx, key)
 			return err
-		})
-		if err == nil {
-			return e.Value(), nil
 		}
-		if !errors.Is(err, errReadOnly) {
+		lctx, cancel := context.WithTimeout(ctx, leaderWait)
+		err := read(lctx)
+		cancel()
+		switch {
+		case err == nil:
+			return e.Value(), nil
+		case storageUnavailable(err) && mir.loaded.Load() && ctx.Err() == nil:
+			s.log.Debug("bucket unavailable; answering from its mirror", "bucket", kv.Bucket(), "err", err)
+		case !storageUnavailable(err):
 			return nil, err
+		default:
+			if err = s.retryRead(ctx, read); err == nil {
+				return e.Value(), nil
+			}
+			if !errors.Is(err, errReadOnly) {
+				return nil, err
+			}
 		}
 	}
 	v, ok := mir.get(key)
@@ -197,6 +219,10 @@ func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror,
 	}
 	return v, nil
 }
+
+// leaderWait is how long a bucket read waits for its stream's leader before
+// the bucket's mirror answers instead.
+const leaderWait = time.Second
 
 // readAttempt bounds one storage read. A read sent to a stream leader that
 // has just died is never answered; a new leader is elected within seconds,

@@ -46,6 +46,8 @@ type Server struct {
 	sessions jetstream.KeyValue
 	uploads  jetstream.KeyValue
 	requests jetstream.KeyValue
+	logins   jetstream.KeyValue // failed logins per user name (throttle.go)
+	throttle *loginThrottle
 
 	instance string
 	started  time.Time
@@ -64,6 +66,7 @@ type Server struct {
 	readOnly       atomic.Bool
 	usersMirror    *mirror
 	sessionsMirror *mirror
+	usage          *usage // per-user limits (usage.go)
 
 	authSub   *nats.Subscription
 	inflight  atomic.Int64  // request handlers running
@@ -100,9 +103,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		started:   time.Now().UTC(),
 		slots:     make(chan struct{}, 64),
 		transfers: map[string]*upload{},
+		throttle:  newLoginThrottle(cfg),
 
 		usersMirror:    newMirror(),
 		sessionsMirror: newMirror(),
+		usage:          newUsage(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -135,6 +140,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.watchQuorum,
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
+		s.followUsage,
 	} {
 		s.wg.Add(1)
 		go func() {
@@ -297,6 +303,7 @@ func (s *Server) openBuckets(ctx context.Context) error {
 		{&s.sessions, subjects.SessionsBucket, "ftfs sessions", 1, s.cfg.SessionTTL + time.Hour},
 		{&s.uploads, subjects.UploadsBucket, "ftfs uploads in flight", 1, 0},
 		{&s.requests, subjects.RequestsBucket, "ftfs outcomes of recent requests, by request id", 1, 10 * time.Minute},
+		{&s.logins, subjects.LoginsBucket, "ftfs failed logins, by digest of the user name", 1, loginsKeep},
 	}
 	for _, k := range kvs {
 		// The stream nats.go's CreateKeyValue makes, but without direct
@@ -413,6 +420,7 @@ func (s *Server) serve() error {
 		{"user-rm", subjects.UserRemove, s.async(s.authed(s.admin(s.writable(s.idempotent(s.userRemove)))))},
 		{"user-passwd", subjects.UserPassword, s.async(s.authed(s.writable(s.idempotent(s.userPassword))))},
 		{"user-ls", subjects.UserList, s.async(s.authed(s.admin(s.userList)))},
+		{"user-revoke", subjects.UserRevoke, s.async(s.authed(s.admin(s.writable(s.idempotent(s.userRevoke)))))},
 	}
 	if s.cfg.Fallback != nil {
 		endpoints = append(endpoints, []endpoint{

@@ -17,6 +17,9 @@ const streamInfoTimeout = 2 * time.Second
 // status reports this instance, its broker and the streams of its buckets:
 // what the old intermediate server monitored, now readable by any user.
 func (s *Server) status(c *call) (any, error) {
+	if _, err := decodeCall[subjects.Empty](c); err != nil {
+		return nil, err // the body is {} or nothing
+	}
 	st := subjects.StatusReply{
 		Instance: s.instance,
 		Role:     s.cfg.Role,

@@ -108,6 +108,9 @@ func (s *Server) uploadOpen(c *call) (any, error) {
 	if r.Size < -1 {
 		return nil, subjects.Errorf(subjects.CodeInvalid, "size %d is negative", r.Size)
 	}
+	if err := s.checkFileSize(r.Name, r.Size); err != nil {
+		return nil, err
+	}
 	// Fail fast; commit checks again against the file as it is then.
 	cur, err := s.getObject(c.ctx, r.Name)
 	if err != nil {
@@ -117,6 +120,9 @@ func (s *Server) uploadOpen(c *call) (any, error) {
 		return nil, subjects.Errorf(subjects.CodeConflict, "%q exists already", r.Name)
 	}
 	if err := mayChange(c, cur); err != nil {
+		return nil, err
+	}
+	if err := s.admitUpload(c.ctx, c.user, r.Size, ownSize(cur, c.user)); err != nil {
 		return nil, err
 	}
 	now := time.Now().UTC()
@@ -152,13 +158,54 @@ func (s *Server) hold(rec uploadRecord, rev uint64, h hash.Hash) *upload {
 	if old != nil {
 		old.stop()
 	}
+	// Another server taking the upload over asks this one to let go first
+	// (releaseElsewhere). Without the subscription the checkpoint's
+	// compare-and-set still deposes this holder, only later.
+	sub, err := s.nc.Subscribe(subjects.UploadRelease(rec.ID), func(m *nats.Msg) {
+		s.letGo(u)
+		_ = m.Respond(nil)
+	})
+	if err != nil {
+		s.log.Warn("upload held without its release subscription", "upload", rec.ID, "err", err)
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer close(u.done)
+		if sub != nil {
+			defer func() { _ = sub.Unsubscribe() }()
+		}
 		u.run()
 	}()
 	return u
+}
+
+// letGo releases u, if it is still the upload this server holds under its
+// ID, and returns once its writer has stopped.
+func (s *Server) letGo(u *upload) {
+	s.mu.Lock()
+	held := s.transfers[u.rec.ID] == u
+	if held {
+		delete(s.transfers, u.rec.ID)
+	}
+	s.mu.Unlock()
+	if held {
+		u.stop()
+	}
+}
+
+// releaseElsewhere asks the server holding an upload, if another one does,
+// to let it go, and waits (briefly) until it has: only then may this one
+// take the upload over, commit or abort it without a chunk still being
+// stored after. No responders means that nobody holds it; a holder that
+// does not answer in time (frozen, or killed and not yet noticed) is
+// deposed by the record's compare-and-set all the same.
+func (s *Server) releaseElsewhere(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := s.nc.RequestWithContext(ctx, subjects.UploadRelease(id), nil); err != nil && !errors.Is(err, nats.ErrNoResponders) {
+		s.log.Warn("holder of an upload did not let go", "upload", id, "err", err)
+	}
 }
 
 // release forgets a held upload, stopping its writer.
@@ -226,11 +273,11 @@ func (u *upload) run() {
 // no longer holds the upload.
 func (u *upload) store(m chunkMsg) bool {
 	s := u.s
-	switch {
-	case m.index < u.rec.Chunks:
+	switch chunkOrder(u.rec.Chunks, m.index) {
+	case reackChunk:
 		s.reply(m.reply, subjects.ChunkAck{Chunk: m.index, Offset: u.rec.Bytes}, nil)
 		return true
-	case m.index > u.rec.Chunks:
+	case refuseChunk:
 		s.reply(m.reply, nil, subjects.Errorf(subjects.CodeConflict, "upload %s: got chunk %d, expected chunk %d", u.rec.ID, m.index, u.rec.Chunks))
 		return true
 	}
@@ -261,6 +308,10 @@ func (u *upload) store(m chunkMsg) bool {
 // unavailable.
 func (u *upload) publish(m chunkMsg) (uint64, error) {
 	s := u.s
+	if err := u.admitChunk(len(m.data)); err != nil {
+		u.drop(err)
+		return 0, err
+	}
 	subj := s.chunkSubject(u.rec.ID)
 	msgID := u.rec.ID + "." + strconv.FormatUint(uint64(m.index), 10)
 	msg := nats.NewMsg(subj)
@@ -268,8 +319,9 @@ func (u *upload) publish(m chunkMsg) (uint64, error) {
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(u.rec.LastSeq, 10))
 	backoff := 50 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(u.ctx, 10*time.Second)
+	giveUp := time.Now().Add(chunkRetryFor)
+	for {
+		ctx, cancel := context.WithTimeout(u.ctx, chunkAttempt)
 		ack, err := s.js.PublishMsg(ctx, msg)
 		if err == nil {
 			cancel()
@@ -289,7 +341,7 @@ func (u *upload) publish(m chunkMsg) (uint64, error) {
 		if u.ctx.Err() != nil {
 			return 0, subjects.Errorf(subjects.CodeUnavailable, "server stopping")
 		}
-		if attempt >= 5 || !(storageUnavailable(err) || isTooManyRequests(err)) {
+		if time.Now().After(giveUp) || !(storageUnavailable(err) || isTooManyRequests(err)) {
 			return 0, fmt.Errorf("store chunk %d of upload %s: %w", m.index, u.rec.ID, err)
 		}
 		s.log.Warn("storing chunk failed; retrying", "upload", u.rec.ID, "chunk", m.index, "err", err)
@@ -301,6 +353,15 @@ func (u *upload) publish(m chunkMsg) (uint64, error) {
 		backoff = min(2*backoff, time.Second)
 	}
 }
+
+// A chunk's store is tried for chunkAttempt at a time, for chunkRetryFor in
+// all. A publish that reached a stream leader as it died is never answered:
+// a short attempt sends it again soon after the election (4 to 9 s) has
+// found a new one, and its message ID makes a repeat harmless.
+const (
+	chunkAttempt  = 2 * time.Second
+	chunkRetryFor = 30 * time.Second
+)
 
 func isTooManyRequests(err error) bool {
 	var apiErr *jetstream.APIError
@@ -362,7 +423,14 @@ func (s *Server) loadUpload(c *call, id string) (uploadRecord, uint64, error) {
 // it stops a local writer, rolls the record's checkpoint forward over the
 // chunks stored after it, and claims the record.
 func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
+	// Whether the caller may act on it, first: a request refused (another
+	// user's, an unknown upload) must not stop the writer of someone's
+	// upload in flight.
+	if rec, _, err := s.loadUpload(c, id); err != nil {
+		return nil, rec, err
+	}
 	s.release(id) // a local writer must not race the roll-forward
+	s.releaseElsewhere(c.ctx, id)
 	for attempt := 0; ; attempt++ {
 		rec, rev, err := s.loadUpload(c, id)
 		if err != nil || rec.Committed != nil {
@@ -409,6 +477,10 @@ func (s *Server) uploadResume(c *call) (any, error) {
 	_, rec, err := s.takeOver(c, r.Upload)
 	if err != nil {
 		return nil, err
+	}
+	if rec.Committed != nil {
+		// Nobody holds it: a state would send chunks where none is taken.
+		return nil, subjects.Errorf(subjects.CodeConflict, "upload %s is committed already", rec.ID)
 	}
 	s.log.Info("upload resumed", "upload", rec.ID, "name", rec.Name, "from_chunk", rec.Chunks, "offset", rec.Bytes)
 	return s.uploadState(rec), nil
@@ -471,6 +543,10 @@ func (s *Server) uploadCommit(c *call) (any, error) {
 			s.abortUpload(c.ctx, rec.ID)
 			return nil, err
 		}
+		if err := s.admitCommit(c.ctx, rec, replaced); err != nil {
+			s.abortUpload(c.ctx, rec.ID)
+			return nil, err
+		}
 		_, err = s.putMeta(c.ctx, info, replaced.seq)
 		if err == errConflict && attempt < 3 {
 			continue
@@ -513,6 +589,7 @@ func (s *Server) uploadAbort(c *call) (any, error) {
 		return nil, subjects.Errorf(subjects.CodeConflict, "upload %s is committed already", rec.ID)
 	}
 	s.release(rec.ID)
+	s.releaseElsewhere(c.ctx, rec.ID) // or its holder acknowledges chunks of a purged upload
 	s.abortUpload(c.ctx, rec.ID)
 	return nil, nil
 }

@@ -46,6 +46,18 @@ const (
 	ReasonNameDotSegment    Reason = "name-dot-segment"
 )
 
+// The reasons of CodeInvalid request bodies (Decode and the requests'
+// Validate methods).
+const (
+	ReasonMalformedJSON Reason = "malformed-json" // not one JSON object: truncated, invalid, null, an array
+	ReasonUnknownField  Reason = "unknown-field"  // a key the request type does not have (names are case-sensitive)
+	ReasonWrongType     Reason = "wrong-type"     // a field of the wrong JSON type, or a number out of its type's range
+	ReasonTrailingData  Reason = "trailing-data"  // anything but white space after the object
+	ReasonMissingField  Reason = "missing-field"  // a required field absent or empty
+	ReasonOutOfRange    Reason = "out-of-range"   // a number outside what the field allows (a negative limit)
+	ReasonBadOffset     Reason = "bad-offset"     // a download position outside the file
+)
+
 // Error is a failure as it crosses the wire: an operation, a kind (Code) and
 // a sentence for the user.
 type Error struct {

@@ -2,7 +2,10 @@ package subjects
 
 import "time"
 
-// Messages are JSON. Unknown fields are rejected by the servers.
+// Messages are JSON. The servers read requests with Decode: unknown fields
+// are rejected, and so is a request that fails its Validate method, which
+// says which fields are required (a required string must not be empty;
+// numbers may be left out when 0 is what is meant).
 
 // Empty is the body of requests and replies that carry nothing.
 type Empty struct{}
@@ -12,6 +15,9 @@ type LoginRequest struct {
 	User     string `json:"user"`
 	Password string `json:"password"`
 }
+
+// Validate: both are required.
+func (r LoginRequest) Validate() error { return require("user", r.User, "password", r.Password) }
 
 // SessionInfo is what login returns; whoami returns it without the token.
 type SessionInfo struct {
@@ -41,6 +47,9 @@ type NameRequest struct {
 	Name string `json:"name"`
 }
 
+// Validate: the name is required.
+func (r NameRequest) Validate() error { return require("name", r.Name) }
+
 // ListRequest asks for up to Limit files whose names start with Prefix and
 // sort after After (a page cursor: the last name of the previous page).
 type ListRequest struct {
@@ -48,6 +57,9 @@ type ListRequest struct {
 	After  string `json:"after,omitempty"`
 	Limit  int    `json:"limit,omitempty"`
 }
+
+// Validate: nothing is required; a limit of 0 means MaxListPage.
+func (r ListRequest) Validate() error { return notNegative("limit", int64(r.Limit)) }
 
 // ListReply is one page of a listing, sorted by name. More says whether
 // another page follows.
@@ -67,12 +79,26 @@ type RenameRequest struct {
 	Overwrite bool   `json:"overwrite,omitempty"`
 }
 
+// Validate: both names are required.
+func (r RenameRequest) Validate() error { return require("from", r.From, "to", r.To) }
+
 // UploadOpenRequest starts an upload. Size is the announced size or -1 when
 // unknown (stdin). Without Overwrite an existing file is a conflict.
 type UploadOpenRequest struct {
 	Name      string `json:"name"`
 	Size      int64  `json:"size"`
 	Overwrite bool   `json:"overwrite,omitempty"`
+}
+
+// Validate: the name is required; the size is -1 or more.
+func (r UploadOpenRequest) Validate() error {
+	if err := require("name", r.Name); err != nil {
+		return err
+	}
+	if r.Size < -1 {
+		return Rejectf(CodeInvalid, ReasonOutOfRange, "malformed request: size %d: want the size in bytes, or -1 for unknown", r.Size)
+	}
+	return nil
 }
 
 // UploadState tells a client where to send the chunks of an upload and from
@@ -95,6 +121,9 @@ type UploadRequest struct {
 	Upload string `json:"upload"`
 }
 
+// Validate: the upload is required.
+func (r UploadRequest) Validate() error { return require("upload", r.Upload) }
+
 // ChunkAck acknowledges that a chunk is stored: Offset is the upload's size
 // after it.
 type ChunkAck struct {
@@ -110,12 +139,25 @@ type UploadCommitRequest struct {
 	Digest string `json:"digest"`
 }
 
+// Validate: the upload and the digest are required, the size is not
+// negative. (A size left out is 0: an empty file.)
+func (r UploadCommitRequest) Validate() error {
+	if err := require("upload", r.Upload, "digest", r.Digest); err != nil {
+		return err
+	}
+	return notNegative("size", r.Size)
+}
+
 // DownloadRequest asks for up to Max chunks of Name at Version, starting with
 // the first chunk stored at or after stream sequence After+1 (0 for the
 // start). The reply is a stream of chunk messages to the request's reply
 // subject, ended by a message with status 204; a server error comes back
 // instead as a single micro error reply. A replica (ReplicaDownload) ignores
 // After and sends ChunkSize pieces from byte Offset, each with HeaderOffset.
+// Either way the position must lie within the file: Offset from 0 to its
+// size, After below the sequence of the file's meta message (which follows
+// every chunk); otherwise the reply is CodeInvalid with ReasonBadOffset.
+// Max 0 means DownloadBatch.
 type DownloadRequest struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
@@ -124,11 +166,47 @@ type DownloadRequest struct {
 	Max     int    `json:"max"`
 }
 
-// UserRequest creates a user or changes a password.
+// Validate: the name and version are required; offset and max are not
+// negative. Whether the position lies within the file is for the server to
+// say.
+func (r DownloadRequest) Validate() error {
+	if err := require("name", r.Name, "version", r.Version); err != nil {
+		return err
+	}
+	if r.Offset < 0 {
+		return Rejectf(CodeInvalid, ReasonBadOffset, "malformed request: offset %d is negative", r.Offset)
+	}
+	return notNegative("max", int64(r.Max))
+}
+
+// UserRequest creates a user, removes one or changes a password.
 type UserRequest struct {
 	User     string `json:"user"`
 	Password string `json:"password,omitempty"`
 	Admin    bool   `json:"admin,omitempty"`
+}
+
+// Validate: the user is required, also to change one's own password. (The
+// password's rules are ValidPassword's, and removing a user takes none.)
+func (r UserRequest) Validate() error { return require("user", r.User) }
+
+// require returns a missing-field error for the first of the (JSON name,
+// value) pairs whose value is empty.
+func require(nameValues ...string) error {
+	for i := 0; i+1 < len(nameValues); i += 2 {
+		if nameValues[i+1] == "" {
+			return Rejectf(CodeInvalid, ReasonMissingField, "malformed request: missing field %q", nameValues[i])
+		}
+	}
+	return nil
+}
+
+// notNegative returns an out-of-range error for a negative field.
+func notNegative(name string, v int64) error {
+	if v < 0 {
+		return Rejectf(CodeInvalid, ReasonOutOfRange, "malformed request: %s %d is negative", name, v)
+	}
+	return nil
 }
 
 // UserInfo describes a user, without secrets.

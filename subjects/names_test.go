@@ -1,9 +1,13 @@
 package subjects
 
 import (
+	"errors"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestValidName(t *testing.T) {
@@ -52,22 +56,45 @@ func TestValidUser(t *testing.T) {
 	}
 }
 
-// FuzzValidName checks the property the servers and the backup rely on: a
-// valid name, joined to a directory, stays inside it.
+// FuzzValidName checks the properties the servers and the backup rely on.
+// An accepted name is valid UTF-8 of at most MaxNameLen bytes without NUL
+// or control characters, is not absolute, and, joined to a directory,
+// stays strictly inside it: made relative to the directory again, it is the
+// name itself, never ".." or anything below it. A refused name is a
+// CodeInvalid *Error with a Reason.
 func FuzzValidName(f *testing.F) {
-	for _, s := range []string{"a", "a/b", "../a", "a/../../b", "/x", "a\\..\\b", "a//b", ".", "..", "a/./b"} {
+	for _, s := range []string{"a", "a/b", "../a", "a/../../b", "/x", "a\\..\\b", "a//b", ".", "..", "a/./b", "..a", "a..", "...", "a/..b/c", "C:/x", "a\x00b", "\u200e..", "\xff/a"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
-		if ValidName(name) != nil {
+		err := ValidName(name)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Code != CodeInvalid || e.Reason == "" || e.Message == "" {
+				t.Fatalf("ValidName(%q) = %#v: want a CodeInvalid *Error with a reason", name, err)
+			}
 			return
 		}
-		dir := "/base/dir"
+		switch {
+		case len(name) == 0 || len(name) > MaxNameLen:
+			t.Fatalf("valid name %q is %d bytes", name, len(name))
+		case !utf8.ValidString(name):
+			t.Fatalf("valid name %q is not UTF-8", name)
+		case strings.ContainsFunc(name, func(r rune) bool { return r == 0 || unicode.IsControl(r) }):
+			t.Fatalf("valid name %q holds a control character", name)
+		case filepath.IsAbs(name) || filepath.IsAbs(filepath.FromSlash(name)) || path.IsAbs(name):
+			t.Fatalf("valid name %q is absolute", name)
+		}
+		dir := filepath.FromSlash("/base/dir")
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if !strings.HasPrefix(p, dir+string(filepath.Separator)) {
 			t.Fatalf("valid name %q escapes to %q", name, p)
 		}
-		if filepath.Clean(filepath.FromSlash(name)) != filepath.FromSlash(name) {
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || rel != filepath.FromSlash(name) || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || !filepath.IsLocal(rel) {
+			t.Fatalf("valid name %q below %q is %q relative to it (%v)", name, dir, rel, err)
+		}
+		if filepath.Clean(filepath.FromSlash(name)) != filepath.FromSlash(name) || path.Clean(name) != name {
 			t.Fatalf("valid name %q is not clean", name)
 		}
 	})

@@ -10,7 +10,8 @@
 //	            and the micro discovery subjects, subscribe to Inbox(user)
 //	            and ServerGone (a file server's connection closed: send the
 //	            requests in flight again).
-//	login       Login          LoginRequest      -> SessionInfo
+//	login       Login          LoginRequest      -> SessionInfo; after
+//	            repeated failures for the name, CodeThrottled (wait)
 //	logout      Logout         (session)         -> Empty
 //	whoami      WhoAmI         (session)         -> SessionInfo (no token)
 //	list        List           ListRequest       -> ListReply (paged)
@@ -29,6 +30,8 @@
 //	brokers     BrokerInfo     (no session)      -> BrokerReport, one from
 //	            every broker (the broker answers, not a file server)
 //	admin       UserAdd, UserRemove, UserPassword, UserList (admin only)
+//	            UserRevoke  UserRequest (name only) -> Empty: ends every
+//	            session of the user at once (admin only)
 //	read-only   when JetStream has lost its quorum, every write fails with
 //	            CodeReadOnly, and so do List, Stat and Download on a server
 //	            without a replica: the client asks them again on
@@ -80,6 +83,7 @@ const (
 	UserRemove   = Prefix + ".user.rm"
 	UserPassword = Prefix + ".user.passwd"
 	UserList     = Prefix + ".user.ls"
+	UserRevoke   = Prefix + ".user.revoke"
 )
 
 // Replica read subjects: answered only by backups, from their replica dir,
@@ -100,6 +104,13 @@ const ChunkPrefix = Prefix + ".chunk"
 // client asks UploadResume and continues on the instance named in the reply.
 func Chunk(instance string) string { return ChunkPrefix + "." + instance }
 
+// UploadRelease is where the file server holding an upload listens for
+// another one taking it over (to resume, commit or abort it), which asks
+// it to let go and waits for the answer: a holder left alone would go on
+// storing the chunks that reach it, even after a commit, until its next
+// checkpoint found the upload taken. Outside Prefix: no user may publish.
+func UploadRelease(upload string) string { return "ftfs.control.v1.upload-release." + upload }
+
 // ServerGone is where a broker says that a file server's connection to it
 // has closed (killed, stopped, or dropped as frozen). A client sends its
 // requests in flight again at once: the requests the server held are lost
@@ -113,6 +124,12 @@ type ServerGoneNotice struct {
 	Connection string `json:"connection"`
 	Broker     string `json:"broker"`
 }
+
+// TransferEvents is where the file servers tell each other that a user's
+// download started, went on or ended (a JSON notice the primary package
+// defines), so that each counts a user's transfers at once without asking
+// the others. Outside Prefix: no user may publish or read it.
+const TransferEvents = "ftfs.events.v1.transfers"
 
 // DisconnectEvents is the system subject on which the brokers announce
 // every closed connection of an account.
@@ -203,11 +220,14 @@ const (
 	// RequestsBucket remembers the outcome of recent mutating requests by
 	// RequestID.
 	RequestsBucket = "ftfs-requests"
+	// LoginsBucket counts failed logins per user name (by digest), for the
+	// login throttle all file servers share.
+	LoginsBucket = "ftfs-logins"
 )
 
 // KVBuckets are the key-value buckets, every bucket but FilesBucket.
 func KVBuckets() []string {
-	return []string{UsersBucket, SessionsBucket, UploadsBucket, RequestsBucket}
+	return []string{UsersBucket, SessionsBucket, UploadsBucket, RequestsBucket, LoginsBucket}
 }
 
 // Object metadata keys on stored objects (ObjectInfo.Metadata).

@@ -74,9 +74,10 @@ func Binary(t testing.TB) string {
 }
 
 type config struct {
-	brokers int
-	servers []string
-	tls     bool
+	brokers    int
+	servers    []string
+	tls        bool
+	serverArgs []string
 }
 
 // Option shapes a system.
@@ -87,6 +88,12 @@ func Brokers(n int) Option { return func(c *config) { c.brokers = n } }
 
 // Servers lists the file server roles to start ("primary", "backup").
 func Servers(roles ...string) Option { return func(c *config) { c.servers = roles } }
+
+// ServerArgs adds flags to every file server's command line (both roles),
+// such as "--user-quota", "4MiB".
+func ServerArgs(args ...string) Option {
+	return func(c *config) { c.serverArgs = append(c.serverArgs, args...) }
+}
 
 // TLS runs the system with TLS: development certificates made by `ftfs
 // certs dev`, brokers that require TLS from clients (and on their routes,
@@ -121,6 +128,27 @@ type Process struct {
 	port    int  // brokers: client port
 	monitor int  // brokers: HTTP port
 	tls     bool // brokers: clients connect with TLS
+
+	logs    bytes.Buffer // its output so far, every run (under System.mu)
+	logsCut bool         // logs reached maxLogs
+}
+
+// maxLogs bounds the output kept of one process.
+const maxLogs = 16 << 20
+
+// Logs returns the output (stdout and stderr, line by line) of a process
+// so far, over all its runs: "primary", "backup", "broker1", ...
+func (sys *System) Logs(name string) string {
+	sys.mu.Lock()
+	defer sys.mu.Unlock()
+	p := sys.procs[name]
+	if p == nil {
+		return ""
+	}
+	if p.logsCut {
+		return p.logs.String() + "[ftfstest: output cut]\n"
+	}
+	return p.logs.String()
 }
 
 // Pid is the process's current pid.
@@ -194,6 +222,7 @@ func Start(t testing.TB, opts ...Option) *System {
 		if sys.TLSCA != "" {
 			args = append(args, "--tls-ca", sys.TLSCA)
 		}
+		args = append(args, cfg.serverArgs...)
 		p := &Process{Name: role, args: args}
 		sys.procs[role] = p
 		sys.launch(t, p)
@@ -238,7 +267,7 @@ func (sys *System) launch(t testing.TB, p *Process) {
 		copying.Add(1)
 		go func() {
 			defer copying.Done()
-			logLines(sys, p.Name, r)
+			logLines(sys, p, r)
 		}()
 	}
 	go func(cmd *exec.Cmd, exited chan struct{}) {
@@ -248,14 +277,21 @@ func (sys *System) launch(t testing.TB, p *Process) {
 	}(cmd, p.exited)
 }
 
-// logLines copies a process's output to the test log while the test runs.
-func logLines(sys *System, name string, r io.Reader) {
+// logLines copies a process's output to the test log while the test runs,
+// and keeps it for Logs.
+func logLines(sys *System, p *Process, r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		sys.mu.Lock()
 		if sys.t != nil {
-			sys.t.Logf("[%s] %s", name, sc.Text())
+			sys.t.Logf("[%s] %s", p.Name, sc.Text())
+		}
+		if p.logs.Len()+len(sc.Bytes()) < maxLogs {
+			p.logs.Write(sc.Bytes())
+			p.logs.WriteByte('\n')
+		} else {
+			p.logsCut = true
 		}
 		sys.mu.Unlock()
 	}

@@ -1,0 +1,643 @@
+package primary
+
+// Per-user limits (Config.MaxFileSize, UserQuota, MaxOpenUploads,
+// MaxTransfers). No check lists a bucket: every server keeps an index of
+// what each user stores and moves, fed by watches of storage:
+//
+//   - files: the owner and size of every live file, from the object store's
+//     meta messages (kept only with a quota);
+//   - uploads: the owner, announced size, stored bytes (as of the last
+//     checkpoint) and last activity of every unfinished upload, from the
+//     uploads bucket;
+//   - downloads: the downloads running, which the servers announce to each
+//     other on subjects.TransferEvents as they serve their batches.
+//
+// A watch lags storage by a moment. A check that would refuse first waits
+// until the indexes have caught up with storage as it is then, and looks
+// again: nobody is refused because of a file deleted, or an upload
+// finished, a moment ago on the other server. A check that passes may miss
+// a change made at the same moment, so requests racing each other can
+// overshoot a limit by what they bring together.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// syncWait bounds how long a refusal waits for the indexes to catch up.
+const syncWait = 5 * time.Second
+
+type fileUse struct {
+	owner string
+	size  int64
+}
+
+type uploadUse struct {
+	reserve int64     // announced size, or the bytes stored when more or unknown
+	active  time.Time // opened, resumed or checkpointed
+}
+
+// downloadKey names a running download: its user and its reply subject
+// without the last token (client.Get asks every batch on prefix.N).
+type downloadKey struct{ user, id string }
+
+// usage is a server's index of what each user stores and moves. Its
+// methods are the accounting; the watches that feed it are Server methods.
+type usage struct {
+	mu          sync.Mutex
+	files       map[string]fileUse              // live files by name
+	stored      map[string]int64                // bytes of live files by owner
+	filesSeq    uint64                          // last meta message applied
+	uploads     map[string]map[string]uploadUse // unfinished uploads by owner and ID
+	uploadOwner map[string]string               // owner by upload ID
+	uploadsSeq  uint64                          // last uploads bucket revision applied
+	downloads   map[downloadKey]time.Time       // running downloads: until when they count
+	changed     chan struct{}                   // closed and replaced at every change
+}
+
+func newUsage() *usage {
+	u := &usage{changed: make(chan struct{})}
+	u.resetFiles()
+	u.resetUploads()
+	u.downloads = map[downloadKey]time.Time{}
+	return u
+}
+
+// signal wakes the waiters of waitFor; u.mu is held.
+func (u *usage) signal() {
+	close(u.changed)
+	u.changed = make(chan struct{})
+}
+
+// resetFiles forgets every file, for a watch that starts over.
+func (u *usage) resetFiles() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.files, u.stored, u.filesSeq = map[string]fileUse{}, map[string]int64{}, 0
+}
+
+// resetUploads forgets every upload, for a watch that starts over.
+func (u *usage) resetUploads() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.uploads, u.uploadOwner, u.uploadsSeq = map[string]map[string]uploadUse{}, map[string]string{}, 0
+}
+
+// putFile applies the meta message at stream sequence seq: name now holds
+// size bytes of owner, or nothing when it is not live. An empty name only
+// moves the sequence on (a message that could not be read).
+func (u *usage) putFile(seq uint64, name, owner string, size int64, live bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if old, ok := u.files[name]; ok {
+		u.stored[old.owner] -= old.size
+		if u.stored[old.owner] == 0 {
+			delete(u.stored, old.owner)
+		}
+		delete(u.files, name)
+	}
+	if live && name != "" {
+		u.files[name] = fileUse{owner: owner, size: size}
+		u.stored[owner] += size
+	}
+	u.filesSeq = max(u.filesSeq, seq)
+	u.signal()
+}
+
+// putUpload applies the uploads bucket entry at revision seq: the record of
+// upload id, or nil when it is gone. A committed upload is no longer
+// counted: its file is.
+func (u *usage) putUpload(seq uint64, id string, rec *uploadRecord) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if owner, ok := u.uploadOwner[id]; ok {
+		delete(u.uploads[owner], id)
+		if len(u.uploads[owner]) == 0 {
+			delete(u.uploads, owner)
+		}
+		delete(u.uploadOwner, id)
+	}
+	if rec != nil && rec.Committed == nil {
+		if u.uploads[rec.Owner] == nil {
+			u.uploads[rec.Owner] = map[string]uploadUse{}
+		}
+		u.uploads[rec.Owner][id] = uploadUse{reserve: max(rec.Size, rec.Bytes), active: rec.Updated}
+		u.uploadOwner[id] = rec.Owner
+	}
+	u.uploadsSeq = max(u.uploadsSeq, seq)
+	u.signal()
+}
+
+// waitFor waits until the indexes hold storage up to the given sequences.
+func (u *usage) waitFor(ctx context.Context, filesSeq, uploadsSeq uint64) error {
+	for {
+		u.mu.Lock()
+		done := u.filesSeq >= filesSeq && u.uploadsSeq >= uploadsSeq
+		changed := u.changed
+		u.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("usage index at files %d, uploads %d: %w", filesSeq, uploadsSeq, ctx.Err())
+		case <-changed:
+		}
+	}
+}
+
+// used is what user stores: their live files and their unfinished uploads
+// but except.
+func (u *usage) used(user, except string) int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := u.stored[user]
+	for id, up := range u.uploads[user] {
+		if id != except {
+			n += up.reserve
+		}
+	}
+	return n
+}
+
+// fileSize is the size of name if user owns it, else 0: what replacing it
+// gives back to user's quota.
+func (u *usage) fileSize(name, user string) int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if f, ok := u.files[name]; ok && f.owner == user {
+		return f.size
+	}
+	return 0
+}
+
+// openUploads counts user's unfinished uploads.
+func (u *usage) openUploads(user string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.uploads[user])
+}
+
+// transfers counts user's transfers running at now: uploads active within
+// TransferIdle and downloads still counting, but except.
+func (u *usage) transfers(user string, now time.Time, except downloadKey) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, up := range u.uploads[user] {
+		if now.Sub(up.active) < TransferIdle {
+			n++
+		}
+	}
+	for k, until := range u.downloads {
+		if k.user == user && k != except && now.Before(until) {
+			n++
+		}
+	}
+	return n
+}
+
+// running says whether a download counts at now.
+func (u *usage) running(k downloadKey, now time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return now.Before(u.downloads[k])
+}
+
+// download records that k counts until then (a zero time: it has ended),
+// and forgets the downloads that no longer count.
+func (u *usage) download(k downloadKey, until time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if until.IsZero() {
+		delete(u.downloads, k)
+		return
+	}
+	if _, ok := u.downloads[k]; !ok {
+		now := time.Now()
+		for old, t := range u.downloads {
+			if !now.Before(t) {
+				delete(u.downloads, old)
+			}
+		}
+	}
+	u.downloads[k] = until
+}
+
+// followUsage keeps the indexes until the server stops, starting a watch
+// over after a failure.
+func (s *Server) followUsage() {
+	var wg sync.WaitGroup
+	keep := func(what string, reset func(), watch func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.keepWatching(what, reset, watch)
+		}()
+	}
+	keep("uploads", s.usage.resetUploads, s.watchUploads)
+	if s.cfg.UserQuota > 0 {
+		keep("files", s.usage.resetFiles, s.watchFiles)
+	}
+	sub, err := s.nc.Subscribe(subjects.TransferEvents, s.takeDownloadNotice)
+	if err != nil {
+		s.log.Error("cannot follow the other servers' downloads; transfers are counted on this server only", "err", err)
+	}
+	<-s.ctx.Done()
+	if sub != nil {
+		_ = sub.Unsubscribe()
+	}
+	wg.Wait()
+}
+
+func (s *Server) keepWatching(what string, reset func(), watch func(context.Context) error) {
+	backoff := 250 * time.Millisecond
+	for s.ctx.Err() == nil {
+		err := watch(s.ctx)
+		if s.ctx.Err() != nil {
+			return
+		}
+		// What the watch missed cannot be told: read it all again.
+		reset()
+		s.log.Debug("usage watch restarting", "index", what, "err", err)
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// watchUploads feeds the uploads index until ctx ends or the watch fails.
+func (s *Server) watchUploads(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := s.uploads.WatchAll(wctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch closed")
+			}
+			if e == nil {
+				continue // initial values delivered
+			}
+			var rec *uploadRecord
+			if e.Operation() == jetstream.KeyValuePut {
+				rec = new(uploadRecord)
+				if json.Unmarshal(e.Value(), rec) != nil {
+					rec = nil
+				}
+			} else {
+				// Aborted or expired, maybe by another server: a writer
+				// this one still runs for it would wait for chunks forever.
+				s.releaseLater(e.Key())
+			}
+			s.usage.putUpload(e.Revision(), e.Key(), rec)
+		}
+	}
+}
+
+// releaseLater stops this server's writer of an upload, if it has one, in
+// the background: the writer may be in the middle of storing a chunk.
+func (s *Server) releaseLater(id string) {
+	s.mu.Lock()
+	_, held := s.transfers[id]
+	s.mu.Unlock()
+	if !held {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.release(id)
+	}()
+}
+
+// watchFiles feeds the files index from the object store's meta messages
+// until ctx ends or the consumer fails. An ordered consumer rather than
+// ObjectStore.Watch: a refusal waits for a stream sequence (syncUsage).
+func (s *Server) watchFiles(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cons, err := s.js.OrderedConsumer(cctx, subjects.ObjectStream(s.cfg.Bucket), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subjects.ObjectMetas(s.cfg.Bucket)},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	})
+	cancel()
+	if err != nil {
+		return err
+	}
+	// A callback may still run as Stop returns; once stopped, none may
+	// touch the index, which is about to be read afresh.
+	var mu sync.Mutex
+	stopped := false
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		var info jetstream.ObjectInfo
+		if err := json.Unmarshal(m.Data(), &info); err != nil {
+			s.log.Warn("unreadable file meta message; not counted", "seq", md.Sequence.Stream, "err", err)
+			info = jetstream.ObjectInfo{Deleted: true}
+		}
+		s.usage.putFile(md.Sequence.Stream, info.Name, info.Metadata[subjects.MetaOwner], int64(info.Size), !info.Deleted)
+	}, jetstream.PullExpiry(6*time.Second), jetstream.PullHeartbeat(2*time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			s.log.Debug("files usage watch", "err", err)
+		}))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cc.Stop()
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+	}()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-cc.Closed():
+		return errors.New("consumer closed")
+	}
+}
+
+// syncUsage waits until the indexes hold every change storage has
+// acknowledged so far.
+func (s *Server) syncUsage(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, syncWait)
+	defer cancel()
+	var filesSeq uint64
+	if s.cfg.UserQuota > 0 {
+		m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: subjects.ObjectMetas(s.cfg.Bucket)})
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return fmt.Errorf("last file change: %w", err)
+		default:
+			filesSeq = m.Sequence
+		}
+	}
+	var uploadsSeq uint64
+	err := s.retryRead(ctx, func(ctx context.Context) error {
+		st, err := s.js.Stream(ctx, subjects.KVStream(subjects.UploadsBucket))
+		if err == nil {
+			uploadsSeq = st.CachedInfo().State.LastSeq
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("last upload change: %w", err)
+	}
+	return s.usage.waitFor(ctx, filesSeq, uploadsSeq)
+}
+
+// limited runs check, a limit check on the indexes. Before it refuses, the
+// indexes catch up with storage and it runs again: a refusal must not rest
+// on a change this server has not seen yet (or on an index still loading,
+// after a start or a watch that failed). A pass needs no such wait.
+func (s *Server) limited(ctx context.Context, check func() error) error {
+	if err := check(); err == nil {
+		return nil
+	}
+	if err := s.syncUsage(ctx); err != nil {
+		s.log.Warn("usage index may lag storage; checking limits on it as it is", "err", err)
+	}
+	return check()
+}
+
+// admitUpload checks that user may open an upload of size bytes (-1:
+// unknown); credit is the size of the user's own file it replaces.
+func (s *Server) admitUpload(ctx context.Context, user string, size, credit int64) error {
+	if s.cfg.MaxOpenUploads <= 0 && s.cfg.MaxTransfers <= 0 && s.cfg.UserQuota <= 0 {
+		return nil
+	}
+	return s.limited(ctx, func() error {
+		if limit := s.cfg.MaxOpenUploads; limit > 0 {
+			if n := s.usage.openUploads(user); n >= limit {
+				return subjects.Errorf(subjects.CodeQuota, "%s has %d unfinished uploads, the most a user may have: finish or abort one (an upload idle for %v is dropped)", user, n, s.cfg.UploadIdle)
+			}
+		}
+		if err := s.checkTransfers(user, downloadKey{}); err != nil {
+			return err
+		}
+		return s.checkQuota(user, "", max(size, 0), credit)
+	})
+}
+
+// checkTransfers refuses a transfer to a user running the most at once.
+func (s *Server) checkTransfers(user string, except downloadKey) error {
+	limit := s.cfg.MaxTransfers
+	if limit <= 0 {
+		return nil
+	}
+	if n := s.usage.transfers(user, time.Now(), except); n >= limit {
+		return subjects.Errorf(subjects.CodeQuota, "%s is running %d transfers, the most a user may run at once: wait for one to finish", user, n)
+	}
+	return nil
+}
+
+// checkQuota refuses to let user store size bytes for the upload except
+// (which the index may count already) when that takes them past the quota;
+// credit is what the file it replaces gives back.
+func (s *Server) checkQuota(user, except string, size, credit int64) error {
+	quota := s.cfg.UserQuota
+	more := size - credit
+	if quota <= 0 || more <= 0 {
+		return nil
+	}
+	used := s.usage.used(user, except)
+	if used+more <= quota {
+		return nil
+	}
+	return subjects.Errorf(subjects.CodeQuota, "storage quota reached: %s uses %s of %s, and this upload needs %s more", user, FormatSize(used), FormatSize(quota), FormatSize(more))
+}
+
+// checkFileSize refuses a file of size bytes over the maximum.
+func (s *Server) checkFileSize(name string, size int64) error {
+	if limit := s.cfg.MaxFileSize; limit > 0 && size > limit {
+		return subjects.Errorf(subjects.CodeTooLarge, "%q: %s is over the maximum file size of %s", name, FormatSize(size), FormatSize(limit))
+	}
+	return nil
+}
+
+// ownSize is the size of o if it is live and user owns it, else 0.
+func ownSize(o object, user string) int64 {
+	if o.live() && o.owner() == user {
+		return int64(o.info.Size)
+	}
+	return 0
+}
+
+// admitCommit checks an upload's actual size before it becomes its file,
+// replacing replaced.
+func (s *Server) admitCommit(ctx context.Context, rec uploadRecord, replaced object) error {
+	if err := s.checkFileSize(rec.Name, rec.Bytes); err != nil {
+		return err
+	}
+	if s.cfg.UserQuota <= 0 {
+		return nil
+	}
+	credit := ownSize(replaced, rec.Owner)
+	return s.limited(ctx, func() error { return s.checkQuota(rec.Owner, rec.ID, rec.Bytes, credit) })
+}
+
+// admitChunk checks a chunk of n bytes before it is stored: an upload may
+// not grow past the maximum file size, nor past its announced size beyond
+// the quota. It runs on the upload's writer, which owns u.rec.
+func (u *upload) admitChunk(n int) error {
+	s := u.s
+	after := u.rec.Bytes + int64(n)
+	if err := s.checkFileSize(u.rec.Name, after); err != nil {
+		return fmt.Errorf("%w; nothing was stored", err)
+	}
+	if s.cfg.UserQuota <= 0 || after <= u.rec.Size {
+		return nil // open checked the announced size
+	}
+	credit := s.usage.fileSize(u.rec.Name, u.rec.Owner)
+	ctx, cancel := context.WithTimeout(u.ctx, syncWait)
+	defer cancel()
+	err := s.limited(ctx, func() error { return s.checkQuota(u.rec.Owner, u.rec.ID, after, credit) })
+	if err != nil {
+		return fmt.Errorf("%w; nothing was stored", err)
+	}
+	return nil
+}
+
+// drop ends an upload refused for a limit: its chunks and record go at once
+// (not when the janitor finds it idle), from another goroutine, since
+// aborting stops this writer.
+func (u *upload) drop(err error) {
+	s, id := u.s, u.rec.ID
+	s.log.Info("upload refused: over a limit", "upload", id, "name", u.rec.Name, "user", u.rec.Owner, "err", err)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+		defer cancel()
+		s.abortUpload(ctx, id)
+	}()
+}
+
+// downloadNotice tells the other servers about a download this one serves
+// a batch of (subjects.TransferEvents).
+type downloadNotice struct {
+	Instance string `json:"instance"`
+	User     string `json:"user"`
+	Download string `json:"download"`
+	// LeaseMS is how long, in milliseconds, the download counts from now;
+	// 0 means it has ended.
+	LeaseMS int64 `json:"lease_ms"`
+}
+
+func (s *Server) takeDownloadNotice(m *nats.Msg) {
+	var n downloadNotice
+	if json.Unmarshal(m.Data, &n) != nil || n.Instance == s.instance || n.User == "" {
+		return
+	}
+	var until time.Time
+	if n.LeaseMS > 0 {
+		until = time.Now().Add(time.Duration(n.LeaseMS) * time.Millisecond)
+	}
+	s.usage.download(downloadKey{n.User, n.Download}, until)
+}
+
+// admitDownload counts the download batch r of a file of size bytes, and
+// refuses the first batch of a download when its user runs the most
+// transfers at once. r.Max is set.
+func (s *Server) admitDownload(c *call, r subjects.DownloadRequest, size int64) error {
+	if s.cfg.MaxTransfers <= 0 {
+		return nil
+	}
+	reply := c.req.Reply()
+	k := downloadKey{user: c.user, id: reply[:max(strings.LastIndexByte(reply, '.'), 0)]}
+	if r.After == 0 && !s.usage.running(k, time.Now()) {
+		if err := s.limited(c.ctx, func() error { return s.checkTransfers(c.user, k) }); err != nil {
+			return err
+		}
+	}
+	lease := TransferIdle
+	if r.Offset+int64(r.Max)*subjects.ChunkSize >= size {
+		lease = 0 // the last batch: the download is done once it is sent
+	}
+	var until time.Time
+	if lease > 0 {
+		until = time.Now().Add(lease)
+	}
+	s.usage.download(k, until)
+	body, _ := json.Marshal(downloadNotice{Instance: s.instance, User: k.user, Download: k.id, LeaseMS: lease.Milliseconds()})
+	if err := s.nc.Publish(subjects.TransferEvents, body); err != nil {
+		s.log.Debug("download notice not sent", "err", err)
+	}
+	return nil
+}
+
+// sizeUnits are the units ParseSize reads, as dd does: one letter or an
+// IEC name is a power of 1024, an SI name a power of 1000.
+var sizeUnits = map[string]int64{
+	"": 1, "b": 1,
+	"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
+	"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
+	"g": 1 << 30, "gib": 1 << 30, "gb": 1e9,
+	"t": 1 << 40, "tib": 1 << 40, "tb": 1e12,
+	"p": 1 << 50, "pib": 1 << 50, "pb": 1e15,
+}
+
+// ParseSize reads a byte count: digits and an optional unit, in any case,
+// such as 4096, 512K, 10GiB (powers of 1024) or 500MB (powers of 1000).
+func ParseSize(s string) (int64, error) {
+	digits := strings.TrimSpace(s)
+	i := 0
+	for i < len(digits) && digits[i] >= '0' && digits[i] <= '9' {
+		i++
+	}
+	unit, ok := sizeUnits[strings.ToLower(strings.TrimSpace(digits[i:]))]
+	if i == 0 || !ok {
+		return 0, fmt.Errorf("size %q: want digits and an optional unit (B, K, KiB, KB, M, MiB, MB, G, GiB, GB, T, TiB, TB)", s)
+	}
+	n, err := strconv.ParseInt(digits[:i], 10, 64)
+	if err != nil || n > math.MaxInt64/unit {
+		return 0, fmt.Errorf("size %q: too large", s)
+	}
+	return n * unit, nil
+}
+
+// FormatSize writes a byte count as ParseSize reads it when a whole number
+// of an IEC unit fits (64GiB), else rounded to a tenth with the exact count
+// (2.0MiB (2097153 bytes)), so that a size just over a limit reads as such.
+func FormatSize(n int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	i, div := 0, int64(1)
+	for i < len(units)-1 && n/div >= 1024 {
+		i, div = i+1, div*1024
+	}
+	if n%div == 0 {
+		return strconv.FormatInt(n/div, 10) + units[i]
+	}
+	return fmt.Sprintf("%.1f%s (%d bytes)", float64(n)/float64(div), units[i], n)
+}
