@@ -239,12 +239,15 @@ type loginThrottle struct {
 	host  throttlePolicy
 	users *localFailures // by failureKey, for when the bucket is out of reach
 	hosts *localFailures // by client host
+	// now is the throttle's clock: time.Now, but for tests that must not
+	// depend on how long a bcrypt check takes on a loaded machine.
+	now func() time.Time
 }
 
 func newLoginThrottle(cfg Config) *loginThrottle {
 	u := userPolicy(cfg)
 	h := hostPolicy(u)
-	return &loginThrottle{user: u, host: h, users: newLocalFailures(u, localEntries), hosts: newLocalFailures(h, localEntries)}
+	return &loginThrottle{user: u, host: h, users: newLocalFailures(u, localEntries), hosts: newLocalFailures(h, localEntries), now: time.Now}
 }
 
 // failureKey is the bucket key of a user name as typed: a digest, because
@@ -287,7 +290,7 @@ func typedName(name string) string {
 func (s *Server) passwordLogin(ctx context.Context, a loginAttempt) (userRecord, error) {
 	th := s.throttle
 	key := failureKey(a.user)
-	now := time.Now()
+	now := th.now()
 	f, sharedErr := s.loadFailures(ctx, key)
 	if sharedErr == nil {
 		th.users.set(key, f, now)
@@ -330,7 +333,7 @@ func (s *Server) passwordLogin(ctx context.Context, a loginAttempt) (userRecord,
 // known), and returns the name's record.
 func (s *Server) loginFailed(ctx context.Context, key, host string) failures {
 	th := s.throttle
-	now := time.Now()
+	now := th.now()
 	if host != "" {
 		th.hosts.failed(host, now)
 	}

@@ -205,7 +205,7 @@ func TestAuthentication(t *testing.T) {
 		}
 		refusedEverywhere(t, carol)
 		refusedEverywhere(t, carol2)
-		if c, err := client.Dial(ctxT(t), strings.Split(sys.URLs(), ","), client.Credentials{User: "carol", Token: carol.Token()}); !errors.Is(err, client.ErrUnauthorized) {
+		if c, err := sys.DialWith(ctxT(t), client.Credentials{User: "carol", Token: carol.Token()}); !errors.Is(err, client.ErrUnauthorized) {
 			if c != nil {
 				c.Close()
 			}
@@ -244,7 +244,7 @@ func TestAuthentication(t *testing.T) {
 			t.Fatal(err)
 		}
 		refusedEverywhere(t, other)
-		if c, err := client.Dial(ctxT(t), strings.Split(sys.URLs(), ","), client.Credentials{User: "dave", Token: token}); !errors.Is(err, client.ErrUnauthorized) {
+		if c, err := sys.DialWith(ctxT(t), client.Credentials{User: "dave", Token: token}); !errors.Is(err, client.ErrUnauthorized) {
 			if c != nil {
 				c.Close()
 			}
@@ -359,7 +359,7 @@ func calloutOutcome(refusal string) (string, string) {
 // sends password.
 func dialToken(t *testing.T, sys *ftfstest.System, user, token, password string) *client.Client {
 	t.Helper()
-	c, err := client.Dial(ctxT(t), strings.Split(sys.URLs(), ","), client.Credentials{User: user, Token: token, Password: password})
+	c, err := sys.DialWith(ctxT(t), client.Credentials{User: user, Token: token, Password: password})
 	if err != nil {
 		t.Fatalf("dial as %s with a token: %v", user, err)
 	}
@@ -393,7 +393,7 @@ func (c connector) try(t *testing.T, user, password, host string) string {
 	t.Helper()
 	before := len(c.refusals())
 	d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(host)}}
-	nc, err := nats.Connect(c.sys.URLs(), nats.UserInfo(user, password), nats.SetCustomDialer(d),
+	nc, err := c.sys.Connect(nats.UserInfo(user, password), nats.SetCustomDialer(d),
 		nats.CustomInboxPrefix(subjects.Inbox(user)), nats.NoReconnect())
 	if err == nil {
 		nc.Close()

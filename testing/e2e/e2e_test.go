@@ -36,6 +36,9 @@ func TestCore(t *testing.T) {
 	admin := sys.Login(t, "admin")
 	sys.AddUser(t, "alice")
 	alice := sys.Login(t, "alice")
+	if _, err := alice.Conn().TLSConnectionState(); (err == nil) != (os.Getenv(ftfstest.EnvTLS) == "1") {
+		t.Fatalf("%s=%q, yet the client's connection has TLS state error %v", ftfstest.EnvTLS, os.Getenv(ftfstest.EnvTLS), err)
+	}
 
 	t.Run("login with a wrong password is refused", func(t *testing.T) {
 		_, err := sys.Dial(t, "alice", "not-her-password")

@@ -24,7 +24,7 @@ func TestUserConnectionsAreIsolated(t *testing.T) {
 
 	var mu sync.Mutex
 	var violations []string
-	nc, err := nats.Connect(sys.URLs(), nats.Token(alice.Token()), nats.CustomInboxPrefix(subjects.Inbox("alice")),
+	nc, err := sys.Connect(nats.Token(alice.Token()), nats.CustomInboxPrefix(subjects.Inbox("alice")),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			mu.Lock()
 			violations = append(violations, err.Error())
@@ -78,7 +78,7 @@ func TestUserConnectionsAreIsolated(t *testing.T) {
 
 	// A request made to answer into someone else's inbox gets no answer
 	// there: the file servers check the reply subject against the session.
-	bobNC, err := nats.Connect(sys.URLs(), nats.Token(bob.Token()), nats.CustomInboxPrefix(subjects.Inbox("bob")))
+	bobNC, err := sys.Connect(nats.Token(bob.Token()), nats.CustomInboxPrefix(subjects.Inbox("bob")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestUserConnectionsAreIsolated(t *testing.T) {
 		"forged token":   nats.Token("00000000-0000-0000-0000-000000000000"),
 		"no credentials": func(*nats.Options) error { return nil },
 	} {
-		if c, err := nats.Connect(sys.URLs(), opt, nats.Timeout(5*time.Second)); err == nil {
+		if c, err := sys.Connect(opt, nats.Timeout(5*time.Second)); err == nil {
 			c.Close()
 			t.Fatalf("%s: connected", name)
 		}

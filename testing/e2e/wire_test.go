@@ -351,7 +351,7 @@ type wireUser struct {
 
 func dialWire(t *testing.T, sys *ftfstest.System, c *client.Client) *wireUser {
 	t.Helper()
-	nc, err := nats.Connect(sys.URLs(), nats.Token(c.Token()), nats.CustomInboxPrefix(subjects.Inbox(c.User())))
+	nc, err := sys.Connect(nats.Token(c.Token()), nats.CustomInboxPrefix(subjects.Inbox(c.User())))
 	if err != nil {
 		t.Fatalf("raw connection as %s: %v", c.User(), err)
 	}

@@ -98,8 +98,12 @@ func ServerArgs(args ...string) Option {
 // TLS runs the system with TLS: development certificates made by `ftfs
 // certs dev`, brokers that require TLS from clients (and on their routes,
 // in a cluster), and every connection the harness makes or starts trusting
-// their CA (System.TLSCA).
+// their CA (System.TLSCA). EnvTLS turns it on for every system.
 func TLS() Option { return func(c *config) { c.tls = true } }
+
+// EnvTLS, set to 1, runs every system a test starts with TLS (as TLS()):
+// `FTFS_TEST_TLS=1 go test ./testing/e2e` is the end-to-end suite over TLS.
+const EnvTLS = "FTFS_TEST_TLS"
 
 // System is a running ftfs system.
 type System struct {
@@ -165,7 +169,7 @@ func (p *Process) URL() string {
 // Start starts a system and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *System {
 	t.Helper()
-	cfg := config{brokers: 1, servers: []string{"primary", "backup"}}
+	cfg := config{brokers: 1, servers: []string{"primary", "backup"}, tls: os.Getenv(EnvTLS) == "1"}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -411,14 +415,19 @@ func (sys *System) waitHealthy(t testing.TB, p *Process) {
 	})
 }
 
+// Connect makes a raw NATS connection to the brokers, trusting their CA
+// when the system runs TLS, as the NATS CLI would.
+func (sys *System) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	if sys.TLSCA != "" {
+		opts = append([]nats.Option{nats.RootCAs(sys.TLSCA)}, opts...)
+	}
+	return nats.Connect(sys.URLs(), opts...)
+}
+
 // ServiceConn is a connection with the file servers' identity.
 func (sys *System) ServiceConn(t testing.TB) *nats.Conn {
 	t.Helper()
-	opts := []nats.Option{nats.UserInfo(subjects.ServiceUser, sys.ServicePassword), nats.MaxReconnects(-1)}
-	if sys.TLSCA != "" {
-		opts = append(opts, nats.RootCAs(sys.TLSCA))
-	}
-	nc, err := nats.Connect(sys.URLs(), opts...)
+	nc, err := sys.Connect(nats.UserInfo(subjects.ServiceUser, sys.ServicePassword), nats.MaxReconnects(-1))
 	if err != nil {
 		t.Fatalf("service connection: %v", err)
 	}
@@ -502,11 +511,16 @@ func (sys *System) ObjectStore(t testing.TB) jetstream.ObjectStore {
 func (sys *System) Dial(t testing.TB, user, password string) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	var opts []client.Option
+	return sys.DialWith(ctx, client.Credentials{User: user, Password: password})
+}
+
+// DialWith connects a client with any credentials (a session token, say),
+// trusting the brokers' CA when the system runs TLS.
+func (sys *System) DialWith(ctx context.Context, cred client.Credentials, opts ...client.Option) (*client.Client, error) {
 	if sys.TLSCA != "" {
 		opts = append(opts, client.WithTLS(sys.TLSCA))
 	}
-	return client.Dial(ctx, strings.Split(sys.URLs(), ","), client.Credentials{User: user, Password: password}, opts...)
+	return client.Dial(ctx, strings.Split(sys.URLs(), ","), cred, opts...)
 }
 
 // Login returns a logged-in client of user ("admin", or a user AddUser
