@@ -179,14 +179,14 @@ func (m *mirror) sweepSessions() {
 	}
 }
 
-// readKV reads key from kv, or from its mirror once storage is read-only
-// or while the bucket's stream has no leader. A broker's death leaves the
-// streams it led without one for an election (4 to 9 s); every request reads
-// its session, so without the mirror every request, and every reconnecting
-// client's authorization, would wait for the sessions stream's election.
-// While a stream has no leader nothing can be written to it, so the mirror
-// holds all it had (but for changes made the instant before, not yet
-// delivered).
+// readKV reads key from kv, or from its mirror once storage is read-only,
+// or when the mirror has the key while the bucket's stream has no leader.
+// A broker's death leaves the streams it led without one for an election
+// (4 to 9 s); every request reads its session, so without the mirror every
+// request, and every reconnecting client's authorization, would wait for
+// the sessions stream's election. While a stream has no leader nothing can
+// be written to it, so what the mirror holds is current (but for a change
+// made the instant before, not yet delivered).
 func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror, key string) ([]byte, error) {
 	if !s.readOnly.Load() {
 		var e jetstream.KeyValueEntry
@@ -197,20 +197,24 @@ func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror,
 		lctx, cancel := context.WithTimeout(ctx, leaderWait)
 		err := read(lctx)
 		cancel()
-		switch {
-		case err == nil:
+		if err == nil {
 			return e.Value(), nil
-		case storageUnavailable(err) && mir.loaded.Load() && ctx.Err() == nil:
-			s.log.Debug("bucket unavailable; answering from its mirror", "bucket", kv.Bucket(), "err", err)
-		case !storageUnavailable(err):
+		}
+		if !storageUnavailable(err) {
 			return nil, err
-		default:
-			if err = s.retryRead(ctx, read); err == nil {
-				return e.Value(), nil
-			}
-			if !errors.Is(err, errReadOnly) {
-				return nil, err
-			}
+		}
+		// Only what the mirror has: it may lack a key written a moment
+		// ago (its watch lags, and restarts when its consumer's broker
+		// dies), and "no such user" must not be said on a lag.
+		if v, ok := mir.get(key); ok && mir.loaded.Load() {
+			s.log.Debug("bucket unavailable; answering from its mirror", "bucket", kv.Bucket(), "err", err)
+			return v, nil
+		}
+		if err = s.retryRead(ctx, read); err == nil {
+			return e.Value(), nil
+		}
+		if !errors.Is(err, errReadOnly) {
+			return nil, err
 		}
 	}
 	v, ok := mir.get(key)

@@ -264,7 +264,7 @@ type Figures struct {
 	// flight at the fault: each one's time less the median time of the
 	// operations of its kind (operation and size) not hit by the fault, or,
 	// for a transfer of a size no such operation had, the median time per
-	// byte of transfers of at least a MiB times its size.
+	// byte of transfers of at least 4 MiB times its size.
 	ExtraP50, ExtraP99 time.Duration
 	InFlight           int
 	// Worst names the in-flight operation with the most extra latency.
@@ -305,7 +305,7 @@ func (w *Workload) FiguresSince(fault time.Time) Figures {
 	// perByte is the median time per byte of big transfers, by operation.
 	perByte := map[string][]float64{}
 	for _, op := range w.done {
-		if op.size >= 1<<20 && !(op.start.Before(fault) && op.end.After(fault)) {
+		if op.size >= 4<<20 && !(op.start.Before(fault) && op.end.After(fault)) {
 			verb := strings.Fields(op.kind)[0]
 			perByte[verb] = append(perByte[verb], float64(op.end.Sub(op.start))/float64(op.size))
 		}
