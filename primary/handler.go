@@ -1,6 +1,7 @@
 package primary
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -217,20 +218,34 @@ func (s *Server) idempotent(f op) op {
 			return f(c)
 		}
 		pending, _ := json.Marshal(outcome{Pending: true, Started: time.Now().UTC(), Instance: s.instance})
+		// Each call to the requests bucket is tried a bounded time at once
+		// (retryRead, retryFor): one sent to its stream's leader as it died
+		// would otherwise hold the request, keepalives flowing, until its
+		// context ended 30 s later.
 		var rev uint64
 		for rev == 0 {
-			e, err := s.requests.Get(c.ctx, key)
+			var e jetstream.KeyValueEntry
+			err := s.retryRead(c.ctx, func(ctx context.Context) (err error) {
+				e, err = s.requests.Get(ctx, key)
+				return err
+			})
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound):
-				rev, err = s.requests.Create(c.ctx, key, pending)
+				err = s.retryFor(c.ctx, func(ctx context.Context) (err error) {
+					rev, err = s.requests.Create(ctx, key, pending)
+					return err
+				})
 				if errors.Is(err, jetstream.ErrKeyExists) {
-					continue // claimed meanwhile: look again
+					rev = 0
+					continue // claimed meanwhile (by us, if an attempt's answer was lost): look again
 				}
 				if err != nil {
 					return nil, wrapStorage("claim request", err)
 				}
 			case err != nil:
 				return nil, wrapStorage("look up request", err)
+			case bytes.Equal(e.Value(), pending):
+				rev = e.Revision() // our own claim, whose answer was lost
 			default:
 				var o outcome
 				if err := json.Unmarshal(e.Value(), &o); err != nil {
@@ -240,7 +255,14 @@ func (s *Server) idempotent(f op) op {
 				case o.Pending && time.Since(o.Started) < pendingStale && s.instanceAlive(c.ctx, o.Instance):
 					return nil, subjects.Errorf(subjects.CodeBusy, "the same request is still in progress")
 				case o.Pending: // its server died: run it again
-					if rev, err = s.requests.Update(c.ctx, key, pending, e.Revision()); err != nil {
+					err = s.retryFor(c.ctx, func(ctx context.Context) (err error) {
+						rev, err = s.requests.Update(ctx, key, pending, e.Revision())
+						return err
+					})
+					if err != nil {
+						if c.ctx.Err() != nil {
+							return nil, wrapStorage("claim request", err)
+						}
 						rev = 0
 						continue
 					}
