@@ -95,6 +95,7 @@ type Replica struct {
 	bucket string
 	dir    string
 	log    *slog.Logger
+	stream jetstream.Stream // the bucket's stream, for the watch that uses it (follow)
 
 	mu       sync.Mutex
 	manifest map[string]entry
@@ -224,6 +225,11 @@ func (r *Replica) Run(ctx context.Context) error {
 func (r *Replica) follow(ctx context.Context) error {
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	obs, err := r.js.ObjectStore(octx, r.bucket)
+	if err == nil {
+		// Once per watch, not per file: a stream info request for every
+		// small file copied cost the broker as much as the copy.
+		r.stream, err = r.js.Stream(octx, subjects.ObjectStream(r.bucket))
+	}
 	cancel()
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", r.bucket, err)
@@ -324,11 +330,7 @@ func (r *Replica) fetch(ctx context.Context, info *jetstream.ObjectInfo, p strin
 	name := info.Name
 	gctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	stream, err := r.js.Stream(gctx, subjects.ObjectStream(r.bucket))
-	if err != nil {
-		return fmt.Errorf("get %q: %w", name, err)
-	}
-	res := &chunkReader{ctx: gctx, stream: stream, subject: subjects.ObjectChunks(r.bucket, info.NUID), left: info.Chunks}
+	res := &chunkReader{ctx: gctx, stream: r.stream, subject: subjects.ObjectChunks(r.bucket, info.NUID), left: info.Chunks}
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		r.log.Error("cannot make directory for file", "name", name, "err", err)
 		return nil

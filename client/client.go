@@ -186,8 +186,12 @@ func (c *Client) Conn() *nats.Conn { return c.nc }
 
 // call is one request with its retry policy.
 type call struct {
-	subject  string
-	body     any
+	subject string
+	body    any
+	// raw, when set, is sent as the body instead of body's JSON, and
+	// header as more headers (subjects.Put).
+	raw      []byte
+	header   nats.Header
 	reply    any
 	mutating bool // sends a request ID, the same on every retry
 	noToken  bool
@@ -209,9 +213,12 @@ func (c *Client) do(ctx context.Context, r call) error {
 		ctx, cancel = context.WithTimeout(ctx, defaultBudget)
 		defer cancel()
 	}
-	body, err := json.Marshal(r.body)
-	if err != nil {
-		return err
+	body := r.raw
+	if body == nil {
+		var err error
+		if body, err = json.Marshal(r.body); err != nil {
+			return err
+		}
 	}
 	id := ""
 	if r.mutating {
@@ -226,6 +233,9 @@ func (c *Client) do(ctx context.Context, r call) error {
 	for {
 		m := nats.NewMsg(r.subject)
 		m.Reply, m.Data = reply, body
+		for k, v := range r.header {
+			m.Header[k] = v
+		}
 		if !r.noToken {
 			m.Header.Set(subjects.HeaderSession, c.Token())
 		}

@@ -9,6 +9,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -321,5 +324,104 @@ func TestRequestsOfADeadServerAreSentAgainAtOnce(t *testing.T) {
 	}
 	if took := time.Since(start); took >= silence {
 		t.Fatalf("the request waited %v: the departure was not noticed", took)
+	}
+}
+
+// gatedReader gives r's bytes, holding at the gate offset until opened.
+type gatedReader struct {
+	r      io.Reader
+	n, at  int
+	gated  chan struct{} // closed once the reader waits at the gate
+	open   chan struct{}
+	waited bool
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	if g.n == g.at && !g.waited {
+		g.waited = true
+		close(g.gated)
+		<-g.open
+	}
+	if g.n < g.at {
+		p = p[:min(len(p), g.at-g.n)]
+	}
+	n, err := g.r.Read(p)
+	g.n += n
+	return n, err
+}
+
+// recordLog keeps the messages logged to it.
+type recordLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *recordLog) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recordLog) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, rec.Message)
+	return nil
+}
+func (r *recordLog) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recordLog) WithGroup(string) slog.Handler      { return r }
+
+func (r *recordLog) saw(part string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.ContainsFunc(r.msgs, func(m string) bool { return strings.Contains(m, part) })
+}
+
+// TestDownloadOfInterleavedChunks gets a file whose chunks are not
+// contiguous in the stream (another file was stored amid them): the
+// download asks for the next batch ahead, guessing its cursor from
+// contiguous chunks; the guess is wrong here, and the file must still come
+// back whole.
+func TestDownloadOfInterleavedChunks(t *testing.T) {
+	sys := startSystem(t, primary.RolePrimary)
+	c := sys.login(t, primary.AdminUser, adminPassword)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	data := randomBytes(40 * subjects.ChunkSize)
+	// Held at chunk 12, more than a window (8) in: chunks 3 to 12 are
+	// stored by then, within the first download batch (16 chunks).
+	g := &gatedReader{r: bytes.NewReader(data), at: 12 * subjects.ChunkSize, gated: make(chan struct{}), open: make(chan struct{})}
+	put := make(chan error, 1)
+	go func() {
+		_, err := c.Put(ctx, "interleaved.bin", g, int64(len(data)))
+		put <- err
+	}()
+	select {
+	case <-g.gated:
+	case err := <-put:
+		t.Fatalf("put ended before its gate: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond) // the chunks sent before the gate are stored
+	if _, err := c.Put(ctx, "amid.bin", bytes.NewReader([]byte("amid")), 4); err != nil {
+		t.Fatal(err)
+	}
+	close(g.open)
+	if err := <-put; err != nil {
+		t.Fatal(err)
+	}
+
+	rec := &recordLog{}
+	reader, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: primary.AdminUser, Password: adminPassword}, client.WithLogger(slog.New(rec)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if _, err := reader.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	if _, err := reader.Get(ctx, "interleaved.bin", &got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), data) {
+		t.Fatalf("got %d bytes, not the file's %d", got.Len(), len(data))
+	}
+	if !rec.saw("wrong cursor") {
+		t.Fatalf("no batch was asked ahead with a wrong cursor (the chunks did not interleave?); logged: %q", rec.msgs)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"hash"
 	"io"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -78,6 +79,9 @@ func (c *Client) Put(ctx context.Context, name string, r io.Reader, size int64, 
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if size >= 0 && size <= subjects.MaxPutSize {
+		return c.putWhole(ctx, name, r, size, o)
+	}
 	var st subjects.UploadState
 	err := c.do(ctx, call{subject: subjects.UploadOpen, body: subjects.UploadOpenRequest{Name: name, Size: size, Overwrite: !o.noOverwrite}, reply: &st})
 	if err != nil {
@@ -99,6 +103,38 @@ func (c *Client) Put(ctx context.Context, name string, r io.Reader, size int64, 
 	}
 	up.rep.p.Total = up.size
 	up.rep.report(true)
+	return fi, nil
+}
+
+// putWhole puts a file of a known size of at most one chunk in one request
+// (subjects.Put): no upload to open, hold or commit. A request whose server
+// dies is sent again whole, with the same request ID.
+func (c *Client) putWhole(ctx context.Context, name string, r io.Reader, size int64, o transferOptions) (FileInfo, error) {
+	var fi FileInfo
+	data := make([]byte, size+1) // one more: a reader giving more than size is caught
+	n, err := io.ReadFull(r, data)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return fi, fmt.Errorf("put %q: read: %w", name, err)
+	}
+	if int64(n) > size {
+		return fi, fmt.Errorf("put %q: %w: announced %d bytes, the reader gives more", name, ErrIntegrity, size)
+	}
+	if int64(n) < size {
+		return fi, fmt.Errorf("put %q: %w: announced %d bytes, the reader gave %d", name, ErrIntegrity, size, n)
+	}
+	data = data[:size]
+	h := sha256.New()
+	h.Write(data)
+	req, err := json.Marshal(subjects.PutRequest{Name: name, Size: size, Digest: digestOf(h), Overwrite: !o.noOverwrite})
+	if err != nil {
+		return fi, fmt.Errorf("put %q: %w", name, err)
+	}
+	err = c.do(ctx, call{subject: subjects.Put, raw: data, header: nats.Header{subjects.HeaderPut: {string(req)}}, reply: &fi, mutating: true})
+	if err != nil {
+		return fi, fmt.Errorf("put %q: %w", name, err)
+	}
+	rep := reporter{f: o.progress, p: Progress{Done: size, Total: size}}
+	rep.report(true)
 	return fi, nil
 }
 
@@ -370,6 +406,7 @@ func (c *Client) Get(ctx context.Context, name string, w io.Writer, opts ...Tran
 	if d.done != fi.Size || digestOf(d.hash) != fi.Digest {
 		return fi, fmt.Errorf("get %q: %w: got %d bytes with digest %s, want %d bytes with %s", name, ErrIntegrity, d.done, digestOf(d.hash), fi.Size, fi.Digest)
 	}
+	d.rep.p.Done = d.done
 	d.rep.report(true)
 	return fi, nil
 }
@@ -383,45 +420,114 @@ type downloader struct {
 	fi       FileInfo
 	w        io.Writer
 	hash     hash.Hash
-	done     int64  // bytes written
+	done     int64  // bytes received and handed to the sink
 	after    uint64 // stream sequence of the last chunk received
 	streamAt int64  // bytes the chunks up to after hold
 	replica  bool   // ask ReplicaDownload (storage is read-only)
 	misses   int    // batches that found nothing though the file was unchanged
 	rep      reporter
+
+	prefix  string // of the batches' reply subjects
+	batches int    // batch requests sent
+	// While a batch comes, the next one is asked for ahead, guessing its
+	// cursor: the batch's chunks are usually consecutive in the stream (the
+	// file was stored alone), so it ends at its first chunk's sequence plus
+	// DownloadBatch-1. The guess is used only if the batch did end there,
+	// and the next request's wait is hidden behind the batch's transfer.
+	next    *batchRequest // asked ahead
+	early   []*nats.Msg   // next's messages that came before it was due
+	noGuess bool          // a guess went wrong or a batch was given up
+
+	// The sink writes and hashes what receive takes, in its own goroutine,
+	// so that neither holds up the reading nor the next batch request.
+	sink     chan<- []byte
+	sinkDone <-chan struct{} // closed when the sink has ended
+	sinkErr  error           // why the sink ended early; read after sinkDone
+	written  atomic.Int64    // bytes the sink has written
 }
 
-func (d *downloader) run(ctx context.Context) error {
+// sinkDepth is how many chunks may wait for the sink: enough to cover the
+// hashing of a batch's tail while the next batch is asked for, few enough
+// to keep memory small.
+const sinkDepth = 4
+
+// startSink starts the goroutine writing and hashing the data sent to
+// d.sink; the returned stop closes d.sink and waits for the goroutine.
+func (d *downloader) startSink() (stop func()) {
+	ch := make(chan []byte, sinkDepth)
+	done := make(chan struct{})
+	d.sink, d.sinkDone = ch, done
+	go func() {
+		defer close(done)
+		for data := range ch {
+			if _, err := d.w.Write(data); err != nil {
+				d.sinkErr = fmt.Errorf("write: %w", err)
+				return
+			}
+			d.hash.Write(data)
+			d.written.Add(int64(len(data)))
+		}
+	}()
+	return func() {
+		close(ch)
+		<-done
+	}
+}
+
+// deliver hands data to the sink.
+func (d *downloader) deliver(ctx context.Context, data []byte) error {
+	select {
+	case d.sink <- data:
+		return nil
+	case <-d.sinkDone:
+		return d.sinkErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *downloader) run(ctx context.Context) (err error) {
 	if d.fi.Size == 0 {
 		return nil
 	}
-	prefix := d.c.nc.NewInbox()
+	d.prefix = d.c.nc.NewInbox()
 	msgs := make(chan *nats.Msg, 2*subjects.DownloadBatch+8)
-	sub, err := d.c.nc.ChanSubscribe(prefix+".*", msgs)
+	sub, err := d.c.nc.ChanSubscribe(d.prefix+".*", msgs)
 	if err != nil {
 		return fmt.Errorf("%w: subscribe: %v", ErrUnavailable, err)
 	}
 	defer sub.Unsubscribe()
-	batch := 0
+	stop := d.startSink()
+	defer func() {
+		stop()
+		if err == nil {
+			err = d.sinkErr
+		}
+	}()
 	backoff := 50 * time.Millisecond
 	for d.done < d.fi.Size {
-		batch++
-		reply := prefix + "." + strconv.Itoa(batch)
-		m := nats.NewMsg(subjects.Download)
-		if d.replica {
-			m.Subject = subjects.ReplicaDownload
+		cur := d.next
+		d.next = nil
+		if cur == nil || cur.after != d.after || cur.offset != d.done || d.replica {
+			if cur != nil {
+				// A wrong guess: what it brings is dropped as late. It
+				// may still be coming, so no other guess goes out,
+				// which keeps at most two batches in msgs.
+				d.c.opts.log.Debug("download: batch asked ahead with a wrong cursor; no longer asking ahead", "name", d.fi.Name, "guessed", cur.after, "cursor", d.after)
+				d.noGuess = true
+			}
+			d.early = nil
+			if cur, err = d.ask(d.after, d.done); err != nil {
+				return err
+			}
 		}
-		m.Reply = reply
-		m.Header.Set(subjects.HeaderSession, d.c.Token())
-		m.Data, _ = json.Marshal(subjects.DownloadRequest{Name: d.fi.Name, Version: d.fi.Version, After: d.after, Offset: d.done, Max: subjects.DownloadBatch})
-		if err := d.c.nc.PublishMsg(m); err != nil && !retryable(err) {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		retry, err := d.receive(ctx, msgs, reply)
+		retry, err := d.receive(ctx, msgs, cur)
 		if err != nil {
 			return err
 		}
 		if retry {
+			// Answers to the batch given up may still come.
+			d.noGuess = true
 			d.rep.p.Failovers++
 			select {
 			case <-ctx.Done():
@@ -434,6 +540,45 @@ func (d *downloader) run(ctx context.Context) error {
 		backoff = 50 * time.Millisecond
 	}
 	return nil
+}
+
+// batchRequest is a batch asked for.
+type batchRequest struct {
+	reply  string
+	after  uint64          // the cursor it was sent with
+	offset int64           // the offset it was sent with
+	gone   <-chan struct{} // closed when a file server goes after it was sent
+}
+
+// ask sends a batch request for the chunks after cursor after (or, from a
+// replica, the bytes from offset).
+func (d *downloader) ask(after uint64, offset int64) (*batchRequest, error) {
+	d.batches++
+	r := &batchRequest{reply: d.prefix + "." + strconv.Itoa(d.batches), after: after, offset: offset, gone: d.c.replies.serverGone()}
+	m := nats.NewMsg(subjects.Download)
+	if d.replica {
+		m.Subject = subjects.ReplicaDownload
+	}
+	m.Reply = r.reply
+	m.Header.Set(subjects.HeaderSession, d.c.Token())
+	m.Data, _ = json.Marshal(subjects.DownloadRequest{Name: d.fi.Name, Version: d.fi.Version, After: after, Offset: offset, Max: subjects.DownloadBatch})
+	if err := d.c.nc.PublishMsg(m); err != nil && !retryable(err) {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return r, nil
+}
+
+// askAhead asks for the batch after the current one, if the current one
+// starts at stream sequence first and byte at, holds chunks of size bytes
+// and is not the last.
+func (d *downloader) askAhead(first uint64, at int64, size int) error {
+	end := at + int64(subjects.DownloadBatch)*int64(size)
+	if d.noGuess || d.replica || d.done != d.streamAt || end >= d.fi.Size {
+		return nil
+	}
+	next, err := d.ask(first+subjects.DownloadBatch-1, end)
+	d.next = next
+	return err
 }
 
 // stillThere decides what a batch that found no chunk means: the file
@@ -450,28 +595,44 @@ func (d *downloader) stillThere(ctx context.Context) (retry bool, err error) {
 
 // receive takes one batch's messages. retry says the batch must be asked
 // again (its server died or was frozen, or storage was busy).
-func (d *downloader) receive(ctx context.Context, msgs <-chan *nats.Msg, reply string) (retry bool, err error) {
+func (d *downloader) receive(ctx context.Context, msgs <-chan *nats.Msg, cur *batchRequest) (retry bool, err error) {
 	timer := time.NewTimer(d.c.opts.timeout)
 	defer timer.Stop()
-	gone := d.c.replies.serverGone()
+	gone := cur.gone
 	started := false // messages of this batch have come
+	early := d.early
+	d.early = nil
+	var first uint64 // stream sequence of the batch's first chunk
+	var firstAt int64
+	firstLen := 0
+	chunks := 0 // of the batch, all consecutive in the stream so far
+	aheadTried := false
 	for {
 		var m *nats.Msg
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-timer.C:
-			d.c.opts.log.Warn("download batch timed out; asking again", "name", d.fi.Name)
-			return true, nil
-		case <-gone:
-			if started {
-				gone = nil // JetStream is sending it: no file server involved
-				continue
+		if len(early) > 0 {
+			m, early = early[0], early[1:]
+		} else {
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-timer.C:
+				d.c.opts.log.Warn("download batch timed out; asking again", "name", d.fi.Name)
+				return true, nil
+			case <-gone:
+				if started {
+					gone = nil // JetStream is sending it: no file server involved
+					continue
+				}
+				return true, nil
+			case m = <-msgs:
 			}
-			return true, nil
-		case m = <-msgs:
 		}
-		if m.Subject != reply {
+		if d.next != nil && m.Subject == d.next.reply {
+			// At most a batch and its end: a guessed request is sent once.
+			d.early = append(d.early, m)
+			continue
+		}
+		if m.Subject != cur.reply {
 			continue // a late message of a batch already given up
 		}
 		timer.Reset(d.c.opts.timeout)
@@ -518,18 +679,29 @@ func (d *downloader) receive(ctx context.Context, msgs <-chan *nats.Msg, reply s
 			at := d.streamAt
 			d.after, d.streamAt = seq, at+int64(len(m.Data))
 			fresh = m.Data[min(max(d.done-at, 0), int64(len(m.Data))):]
+			if chunks == 0 {
+				first, firstAt, firstLen = seq, at, len(m.Data)
+			}
+			if seq == first+uint64(chunks) {
+				chunks++
+			}
 		}
 		d.rep.p.Resent += int64(len(m.Data) - len(fresh))
 		if len(fresh) == 0 {
 			continue
 		}
-		if _, err := d.w.Write(fresh); err != nil {
-			return false, fmt.Errorf("write: %w", err)
+		if err := d.deliver(ctx, fresh); err != nil {
+			return false, err
 		}
-		d.hash.Write(fresh)
 		d.done += int64(len(fresh))
-		d.rep.p.Done = d.done
+		d.rep.p.Done = d.written.Load()
 		d.rep.report(false)
+		if chunks == 2 && !aheadTried {
+			aheadTried = true
+			if err := d.askAhead(first, firstAt, firstLen); err != nil {
+				return false, err
+			}
+		}
 		if d.done >= d.fi.Size {
 			return false, nil
 		}

@@ -106,12 +106,15 @@ func (s *Server) putUser(ctx context.Context, u userRecord, create bool) error {
 		return err
 	}
 	if create {
-		_, err = s.users.Create(ctx, u.Name, b)
+		_, err = s.kvCreate(ctx, s.users, u.Name, b)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return subjects.Errorf(subjects.CodeConflict, "user %q exists already", u.Name)
 		}
 	} else {
-		_, err = s.users.Put(ctx, u.Name, b)
+		err = s.retryFor(ctx, func(ctx context.Context) error {
+			_, err := s.users.Put(ctx, u.Name, b)
+			return err
+		})
 	}
 	return wrapStorage("write user", err)
 }
@@ -277,7 +280,7 @@ func (s *Server) doLogin(ctx context.Context, req micro.Request) (any, error) {
 	now := time.Now().UTC()
 	sess := sessionRecord{User: u.Name, Created: now, Expires: now.Add(s.cfg.SessionTTL)}
 	b, _ := json.Marshal(sess)
-	if _, err := s.sessions.Create(ctx, sessionKey(token), b); err != nil {
+	if _, err := s.kvCreate(ctx, s.sessions, sessionKey(token), b); err != nil {
 		return nil, wrapStorage("store session", err)
 	}
 	return subjects.SessionInfo{User: u.Name, Admin: u.Admin, Token: token, Expires: sess.Expires}, nil
@@ -287,7 +290,7 @@ func (s *Server) logout(c *call) (any, error) {
 	if _, err := decodeCall[subjects.Empty](c); err != nil {
 		return nil, err // the body is {} or nothing
 	}
-	if err := s.sessions.Purge(c.ctx, c.token); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err := s.kvPurge(c.ctx, s.sessions, c.token); err != nil {
 		return nil, wrapStorage("revoke session", err)
 	}
 	s.audit("logout", "user", c.user)
@@ -344,7 +347,7 @@ func (s *Server) userRemove(c *call) (any, error) {
 	if _, err := s.getUser(c.ctx, r.User); err != nil {
 		return nil, err
 	}
-	if err := s.users.Purge(c.ctx, r.User); err != nil {
+	if err := s.kvPurge(c.ctx, s.users, r.User); err != nil {
 		return nil, wrapStorage("remove user", err)
 	}
 	n, err := s.revokeSessions(c.ctx, r.User, "")
@@ -434,7 +437,7 @@ func (s *Server) revokeSessions(ctx context.Context, user, keep string) (int, er
 		if k == keep {
 			continue
 		}
-		e, err := s.sessions.Get(ctx, k)
+		e, err := s.kvGet(ctx, s.sessions, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // ended meanwhile
 		}
@@ -445,7 +448,7 @@ func (s *Server) revokeSessions(ctx context.Context, user, keep string) (int, er
 		}
 		var sess sessionRecord
 		if json.Unmarshal(e.Value(), &sess) == nil && sess.User == user {
-			if err := s.sessions.Purge(ctx, k); err != nil {
+			if err := s.kvPurge(ctx, s.sessions, k); err != nil {
 				return n, wrapStorage("revoke session", err)
 			}
 			n++

@@ -4,8 +4,9 @@ package primary
 // MaxTransfers). No check lists a bucket: every server keeps an index of
 // what each user stores and moves, fed by watches of storage:
 //
-//   - files: the owner and size of every live file, from the object store's
-//     meta messages (kept only with a quota);
+//   - files: every live file (owner, size and what a listing shows), from
+//     the object store's meta messages; listings and the purge of a
+//     replaced version read it too (catalog.go);
 //   - uploads: the owner, announced size, stored bytes (as of the last
 //     checkpoint) and last activity of every unfinished upload, from the
 //     uploads bucket;
@@ -39,10 +40,8 @@ import (
 // syncWait bounds how long a refusal waits for the indexes to catch up.
 const syncWait = 5 * time.Second
 
-type fileUse struct {
-	owner string
-	size  int64
-}
+// fileUse is a live file as its last meta message describes it.
+type fileUse = subjects.FileInfo
 
 type uploadUse struct {
 	reserve int64     // announced size, or the bytes stored when more or unknown
@@ -58,6 +57,8 @@ type downloadKey struct{ user, id string }
 type usage struct {
 	mu          sync.Mutex
 	files       map[string]fileUse              // live files by name
+	names       []string                        // names of files, sorted; nil after a file came or went
+	filesStale  chan struct{}                   // closed to make the files watch start over
 	stored      map[string]int64                // bytes of live files by owner
 	filesSeq    uint64                          // last meta message applied
 	uploads     map[string]map[string]uploadUse // unfinished uploads by owner and ID
@@ -85,7 +86,8 @@ func (u *usage) signal() {
 func (u *usage) resetFiles() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.files, u.stored, u.filesSeq = map[string]fileUse{}, map[string]int64{}, 0
+	u.files, u.stored, u.filesSeq, u.names = map[string]fileUse{}, map[string]int64{}, 0, nil
+	u.filesStale = make(chan struct{})
 }
 
 // resetUploads forgets every upload, for a watch that starts over.
@@ -95,22 +97,27 @@ func (u *usage) resetUploads() {
 	u.uploads, u.uploadOwner, u.uploadsSeq = map[string]map[string]uploadUse{}, map[string]string{}, 0
 }
 
-// putFile applies the meta message at stream sequence seq: name now holds
-// size bytes of owner, or nothing when it is not live. An empty name only
-// moves the sequence on (a message that could not be read).
-func (u *usage) putFile(seq uint64, name, owner string, size int64, live bool) {
+// putFile applies the meta message at stream sequence seq: f.Name now
+// holds f, or nothing when it is not live. An empty name only moves the
+// sequence on (a message that could not be read).
+func (u *usage) putFile(seq uint64, f subjects.FileInfo, live bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if old, ok := u.files[name]; ok {
-		u.stored[old.owner] -= old.size
-		if u.stored[old.owner] == 0 {
-			delete(u.stored, old.owner)
+	old, had := u.files[f.Name]
+	if had {
+		u.stored[old.Owner] -= old.Size
+		if u.stored[old.Owner] == 0 {
+			delete(u.stored, old.Owner)
 		}
-		delete(u.files, name)
+		delete(u.files, f.Name)
 	}
-	if live && name != "" {
-		u.files[name] = fileUse{owner: owner, size: size}
-		u.stored[owner] += size
+	live = live && f.Name != ""
+	if live {
+		u.files[f.Name] = f
+		u.stored[f.Owner] += f.Size
+	}
+	if had != live {
+		u.names = nil
 	}
 	u.filesSeq = max(u.filesSeq, seq)
 	u.signal()
@@ -177,8 +184,8 @@ func (u *usage) used(user, except string) int64 {
 func (u *usage) fileSize(name, user string) int64 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if f, ok := u.files[name]; ok && f.owner == user {
-		return f.size
+	if f, ok := u.files[name]; ok && f.Owner == user {
+		return f.Size
 	}
 	return 0
 }
@@ -248,9 +255,7 @@ func (s *Server) followUsage() {
 		}()
 	}
 	keep("uploads", s.usage.resetUploads, s.watchUploads)
-	if s.cfg.UserQuota > 0 {
-		keep("files", s.usage.resetFiles, s.watchFiles)
-	}
+	keep("files", s.usage.resetFiles, s.watchFiles)
 	sub, err := s.nc.Subscribe(subjects.TransferEvents, s.takeDownloadNotice)
 	if err != nil {
 		s.log.Error("cannot follow the other servers' downloads; transfers are counted on this server only", "err", err)
@@ -346,6 +351,9 @@ func (s *Server) watchFiles(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.usage.mu.Lock()
+	stale := s.usage.filesStale
+	s.usage.mu.Unlock()
 	// A callback may still run as Stop returns; once stopped, none may
 	// touch the index, which is about to be read afresh.
 	var mu sync.Mutex
@@ -365,7 +373,8 @@ func (s *Server) watchFiles(ctx context.Context) error {
 			s.log.Warn("unreadable file meta message; not counted", "seq", md.Sequence.Stream, "err", err)
 			info = jetstream.ObjectInfo{Deleted: true}
 		}
-		s.usage.putFile(md.Sequence.Stream, info.Name, info.Metadata[subjects.MetaOwner], int64(info.Size), !info.Deleted)
+		info.ModTime = md.Timestamp // as a listing through the stream says it
+		s.usage.putFile(md.Sequence.Stream, fileInfo(info), !info.Deleted)
 	}, jetstream.PullExpiry(6*time.Second), jetstream.PullHeartbeat(2*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			s.log.Debug("files usage watch", "err", err)
@@ -382,6 +391,8 @@ func (s *Server) watchFiles(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		return nil
+	case <-stale:
+		return errors.New("storage holds less than the index: read it afresh")
 	case <-cc.Closed():
 		return errors.New("consumer closed")
 	}
@@ -394,13 +405,9 @@ func (s *Server) syncUsage(ctx context.Context) error {
 	defer cancel()
 	var filesSeq uint64
 	if s.cfg.UserQuota > 0 {
-		m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: subjects.ObjectMetas(s.cfg.Bucket)})
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-		case err != nil:
-			return fmt.Errorf("last file change: %w", err)
-		default:
-			filesSeq = m.Sequence
+		var err error
+		if filesSeq, err = s.lastFileChange(ctx); err != nil {
+			return err
 		}
 	}
 	var uploadsSeq uint64

@@ -65,15 +65,15 @@ func TestFormatSize(t *testing.T) {
 
 func TestUsageCountsFilesByOwner(t *testing.T) {
 	u := newUsage()
-	u.putFile(1, "a", "alice", 100, true)
-	u.putFile(2, "b", "alice", 50, true)
-	u.putFile(3, "c", "bob", 7, true)
+	u.putFile(1, subjects.FileInfo{Name: "a", Owner: "alice", Size: 100}, true)
+	u.putFile(2, subjects.FileInfo{Name: "b", Owner: "alice", Size: 50}, true)
+	u.putFile(3, subjects.FileInfo{Name: "c", Owner: "bob", Size: 7}, true)
 	if got := u.used("alice", ""); got != 150 {
 		t.Fatalf("alice uses %d, want 150", got)
 	}
 	// An overwrite replaces the old size; one by another user moves it.
-	u.putFile(4, "a", "alice", 30, true)
-	u.putFile(5, "b", "bob", 60, true)
+	u.putFile(4, subjects.FileInfo{Name: "a", Owner: "alice", Size: 30}, true)
+	u.putFile(5, subjects.FileInfo{Name: "b", Owner: "bob", Size: 60}, true)
 	if got, bob := u.used("alice", ""), u.used("bob", ""); got != 30 || bob != 67 {
 		t.Fatalf("after overwrites alice uses %d (want 30), bob %d (want 67)", got, bob)
 	}
@@ -84,15 +84,15 @@ func TestUsageCountsFilesByOwner(t *testing.T) {
 		t.Fatalf("bob's b counted as alice's: %d", got)
 	}
 	// A tombstone (delete, or the old name of a rename) frees the bytes.
-	u.putFile(6, "a", "alice", 0, false)
-	u.putFile(7, "x", "", 0, false) // a name never seen
+	u.putFile(6, subjects.FileInfo{Name: "a", Owner: "alice", Size: 0}, false)
+	u.putFile(7, subjects.FileInfo{Name: "x", Owner: "", Size: 0}, false) // a name never seen
 	if got := u.used("alice", ""); got != 0 {
 		t.Fatalf("alice uses %d after deleting everything", got)
 	}
 	if len(u.stored) != 1 {
 		t.Fatalf("owners left with nothing stay indexed: %v", u.stored)
 	}
-	u.putFile(8, "", "", 0, false) // unreadable: only the sequence moves
+	u.putFile(8, subjects.FileInfo{Name: "", Owner: "", Size: 0}, false) // unreadable: only the sequence moves
 	if u.filesSeq != 8 {
 		t.Fatalf("files sequence %d, want 8", u.filesSeq)
 	}
@@ -101,7 +101,7 @@ func TestUsageCountsFilesByOwner(t *testing.T) {
 func TestUsageCountsUnfinishedUploads(t *testing.T) {
 	u := newUsage()
 	now := time.Now()
-	u.putFile(1, "f", "alice", 1000, true)
+	u.putFile(1, subjects.FileInfo{Name: "f", Owner: "alice", Size: 1000}, true)
 	u.putUpload(1, "u1", &uploadRecord{Owner: "alice", Size: 500, Updated: now})
 	u.putUpload(2, "u2", &uploadRecord{Owner: "alice", Size: -1, Bytes: 300, Updated: now.Add(-time.Hour)})
 	u.putUpload(3, "u3", &uploadRecord{Owner: "alice", Size: 10, Bytes: 40, Updated: now}) // sent more than it announced
@@ -184,7 +184,7 @@ func TestUsageWaitsForStorage(t *testing.T) {
 		defer cancel()
 		done <- u.waitFor(ctx, 3, 2)
 	}()
-	u.putFile(3, "a", "alice", 1, true)
+	u.putFile(3, subjects.FileInfo{Name: "a", Owner: "alice", Size: 1}, true)
 	select {
 	case err := <-done:
 		t.Fatalf("waitFor returned before the uploads caught up: %v", err)

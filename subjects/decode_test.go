@@ -49,6 +49,10 @@ func TestDecodeNamesWhatIsWrong(t *testing.T) {
 		{`{"size":3}`, &UploadOpenRequest{}, ReasonMissingField, `missing field "name"`},
 		{`{"name":"a","size":-1}`, &UploadOpenRequest{}, "", ""},
 		{`{"name":"a","size":-2}`, &UploadOpenRequest{}, ReasonOutOfRange, "size -2"},
+		{`{"name":"a","size":524288,"digest":"d"}`, &PutRequest{}, "", ""},
+		{`{"name":"a","size":524289,"digest":"d"}`, &PutRequest{}, ReasonOutOfRange, "size 524289"},
+		{`{"name":"a","size":-1,"digest":"d"}`, &PutRequest{}, ReasonOutOfRange, "size -1"},
+		{`{"name":"a","size":3}`, &PutRequest{}, ReasonMissingField, `missing field "digest"`},
 		{`{}`, &UploadRequest{}, ReasonMissingField, `missing field "upload"`},
 		{`{"size":3,"digest":"d"}`, &UploadCommitRequest{}, ReasonMissingField, `missing field "upload"`},
 		{`{"upload":"u","size":3}`, &UploadCommitRequest{}, ReasonMissingField, `missing field "digest"`},
@@ -77,7 +81,7 @@ func TestDecodeNamesWhatIsWrong(t *testing.T) {
 
 // Every request a server decodes says what it requires.
 func TestEveryRequestValidates(t *testing.T) {
-	for _, v := range []any{LoginRequest{}, NameRequest{}, ListRequest{}, RenameRequest{}, UploadOpenRequest{}, UploadRequest{}, UploadCommitRequest{}, DownloadRequest{}, UserRequest{}} {
+	for _, v := range []any{LoginRequest{}, NameRequest{}, ListRequest{}, RenameRequest{}, UploadOpenRequest{}, PutRequest{}, UploadRequest{}, UploadCommitRequest{}, DownloadRequest{}, UserRequest{}} {
 		if _, ok := v.(interface{ Validate() error }); !ok {
 			t.Errorf("%T has no Validate method", v)
 		}
@@ -195,6 +199,10 @@ func FuzzDecodeRenameRequest(f *testing.F) {
 
 func FuzzDecodeUploadOpenRequest(f *testing.F) {
 	fuzzDecode[UploadOpenRequest](f, append(badBodies, `{"name":"a","size":-1}`, `{"name":"a","size":-2}`, `{"name":"a","size":3.5}`, `{"size":3}`)...)
+}
+
+func FuzzDecodePutRequest(f *testing.F) {
+	fuzzDecode[PutRequest](f, append(badBodies, `{"name":"a","size":3,"digest":"SHA-256=x","overwrite":true}`, `{"name":"a","size":524289,"digest":"d"}`, `{"name":"a","digest":"d","size":-1}`, `{"size":3}`)...)
 }
 
 func FuzzDecodeUploadRequest(f *testing.F) {

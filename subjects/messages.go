@@ -101,6 +101,29 @@ func (r UploadOpenRequest) Validate() error {
 	return nil
 }
 
+// PutRequest stores a small file in one request (Put): it travels in
+// HeaderPut, the content (Size bytes, at most MaxPutSize) in the body. The
+// server checks Size and Digest against the body, and stores nothing
+// unless both match. Sent again with the same HeaderRequestID, a put that
+// got through is answered with the file it stored.
+type PutRequest struct {
+	Name      string `json:"name"`
+	Size      int64  `json:"size"`
+	Digest    string `json:"digest"`
+	Overwrite bool   `json:"overwrite,omitempty"`
+}
+
+// Validate: the name and digest are required; the size is 0 to MaxPutSize.
+func (r PutRequest) Validate() error {
+	if err := require("name", r.Name, "digest", r.Digest); err != nil {
+		return err
+	}
+	if r.Size < 0 || r.Size > MaxPutSize {
+		return Rejectf(CodeInvalid, ReasonOutOfRange, "malformed request: size %d: a put carries 0 to %d bytes; upload larger files", r.Size, MaxPutSize)
+	}
+	return nil
+}
+
 // UploadState tells a client where to send the chunks of an upload and from
 // which chunk to go on.
 type UploadState struct {

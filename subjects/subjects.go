@@ -18,6 +18,9 @@
 //	stat        Stat           NameRequest       -> FileInfo
 //	delete      Delete         NameRequest       -> Empty
 //	rename      Rename         RenameRequest     -> FileInfo
+//	put         Put            PutRequest in HeaderPut, the whole content
+//	            as the body (at most MaxPutSize bytes) -> FileInfo: a small
+//	            file in one request, no upload to open or commit
 //	upload      UploadOpen     UploadOpenRequest -> UploadState
 //	            Chunk(inst)    raw bytes, headers Upload+Chunk -> ChunkAck
 //	            UploadResume   UploadRequest     -> UploadState (any server)
@@ -73,6 +76,7 @@ const (
 	Stat         = Prefix + ".stat"
 	Delete       = Prefix + ".delete"
 	Rename       = Prefix + ".rename"
+	Put          = Prefix + ".put"
 	UploadOpen   = Prefix + ".upload.open"
 	UploadResume = Prefix + ".upload.resume"
 	UploadCommit = Prefix + ".upload.commit"
@@ -164,6 +168,8 @@ const (
 	HeaderUpload = "Ftfs-Upload"
 	// HeaderChunk is the 0-based index of a chunk within its upload.
 	HeaderChunk = "Ftfs-Chunk"
+	// HeaderPut carries a Put's PutRequest (JSON); the body is the content.
+	HeaderPut = "Ftfs-Put"
 	// HeaderStreamSeq is copied by JetStream onto each downloaded chunk
 	// ("Nats-Sequence"): the stream sequence a download resumes after.
 	HeaderStreamSeq = "Nats-Sequence"
@@ -195,6 +201,9 @@ const (
 	UploadWindow = 8
 	// DownloadBatch is how many chunks one Download request returns.
 	DownloadBatch = 16
+	// MaxPutSize bounds the content of a Put: one chunk. Larger files go
+	// through an upload, which survives the loss of its server.
+	MaxPutSize = ChunkSize
 	// MaxNameLen bounds a file name in bytes.
 	MaxNameLen = 1024
 )

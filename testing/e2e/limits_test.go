@@ -159,20 +159,26 @@ func TestOpenUploadsLimitAndIdleExpiry(t *testing.T) {
 	})
 
 	start := time.Now()
-	_, err := erin.Put(ctxFor(t, time.Minute), "o/3", bytes.NewReader([]byte("x")), 1)
+	// Of unknown size: an upload, where a small file of known size is put
+	// in one request.
+	_, err := erin.Put(ctxFor(t, time.Minute), "o/3", bytes.NewReader([]byte("x")), -1)
 	if !errors.Is(err, client.ErrQuota) || !strings.Contains(err.Error(), "2 unfinished uploads") {
 		t.Fatalf("a third open upload: %v; want ErrQuota naming 2 unfinished uploads", err)
 	}
 	if took := time.Since(start); took > promptly {
 		t.Fatalf("ErrQuota after %v", took)
 	}
+	// A put in one request leaves no upload open: the limit does not stop it.
+	sys.PutRandom(t, erin, "o/small", 1000)
 	sys.PutRandom(t, frank, "o/frank", 1000)
 
 	// Idle for --upload-idle: dropped, chunks and all.
 	ftfstest.Eventually(t, 30*time.Second, "idle uploads dropped", func() bool {
 		return st.openUploads(t, "erin") == 0 && st.chunks(t, ids[0]) == 0 && st.chunks(t, ids[1]) == 0
 	})
-	sys.PutRandom(t, erin, "o/3", 1000)
+	if _, err := erin.Put(ctxFor(t, time.Minute), "o/3", bytes.NewReader([]byte("x")), -1); err != nil {
+		t.Fatalf("an upload once the idle ones were dropped: %v", err)
+	}
 	for _, p := range stalled {
 		if err := p.finish(t, nil); !errors.Is(err, client.ErrNotFound) {
 			t.Fatalf("put %s after its upload expired: %v; want ErrNotFound", p.name, err)
@@ -194,9 +200,10 @@ func TestTransfersLimit(t *testing.T) {
 	sys.AddUser(t, "hank")
 	gina, hank := sys.Login(t, "gina"), sys.Login(t, "hank")
 	st := openStorage(t, sys)
-	// More than one download batch (16 chunks), so that it runs between
-	// its batches.
-	big := sys.PutRandom(t, gina, "t/big", 9<<20)
+	// More than three download batches (16 chunks each): a client asks for
+	// one batch ahead, and a download counts until its last batch is asked
+	// for, so one stalled writing its first batch is still running.
+	big := sys.PutRandom(t, gina, "t/big", 25<<20)
 	small := sys.PutRandom(t, gina, "t/small", 1000)
 
 	up := startStalledPut(t, gina, "t/up", 0, 1<<20)

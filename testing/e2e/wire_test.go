@@ -171,9 +171,44 @@ func TestBadRequestsAtTheWire(t *testing.T) {
 		is(m, subjects.UserPassword, `{"user":"carol","password":"changed-password"}`, subjects.CodeForbidden),
 		is(m, subjects.UserList, `{}`, subjects.CodeForbidden),
 	)
+	// Puts in one request: the request in a header, the content the body.
+	content := ftfstest.RandomBytes(3000)
+	put := func(as *wireUser, header string, body []byte, code subjects.Code, reason subjects.Reason) wireCase {
+		return wireCase{as: as, subject: subjects.Put, header: map[string]string{subjects.HeaderPut: header}, body: string(body), code: code, reason: reason}
+	}
+	putHeader := func(name string, size int, digest string, overwrite bool) string {
+		return fmt.Sprintf(`{"name":%q,"size":%d,"digest":%q,"overwrite":%t}`, name, size, digest, overwrite)
+	}
+	good := putHeader("put.bin", len(content), ftfstest.Digest(content), false)
+	once := put(m, good, content, "", "")
+	once.header[subjects.HeaderRequestID] = "put-once"
+	cases = append(cases,
+		wireCase{as: m, subject: subjects.Put, body: string(content), code: subjects.CodeInvalid, reason: subjects.ReasonMissingField},
+		put(m, "not json", content, subjects.CodeInvalid, subjects.ReasonMalformedJSON),
+		put(m, good[:len(good)-1], content, subjects.CodeInvalid, subjects.ReasonMalformedJSON),
+		put(m, `{"bogus":1,`+good[1:], content, subjects.CodeInvalid, subjects.ReasonUnknownField),
+		put(m, fmt.Sprintf(`{"name":"put.bin","size":%d}`, len(content)), content, subjects.CodeInvalid, subjects.ReasonMissingField),
+		put(m, putHeader("put.bin", -1, ftfstest.Digest(content), false), content, subjects.CodeInvalid, subjects.ReasonOutOfRange),
+		put(m, putHeader("put.bin", subjects.MaxPutSize+1, "SHA-256=x", false), ftfstest.RandomBytes(subjects.MaxPutSize+1), subjects.CodeInvalid, subjects.ReasonOutOfRange),
+		put(m, putHeader("../put.bin", len(content), ftfstest.Digest(content), false), content, subjects.CodeInvalid, subjects.ReasonNameDotSegment),
+		put(m, putHeader("put.bin", len(content)-1, ftfstest.Digest(content), false), content, subjects.CodeIntegrity, ""),
+		put(m, putHeader("put.bin", len(content), ftfstest.Digest(content[1:]), false), content, subjects.CodeIntegrity, ""),
+		put(m, putHeader("keep.txt", len(content), ftfstest.Digest(content), false), content, subjects.CodeConflict, ""),
+		wireCase{as: m, subject: subjects.Put, session: wireNoSession, header: map[string]string{subjects.HeaderPut: good}, body: string(content), code: subjects.CodeUnauthorized},
+		wireCase{as: m, subject: subjects.Put, session: wireForgedSession, header: map[string]string{subjects.HeaderPut: good}, body: string(content), code: subjects.CodeUnauthorized},
+		put(a, putHeader("admin-put.bin", 1, ftfstest.Digest([]byte("x")), false), []byte("x"), "", ""),
+		put(m, putHeader("admin-put.bin", len(content), ftfstest.Digest(content), true), content, subjects.CodeForbidden, ""),
+		once,
+		once, // sent again (its answer lost): the file it stored, not a conflict
+		put(m, good, content, subjects.CodeConflict, ""),
+	)
 	for _, c := range cases {
 		c.run(t)
 	}
+	if fi := wireStat(t, mallory, "put.bin"); fi.Size != int64(len(content)) || fi.Digest != ftfstest.Digest(content) || fi.Chunks != 1 || fi.Owner != "mallory" {
+		t.Errorf("put.bin is %+v; want %d bytes in one chunk, %s", fi, len(content), ftfstest.Digest(content))
+	}
+	ftfstest.SameBytes(t, content, ftfstest.GetBytes(t, mallory, "put.bin"))
 
 	// Chunks and commits, step by step through real uploads.
 	chunk0, chunk1 := ftfstest.RandomBytes(subjects.ChunkSize), ftfstest.RandomBytes(1000)
@@ -297,7 +332,7 @@ func TestBadRequestsAtTheWire(t *testing.T) {
 
 	// Nothing stored by the bad requests: the files, the users, no upload
 	// left open; and the damage the good bodies would have done is not done.
-	want := append([]string{"admins.bin", "chunked.bin", "finished-0.bin", "finished-2.bin", "finished-4.bin", "keep.txt"}, rep.names...)
+	want := append([]string{"admin-put.bin", "admins.bin", "chunked.bin", "finished-0.bin", "finished-2.bin", "finished-4.bin", "keep.txt", "put.bin"}, rep.names...)
 	slices.Sort(want)
 	if got := wireNames(t, mallory); !slices.Equal(got, want) {
 		t.Errorf("files %q, want %q", got, want)

@@ -1,0 +1,90 @@
+package primary
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// TestCatalogPagesLikeAFullListing checks the index's pages against page()
+// over a full sorted listing (what a server without the index answers),
+// for random names, prefixes, cursors and limits, while files come and go.
+func TestCatalogPagesLikeAFullListing(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	u := newUsage()
+	live := map[string]subjects.FileInfo{}
+	seg := []string{"a", "b", "ab", "docs", "docs/x", "z", "é"}
+	name := func() string {
+		var b strings.Builder
+		for i := range 1 + rng.IntN(3) {
+			if i > 0 {
+				b.WriteByte('/')
+			}
+			b.WriteString(seg[rng.IntN(len(seg))])
+		}
+		return b.String()
+	}
+	for seq := uint64(1); seq < 3000; seq++ {
+		n := name()
+		if rng.IntN(3) == 0 {
+			u.putFile(seq, subjects.FileInfo{Name: n}, false)
+			delete(live, n)
+		} else {
+			f := subjects.FileInfo{Name: n, Size: int64(seq), Owner: "alice", Version: fmt.Sprint("v", seq)}
+			u.putFile(seq, f, true)
+			live[n] = f
+		}
+		if seq%7 != 0 {
+			continue
+		}
+		var all []subjects.FileInfo
+		for _, f := range live {
+			all = append(all, f)
+		}
+		slices.SortFunc(all, func(a, b subjects.FileInfo) int { return strings.Compare(a.Name, b.Name) })
+		r := subjects.ListRequest{Prefix: []string{"", "a", "docs", "docs/", "zz"}[rng.IntN(5)], Limit: rng.IntN(5)}
+		if rng.IntN(2) == 0 {
+			r.After = name()
+		}
+		if got, want := u.listFiles(r), page(r, all); !reflect.DeepEqual(got, want) {
+			t.Fatalf("after change %d, %+v: index says %+v, listing %+v", seq, r, got, want)
+		}
+		if f, ok := live[n]; ok && !u.references(f.Version) {
+			t.Fatalf("version %s of %q not referenced", f.Version, n)
+		}
+	}
+	if u.references("never") {
+		t.Fatal("an unknown version is referenced")
+	}
+}
+
+// TestCatalogAheadOfStorageStartsOver: an index holding a change past the
+// last one stored (the stream was lost and created again) is not trusted,
+// and its watch is asked to start over, once.
+func TestCatalogAheadOfStorageStartsOver(t *testing.T) {
+	u := newUsage()
+	u.putFile(40, subjects.FileInfo{Name: "gone"}, true)
+	if u.filesAhead(40) || u.filesAhead(41) {
+		t.Fatal("an index level with storage is taken for ahead")
+	}
+	stale := u.filesStale
+	for range 2 { // asking twice closes the channel once
+		if !u.filesAhead(3) {
+			t.Fatal("an index past storage is trusted")
+		}
+	}
+	select {
+	case <-stale:
+	default:
+		t.Fatal("the files watch is not asked to start over")
+	}
+	u.resetFiles()
+	if u.filesAhead(3) {
+		t.Fatal("a fresh index is taken for ahead")
+	}
+}

@@ -1,0 +1,71 @@
+package primary
+
+import (
+	"bytes"
+	"context"
+	"errors"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bucket calls made for a request are bounded one attempt at a time
+// (readAttempt, writeAttempt) rather than by the request's context: a call
+// sent to its stream's leader as it died is never answered, and would hold
+// the request, keepalives flowing, until the client gave up.
+
+// kvGet reads key, readAttempt at a time.
+func (s *Server) kvGet(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
+	var e jetstream.KeyValueEntry
+	err := s.retryRead(ctx, func(ctx context.Context) (err error) {
+		e, err = kv.Get(ctx, key)
+		return err
+	})
+	return e, err
+}
+
+// kvCreate creates key with value, writeAttempt at a time.
+func (s *Server) kvCreate(ctx context.Context, kv jetstream.KeyValue, key string, value []byte) (uint64, error) {
+	return s.kvWrite(ctx, kv, key, value, 0)
+}
+
+// kvUpdate replaces key's value at revision rev, writeAttempt at a time.
+func (s *Server) kvUpdate(ctx context.Context, kv jetstream.KeyValue, key string, value []byte, rev uint64) (uint64, error) {
+	return s.kvWrite(ctx, kv, key, value, rev)
+}
+
+// kvWrite creates (rev 0) or updates key. An attempt whose answer was lost
+// may have stored the value all the same, and the next attempt is then told
+// the key exists or has moved on: a key holding these very bytes is taken
+// for that attempt's work (every value written through here is unique: it
+// carries a fresh ID or timestamp).
+func (s *Server) kvWrite(ctx context.Context, kv jetstream.KeyValue, key string, value []byte, rev uint64) (uint64, error) {
+	var newRev uint64
+	tried := false
+	err := s.retryFor(ctx, func(ctx context.Context) (err error) {
+		if rev == 0 {
+			newRev, err = kv.Create(ctx, key, value)
+		} else {
+			newRev, err = kv.Update(ctx, key, value, rev)
+		}
+		if err != nil && tried && (errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err)) {
+			if e, gerr := kv.Get(ctx, key); gerr == nil && bytes.Equal(e.Value(), value) {
+				newRev, err = e.Revision(), nil
+			}
+		}
+		tried = true
+		return err
+	})
+	return newRev, err
+}
+
+// kvPurge removes key and its history, writeAttempt at a time; a key
+// already gone is no error.
+func (s *Server) kvPurge(ctx context.Context, kv jetstream.KeyValue, key string) error {
+	err := s.retryFor(ctx, func(ctx context.Context) error {
+		return kv.Purge(ctx, key)
+	})
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
