@@ -190,8 +190,10 @@ type call struct {
 	body    any
 	// raw, when set, is sent as the body instead of body's JSON, and
 	// header as more headers (subjects.Put).
-	raw      []byte
-	header   nats.Header
+	raw    []byte
+	header nats.Header
+	// take, when set, takes the reply instead of reply (subjects.Get).
+	take     func(*nats.Msg) error
 	reply    any
 	mutating bool // sends a request ID, the same on every retry
 	noToken  bool
@@ -267,6 +269,8 @@ func (c *Client) do(ctx context.Context, r call) error {
 				return e
 			}
 			last = e
+		case r.take != nil:
+			return r.take(resp)
 		default:
 			if r.reply != nil {
 				if err := json.Unmarshal(resp.Data, r.reply); err != nil {

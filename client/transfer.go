@@ -220,11 +220,12 @@ func (u *uploader) run(ctx context.Context) error {
 	}
 }
 
-// stall is how long an upload may go without a chunk acknowledged before
-// it moves to another server. Chunks are stored one by one through
-// JetStream, slower than a keepalive, so it is longer than the request
-// timeout; a killed holder is noticed at once anyway (no responders).
-func (u *uploader) stall() time.Duration { return max(2*u.c.opts.timeout, 2*time.Second) }
+// stall is how long an upload may go without a word from its holder (an
+// ack, or a keepalive while a store is slow) before it moves to another
+// server: the request timeout, and half again, since acks come only
+// between stores. A killed holder is noticed at once anyway (no
+// responders, or its broker's notice).
+func (u *uploader) stall() time.Duration { return max(u.c.opts.timeout*3/2, time.Second) }
 
 // probeHolder finds out, after a broker said some file server went,
 // whether it was the one holding this upload, and if so says it on gone.
@@ -323,8 +324,11 @@ func (u *uploader) send(index uint32, data []byte) error {
 // handleAck takes one reply on the ack subject. ok means progress; a nil
 // fatal with !ok means the upload must move to another server.
 func (u *uploader) handleAck(m *nats.Msg) (ok bool, fatal error) {
-	if m.Header.Get(subjects.HeaderStatus) == "503" {
+	switch m.Header.Get(subjects.HeaderStatus) {
+	case "503":
 		return false, nil // the holder is gone
+	case "100":
+		return true, nil // the holder is storing a chunk, slowly
 	}
 	if e := errorIn(m.Header); e != nil {
 		switch e.Code {
@@ -395,7 +399,13 @@ func (c *Client) Get(ctx context.Context, name string, w io.Writer, opts ...Tran
 	for _, opt := range opts {
 		opt(&o)
 	}
-	fi, err := c.Stat(ctx, name)
+	fi, content, err := c.getSmall(ctx, name)
+	switch {
+	case errors.Is(err, ErrReadOnly): // no server here reads a replica: ask the backups'
+		fi, err = c.Stat(ctx, name)
+	case err == nil && content != nil:
+		return fi, c.writeSmall(fi, content, w, o)
+	}
 	if err != nil {
 		return fi, fmt.Errorf("get: %w", err)
 	}
@@ -409,6 +419,54 @@ func (c *Client) Get(ctx context.Context, name string, w io.Writer, opts ...Tran
 	d.rep.p.Done = d.done
 	d.rep.report(true)
 	return fi, nil
+}
+
+// getSmall asks for a file's info and, when it is at most a chunk, its
+// content (subjects.Get): a small file in one request. A file changed
+// between the two reads the server makes is asked for again.
+func (c *Client) getSmall(ctx context.Context, name string) (FileInfo, []byte, error) {
+	var fi FileInfo
+	if err := subjects.ValidName(name); err != nil {
+		return fi, nil, fromWire(err)
+	}
+	var content []byte
+	take := func(m *nats.Msg) error {
+		if err := json.Unmarshal([]byte(m.Header.Get(subjects.HeaderFile)), &fi); err != nil {
+			return fmt.Errorf("%w: undecodable file info: %v", ErrInternal, err)
+		}
+		if fi.Size <= subjects.ChunkSize {
+			content = m.Data
+			if content == nil {
+				content = []byte{}
+			}
+		}
+		return nil
+	}
+	for attempt := 0; ; attempt++ {
+		err := c.do(ctx, call{subject: subjects.Get, body: subjects.NameRequest{Name: name}, take: take})
+		if errors.Is(err, ErrConflict) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return fi, nil, fmt.Errorf("%q: %w", name, err)
+		}
+		return fi, content, nil
+	}
+}
+
+// writeSmall checks and writes the content of a file got in one request.
+func (c *Client) writeSmall(fi FileInfo, content []byte, w io.Writer, o transferOptions) error {
+	h := sha256.New()
+	h.Write(content)
+	if int64(len(content)) != fi.Size || digestOf(h) != fi.Digest {
+		return fmt.Errorf("get %q: %w: got %d bytes with digest %s, want %d bytes with %s", fi.Name, ErrIntegrity, len(content), digestOf(h), fi.Size, fi.Digest)
+	}
+	if _, err := w.Write(content); err != nil {
+		return fmt.Errorf("get %q: write: %w", fi.Name, err)
+	}
+	rep := reporter{f: o.progress, p: Progress{Done: fi.Size, Total: fi.Size}}
+	rep.report(true)
+	return nil
 }
 
 // downloader asks for batches of chunks after a stream-sequence cursor;

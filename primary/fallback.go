@@ -1,7 +1,9 @@
 package primary
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
@@ -43,6 +45,36 @@ func (s *Server) replicaStat(c *call) (any, error) {
 	}
 	f.Close()
 	return fi, nil
+}
+
+// replicaGet answers a Get from the replica: the file's info, and its
+// content when it is one chunk or less.
+func (s *Server) replicaGet(c *call) (any, error) {
+	r, err := decodeCall[subjects.NameRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	f, fi, err := s.cfg.Fallback.Open(r.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := json.Marshal(fi)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(c.req.Reply())
+	m.Header.Set(subjects.HeaderFile, string(info))
+	if fi.Size <= subjects.ChunkSize {
+		m.Data = make([]byte, fi.Size)
+		if _, err := io.ReadFull(f, m.Data); err != nil {
+			return nil, fmt.Errorf("read replica of %q: %w", r.Name, err)
+		}
+	}
+	if err := s.nc.PublishMsg(m); err != nil {
+		return nil, fmt.Errorf("send %q: %w", r.Name, err)
+	}
+	return noReply{}, nil
 }
 
 // replicaDownload sends up to Max chunks of the replica's copy from

@@ -415,6 +415,7 @@ func (s *Server) serve() error {
 		{"upload-resume", subjects.UploadResume, s.async(s.authed(s.writable(s.uploadResume)))},
 		{"upload-commit", subjects.UploadCommit, s.async(s.authed(s.writable(s.uploadCommit)))},
 		{"upload-abort", subjects.UploadAbort, s.async(s.authed(s.writable(s.uploadAbort)))},
+		{"get", subjects.Get, s.async(s.authed(s.readable(s.get, s.replicaGet)))},
 		{"download", subjects.Download, s.async(s.authed(s.readable(s.download, s.replicaDownload)))},
 		{"status", subjects.Status, s.async(s.authed(s.status))},
 		{"user-add", subjects.UserAdd, s.async(s.authed(s.admin(s.writable(s.idempotent(s.userAdd)))))},

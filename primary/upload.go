@@ -281,8 +281,15 @@ func (u *upload) store(m chunkMsg) bool {
 		s.reply(m.reply, nil, subjects.Errorf(subjects.CodeConflict, "upload %s: got chunk %d, expected chunk %d", u.rec.ID, m.index, u.rec.Chunks))
 		return true
 	}
+	// A store can take seconds (a stream leader being elected): the client
+	// hears that this server is working on it, and moves the upload only
+	// when it falls silent (killed, frozen). chunk checked the reply
+	// subject is the owner's inbox.
+	stop := s.keepalive(m.reply.Reply())
+	defer stop()
 	seq, next, err := u.publishHashed(m)
 	if err != nil {
+		stop()
 		s.reply(m.reply, nil, err)
 		return subjects.CodeOf(err) != subjects.CodeConflict
 	}
@@ -299,6 +306,7 @@ func (u *upload) store(m chunkMsg) bool {
 		}
 	}
 	// The chunk is durable either way.
+	stop()
 	s.reply(m.reply, subjects.ChunkAck{Chunk: m.index, Offset: u.rec.Bytes}, nil)
 	return held
 }

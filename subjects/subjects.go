@@ -26,6 +26,9 @@
 //	            UploadResume   UploadRequest     -> UploadState (any server)
 //	            UploadCommit   UploadCommitRequest -> FileInfo (any server)
 //	            UploadAbort    UploadRequest     -> Empty
+//	get         Get            NameRequest       -> FileInfo in HeaderFile,
+//	            and as the body the content of a file of at most ChunkSize
+//	            bytes; a larger one is then downloaded
 //	download    Download       DownloadRequest   -> a stream of chunk
 //	            messages (header HeaderStreamSeq), then an end-of-batch message
 //	            (status header 204); any server, stateless.
@@ -82,6 +85,7 @@ const (
 	UploadCommit = Prefix + ".upload.commit"
 	UploadAbort  = Prefix + ".upload.abort"
 	Download     = Prefix + ".download"
+	Get          = Prefix + ".get"
 	Status       = Prefix + ".status"
 	UserAdd      = Prefix + ".user.add"
 	UserRemove   = Prefix + ".user.rm"
@@ -170,6 +174,9 @@ const (
 	HeaderChunk = "Ftfs-Chunk"
 	// HeaderPut carries a Put's PutRequest (JSON); the body is the content.
 	HeaderPut = "Ftfs-Put"
+	// HeaderFile carries the FileInfo (JSON) of a Get's reply; the body is
+	// the content, for a file of at most ChunkSize bytes.
+	HeaderFile = "Ftfs-File"
 	// HeaderStreamSeq is copied by JetStream onto each downloaded chunk
 	// ("Nats-Sequence"): the stream sequence a download resumes after.
 	HeaderStreamSeq = "Nats-Sequence"

@@ -69,6 +69,7 @@ func TestBadRequestsAtTheWire(t *testing.T) {
 		{subjects.UploadCommit, m, `{"upload":"NOSUCHUPLOAD","size":3,"digest":"SHA-256=x"}`, false},
 		{subjects.UploadAbort, m, `{"upload":"NOSUCHUPLOAD"}`, false},
 		{subjects.Download, m, download, false},
+		{subjects.Get, m, `{"name":"keep.txt"}`, false},
 		{subjects.Status, m, `{}`, false},
 		{subjects.UserAdd, a, `{"user":"phantom","password":"phantom-password"}`, false},
 		{subjects.UserRemove, a, `{"user":"carol"}`, false},
@@ -100,6 +101,9 @@ func TestBadRequestsAtTheWire(t *testing.T) {
 		ok(m, subjects.List, ``),
 		ok(m, subjects.Stat, `{"name":"keep.txt"}`),
 		ok(m, subjects.Download, download),
+		ok(m, subjects.Get, `{"name":"keep.txt"}`),
+		is(m, subjects.Get, `{"name":"phantom.bin"}`, subjects.CodeNotFound),
+		inv(m, subjects.Get, `{"name":"../keep.txt"}`, subjects.ReasonNameDotSegment),
 		ok(m, subjects.ReplicaList, ``),
 		ok(a, subjects.UserList, ``),
 

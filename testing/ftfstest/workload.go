@@ -207,12 +207,17 @@ func (w *Workload) Verify(t testing.TB) Report {
 		t.Errorf("operation failed: %v", err)
 	}
 	c := w.clients[0]
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	// A deadline for each check, not for all: a long soak leaves a
+	// thousand files, some of 65 MiB, to read back twice.
+	check := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		t.Cleanup(cancel)
+		return ctx
+	}
 	obs := w.sys.ObjectStore(t)
 	for name, want := range w.acked {
 		h := NewDigester()
-		if _, err := c.Get(ctx, name, h); err != nil {
+		if _, err := c.Get(check(), name, h); err != nil {
 			t.Errorf("acknowledged %s: %v", name, err)
 			rep.Lost++
 			continue
@@ -223,7 +228,7 @@ func (w *Workload) Verify(t testing.TB) Report {
 			continue
 		}
 		h = NewDigester()
-		r, err := obs.Get(ctx, name)
+		r, err := obs.Get(check(), name)
 		if err == nil {
 			_, err = io.Copy(h, r)
 			r.Close()
@@ -236,13 +241,13 @@ func (w *Workload) Verify(t testing.TB) Report {
 		rep.Verified++
 	}
 	for name := range w.deleted {
-		if _, err := c.Stat(ctx, name); !errors.Is(err, client.ErrNotFound) {
+		if _, err := c.Stat(check(), name); !errors.Is(err, client.ErrNotFound) {
 			t.Errorf("deleted %s: stat says %v", name, err)
 			rep.Resurrected++
 		}
 	}
 	for _, wc := range w.clients {
-		files, err := c.List(ctx, "load/"+wc.User()+"/")
+		files, err := c.List(check(), "load/"+wc.User()+"/")
 		if err != nil {
 			t.Fatalf("list: %v", err)
 		}

@@ -1,0 +1,58 @@
+package primary
+
+// Small files in one request (subjects.Get). A download costs two requests
+// (Stat, then a batch) and reads the session, the user and the file's meta
+// for each; a Get answers the file's info and, for a file of one chunk, its
+// content at once. Larger files are downloaded by batches after it, which
+// JetStream sends straight to the client.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+func (s *Server) get(c *call) (any, error) {
+	r, err := decodeCall[subjects.NameRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.liveObject(c.ctx, r.Name)
+	if err != nil {
+		return nil, err
+	}
+	info, err := json.Marshal(fileInfo(o.info))
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(c.req.Reply())
+	m.Header.Set(subjects.HeaderFile, string(info))
+	if o.info.Chunks == 1 {
+		// The content is a transfer, however short, and counts as one.
+		if s.cfg.MaxTransfers > 0 {
+			if err := s.limited(c.ctx, func() error { return s.checkTransfers(c.user, downloadKey{}) }); err != nil {
+				return nil, err
+			}
+		}
+		chunk, err := s.leaderGet(c.ctx, leaderGetRequest{Seq: 1, NextFor: s.chunkSubject(o.info.NUID)})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			// Replaced or deleted since its meta was read: its chunks
+			// are purged.
+			return nil, subjects.Errorf(subjects.CodeConflict, "%q changed while it was read; try again", r.Name)
+		}
+		if err != nil {
+			return nil, wrapStorage(fmt.Sprintf("read %q", r.Name), err)
+		}
+		m.Data = chunk.Data
+	}
+	// authenticate has checked that the reply subject is the user's inbox.
+	if err := s.nc.PublishMsg(m); err != nil {
+		return nil, fmt.Errorf("send %q: %w", r.Name, err)
+	}
+	return noReply{}, nil
+}
