@@ -1,9 +1,9 @@
 package primary
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
@@ -35,11 +35,7 @@ func (s *Server) replicaList(c *call) (any, error) {
 }
 
 func (s *Server) replicaStat(c *call) (any, error) {
-	r, err := decodeCall[subjects.NameRequest](c)
-	if err != nil {
-		return nil, err
-	}
-	f, fi, err := s.cfg.Fallback.Open(r.Name)
+	f, fi, err := s.namedReplica(c)
 	if err != nil {
 		return nil, err
 	}
@@ -47,34 +43,31 @@ func (s *Server) replicaStat(c *call) (any, error) {
 	return fi, nil
 }
 
+// namedReplica opens the replica's copy of the file a NameRequest names.
+func (s *Server) namedReplica(c *call) (*os.File, subjects.FileInfo, error) {
+	r, err := decodeCall[subjects.NameRequest](c)
+	if err != nil {
+		return nil, subjects.FileInfo{}, err
+	}
+	return s.cfg.Fallback.Open(r.Name)
+}
+
 // replicaGet answers a Get from the replica: the file's info, and its
 // content when it is one chunk or less.
 func (s *Server) replicaGet(c *call) (any, error) {
-	r, err := decodeCall[subjects.NameRequest](c)
-	if err != nil {
-		return nil, err
-	}
-	f, fi, err := s.cfg.Fallback.Open(r.Name)
+	f, fi, err := s.namedReplica(c)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	info, err := json.Marshal(fi)
-	if err != nil {
-		return nil, err
-	}
-	m := nats.NewMsg(c.req.Reply())
-	m.Header.Set(subjects.HeaderFile, string(info))
+	var content []byte
 	if fi.Size <= subjects.ChunkSize {
-		m.Data = make([]byte, fi.Size)
-		if _, err := io.ReadFull(f, m.Data); err != nil {
-			return nil, fmt.Errorf("read replica of %q: %w", r.Name, err)
+		content = make([]byte, fi.Size)
+		if _, err := io.ReadFull(f, content); err != nil {
+			return nil, fmt.Errorf("read replica of %q: %w", fi.Name, err)
 		}
 	}
-	if err := s.nc.PublishMsg(m); err != nil {
-		return nil, fmt.Errorf("send %q: %w", r.Name, err)
-	}
-	return noReply{}, nil
+	return s.sendFile(c, fi, content)
 }
 
 // replicaDownload sends up to Max chunks of the replica's copy from

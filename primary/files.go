@@ -270,15 +270,20 @@ func page(r subjects.ListRequest, all []subjects.FileInfo) subjects.ListReply {
 }
 
 func (s *Server) stat(c *call) (any, error) {
-	r, err := decodeCall[subjects.NameRequest](c)
-	if err != nil {
-		return nil, err
-	}
-	o, err := s.liveObject(c.ctx, r.Name)
+	o, err := s.namedObject(c)
 	if err != nil {
 		return nil, err
 	}
 	return fileInfo(o.info), nil
+}
+
+// namedObject reads the live file a NameRequest names.
+func (s *Server) namedObject(c *call) (object, error) {
+	r, err := decodeCall[subjects.NameRequest](c)
+	if err != nil {
+		return object{}, err
+	}
+	return s.liveObject(c.ctx, r.Name)
 }
 
 // metaRequest is the object metadata key that records which request wrote

@@ -18,20 +18,11 @@ import (
 )
 
 func (s *Server) get(c *call) (any, error) {
-	r, err := decodeCall[subjects.NameRequest](c)
+	o, err := s.namedObject(c)
 	if err != nil {
 		return nil, err
 	}
-	o, err := s.liveObject(c.ctx, r.Name)
-	if err != nil {
-		return nil, err
-	}
-	info, err := json.Marshal(fileInfo(o.info))
-	if err != nil {
-		return nil, err
-	}
-	m := nats.NewMsg(c.req.Reply())
-	m.Header.Set(subjects.HeaderFile, string(info))
+	var content []byte
 	if o.info.Chunks == 1 {
 		// The content is a transfer, however short, and counts as one.
 		if s.cfg.MaxTransfers > 0 {
@@ -43,16 +34,28 @@ func (s *Server) get(c *call) (any, error) {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			// Replaced or deleted since its meta was read: its chunks
 			// are purged.
-			return nil, subjects.Errorf(subjects.CodeConflict, "%q changed while it was read; try again", r.Name)
+			return nil, subjects.Errorf(subjects.CodeConflict, "%q changed while it was read; try again", o.info.Name)
 		}
 		if err != nil {
-			return nil, wrapStorage(fmt.Sprintf("read %q", r.Name), err)
+			return nil, wrapStorage(fmt.Sprintf("read %q", o.info.Name), err)
 		}
-		m.Data = chunk.Data
+		content = chunk.Data
 	}
-	// authenticate has checked that the reply subject is the user's inbox.
+	return s.sendFile(c, fileInfo(o.info), content)
+}
+
+// sendFile answers a Get: fi in HeaderFile, content as the body.
+// authenticate has checked that the reply subject is the user's inbox.
+func (s *Server) sendFile(c *call, fi subjects.FileInfo, content []byte) (any, error) {
+	info, err := json.Marshal(fi)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(c.req.Reply())
+	m.Header.Set(subjects.HeaderFile, string(info))
+	m.Data = content
 	if err := s.nc.PublishMsg(m); err != nil {
-		return nil, fmt.Errorf("send %q: %w", r.Name, err)
+		return nil, fmt.Errorf("send %q: %w", fi.Name, err)
 	}
 	return noReply{}, nil
 }
