@@ -413,8 +413,8 @@ func (c *Client) Get(ctx context.Context, name string, w io.Writer, opts ...Tran
 	if err := d.run(ctx); err != nil {
 		return fi, fmt.Errorf("get %q: %w", name, err)
 	}
-	if d.done != fi.Size || digestOf(d.hash) != fi.Digest {
-		return fi, fmt.Errorf("get %q: %w: got %d bytes with digest %s, want %d bytes with %s", name, ErrIntegrity, d.done, digestOf(d.hash), fi.Size, fi.Digest)
+	if err := verified(fi, d.done, d.hash); err != nil {
+		return fi, err
 	}
 	d.rep.p.Done = d.done
 	d.rep.report(true)
@@ -454,12 +454,20 @@ func (c *Client) getSmall(ctx context.Context, name string) (FileInfo, []byte, e
 	}
 }
 
+// verified says whether n bytes hashing to h are the content fi describes.
+func verified(fi FileInfo, n int64, h hash.Hash) error {
+	if n != fi.Size || digestOf(h) != fi.Digest {
+		return fmt.Errorf("get %q: %w: got %d bytes with digest %s, want %d bytes with %s", fi.Name, ErrIntegrity, n, digestOf(h), fi.Size, fi.Digest)
+	}
+	return nil
+}
+
 // writeSmall checks and writes the content of a file got in one request.
 func (c *Client) writeSmall(fi FileInfo, content []byte, w io.Writer, o transferOptions) error {
 	h := sha256.New()
 	h.Write(content)
-	if int64(len(content)) != fi.Size || digestOf(h) != fi.Digest {
-		return fmt.Errorf("get %q: %w: got %d bytes with digest %s, want %d bytes with %s", fi.Name, ErrIntegrity, len(content), digestOf(h), fi.Size, fi.Digest)
+	if err := verified(fi, int64(len(content)), h); err != nil {
+		return err
 	}
 	if _, err := w.Write(content); err != nil {
 		return fmt.Errorf("get %q: write: %w", fi.Name, err)

@@ -76,9 +76,7 @@ func (s *Server) catalogAt(ctx context.Context, seq uint64) error {
 
 // listFiles cuts the page r asks for out of the index.
 func (u *usage) listFiles(r subjects.ListRequest) subjects.ListReply {
-	if r.Limit <= 0 || r.Limit > subjects.MaxListPage {
-		r.Limit = subjects.MaxListPage
-	}
+	r.Limit = pageLimit(r)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.names == nil {

@@ -250,11 +250,17 @@ func (s *Server) list(c *call) (any, error) {
 	return page(r, files), nil
 }
 
+// pageLimit is how many files the page r asks for may hold.
+func pageLimit(r subjects.ListRequest) int {
+	if r.Limit <= 0 || r.Limit > subjects.MaxListPage {
+		return subjects.MaxListPage
+	}
+	return r.Limit
+}
+
 // page cuts the page r asks for out of every file, sorted by name.
 func page(r subjects.ListRequest, all []subjects.FileInfo) subjects.ListReply {
-	if r.Limit <= 0 || r.Limit > subjects.MaxListPage {
-		r.Limit = subjects.MaxListPage
-	}
+	r.Limit = pageLimit(r)
 	reply := subjects.ListReply{Files: []subjects.FileInfo{}}
 	for _, f := range all {
 		if !strings.HasPrefix(f.Name, r.Prefix) || (r.After != "" && f.Name <= r.After) {

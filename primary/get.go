@@ -24,11 +24,8 @@ func (s *Server) get(c *call) (any, error) {
 	}
 	var content []byte
 	if o.info.Chunks == 1 {
-		// The content is a transfer, however short, and counts as one.
-		if s.cfg.MaxTransfers > 0 {
-			if err := s.limited(c.ctx, func() error { return s.checkTransfers(c.user, downloadKey{}) }); err != nil {
-				return nil, err
-			}
+		if err := s.admitTransfer(c); err != nil {
+			return nil, err
 		}
 		chunk, err := s.leaderGet(c.ctx, leaderGetRequest{Seq: 1, NextFor: s.chunkSubject(o.info.NUID)})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {

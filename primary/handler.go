@@ -219,22 +219,15 @@ func (s *Server) idempotent(f op) op {
 		}
 		pending, _ := json.Marshal(outcome{Pending: true, Started: time.Now().UTC(), Instance: s.instance})
 		// Each call to the requests bucket is tried a bounded time at once
-		// (retryRead, retryFor): one sent to its stream's leader as it died
-		// would otherwise hold the request, keepalives flowing, until its
-		// context ended 30 s later.
+		// (kvcalls.go): one sent to its stream's leader as it died would
+		// otherwise hold the request, keepalives flowing, until its context
+		// ended 30 s later.
 		var rev uint64
 		for rev == 0 {
-			var e jetstream.KeyValueEntry
-			err := s.retryRead(c.ctx, func(ctx context.Context) (err error) {
-				e, err = s.requests.Get(ctx, key)
-				return err
-			})
+			e, err := s.kvGet(c.ctx, s.requests, key)
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound):
-				err = s.retryFor(c.ctx, func(ctx context.Context) (err error) {
-					rev, err = s.requests.Create(ctx, key, pending)
-					return err
-				})
+				rev, err = s.kvCreate(c.ctx, s.requests, key, pending)
 				if errors.Is(err, jetstream.ErrKeyExists) {
 					rev = 0
 					continue // claimed meanwhile (by us, if an attempt's answer was lost): look again
@@ -255,10 +248,7 @@ func (s *Server) idempotent(f op) op {
 				case o.Pending && time.Since(o.Started) < pendingStale && s.instanceAlive(c.ctx, o.Instance):
 					return nil, subjects.Errorf(subjects.CodeBusy, "the same request is still in progress")
 				case o.Pending: // its server died: run it again
-					err = s.retryFor(c.ctx, func(ctx context.Context) (err error) {
-						rev, err = s.requests.Update(ctx, key, pending, e.Revision())
-						return err
-					})
+					rev, err = s.kvUpdate(c.ctx, s.requests, key, pending, e.Revision())
 					if err != nil {
 						if c.ctx.Err() != nil {
 							return nil, wrapStorage("claim request", err)
@@ -289,11 +279,7 @@ func (s *Server) idempotent(f op) op {
 		// The outcome must be stored before the answer leaves, or a retry
 		// would find the claim and wait; keep trying through a leader
 		// election.
-		err2 := s.retryFor(c.ctx, func(ctx context.Context) error {
-			_, err := s.requests.Update(ctx, key, b, rev)
-			return err
-		})
-		if err2 != nil {
+		if _, err2 := s.kvUpdate(c.ctx, s.requests, key, b, rev); err2 != nil {
 			s.log.Warn("could not remember request outcome", "err", err2)
 		}
 		return v, err

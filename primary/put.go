@@ -13,7 +13,6 @@ package primary
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,20 +34,18 @@ func (s *Server) put(c *call) (any, error) {
 	if int64(len(data)) != r.Size {
 		return nil, subjects.Errorf(subjects.CodeIntegrity, "put of %q: announced %d bytes, sent %d; nothing was stored", r.Name, r.Size, len(data))
 	}
-	sum := sha256.Sum256(data)
-	digest := "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])
+	h := sha256.New()
+	h.Write(data)
+	digest := digestOf(h)
 	if digest != r.Digest {
 		return nil, subjects.Errorf(subjects.CodeIntegrity, "put of %q: digest mismatch (server %s, client %s); nothing was stored", r.Name, digest, r.Digest)
 	}
 	if err := s.checkFileSize(r.Name, r.Size); err != nil {
 		return nil, err
 	}
-	// A put is a transfer while it lasts, and counts against the user's;
-	// it leaves no unfinished upload (Config.MaxOpenUploads).
-	if s.cfg.MaxTransfers > 0 {
-		if err := s.limited(c.ctx, func() error { return s.checkTransfers(c.user, downloadKey{}) }); err != nil {
-			return nil, err
-		}
+	// It leaves no unfinished upload (Config.MaxOpenUploads).
+	if err := s.admitTransfer(c); err != nil {
+		return nil, err
 	}
 	id := nuid.Next()
 	chunks := uint32(0)
@@ -68,6 +65,7 @@ func (s *Server) put(c *call) (any, error) {
 		Chunks:  chunks,
 		Digest:  digest,
 	})
+	rec := uploadRecord{ID: id, Name: r.Name, Owner: c.user, Bytes: r.Size, Overwrite: r.Overwrite}
 	stored := false // the content is in storage, under id
 	// drop purges the content once it is sure no meta points at it.
 	drop := func() {
@@ -85,15 +83,7 @@ func (s *Server) put(c *call) (any, error) {
 			drop() // this put got through before (here, or on a server gone since)
 			return fileInfo(cur.info), nil
 		}
-		if cur.live() && !r.Overwrite {
-			drop()
-			return nil, subjects.Errorf(subjects.CodeConflict, "%q exists already", r.Name)
-		}
-		if err := mayChange(c, cur); err != nil {
-			drop()
-			return nil, err
-		}
-		if err := s.admitCommit(c.ctx, uploadRecord{ID: id, Name: r.Name, Owner: c.user, Bytes: r.Size}, cur); err != nil {
+		if err := s.mayReplace(c, rec, cur); err != nil {
 			drop()
 			return nil, err
 		}
@@ -116,17 +106,8 @@ func (s *Server) put(c *call) (any, error) {
 			// (its answer lost): the content stays.
 			return nil, err
 		}
-		if cur.live() {
-			s.purgeLater(cur.info.NUID, seq)
-		}
-		break
+		return s.published(c, info, cur, seq), nil
 	}
-	fi := fileInfo(info)
-	if o, err := s.getObject(c.ctx, r.Name); err == nil && o.info.NUID == id {
-		fi = fileInfo(o.info) // with the server's timestamp
-	}
-	s.log.Info("file stored", "name", r.Name, "size", r.Size, "owner", c.user, "by", c.user)
-	return fi, nil
 }
 
 // storeWhole stores the content of a small file as the one chunk of

@@ -318,15 +318,7 @@ func (u *upload) store(m chunkMsg) bool {
 // while the store is on its way, on a copy of the state: a chunk that
 // fails to be stored is sent again and must not be hashed twice.
 func (u *upload) publishHashed(m chunkMsg) (uint64, hash.Hash, error) {
-	c, ok := u.hash.(hash.Cloner)
-	if !ok {
-		seq, err := u.publish(m)
-		if err == nil {
-			u.hash.Write(m.data)
-		}
-		return seq, u.hash, err
-	}
-	next, err := c.Clone()
+	next, err := u.hash.(hash.Cloner).Clone() // crypto/sha256 clones
 	if err != nil {
 		return 0, nil, fmt.Errorf("upload %s: copy digest state: %w", u.rec.ID, err)
 	}
@@ -600,15 +592,7 @@ func (s *Server) uploadCommit(c *call) (any, error) {
 		if replaced.live() && replaced.info.NUID == rec.ID {
 			return fileInfo(replaced.info), nil // a retried commit that another instance completed
 		}
-		if replaced.live() && !rec.Overwrite {
-			s.abortUpload(c.ctx, rec.ID)
-			return nil, subjects.Errorf(subjects.CodeConflict, "%q exists already", rec.Name)
-		}
-		if err := mayChange(c, replaced); err != nil {
-			s.abortUpload(c.ctx, rec.ID)
-			return nil, err
-		}
-		if err := s.admitCommit(c.ctx, rec, replaced); err != nil {
+		if err := s.mayReplace(c, rec, replaced); err != nil {
 			s.abortUpload(c.ctx, rec.ID)
 			return nil, err
 		}
@@ -621,21 +605,42 @@ func (s *Server) uploadCommit(c *call) (any, error) {
 		}
 		break
 	}
-	fi := fileInfo(info)
-	if o, err := s.getObject(c.ctx, rec.Name); err == nil && o.info.NUID == rec.ID {
-		fi = fileInfo(o.info) // with the server's timestamp
-	}
-	if replaced.live() && replaced.info.NUID != rec.ID {
-		s.purgeLater(replaced.info.NUID, metaSeq)
-	}
+	fi := s.published(c, info, replaced, metaSeq)
 	rec.Committed, rec.Updated = &fi, time.Now().UTC()
 	if b, err := json.Marshal(rec); err == nil {
 		if _, err := s.kvUpdate(c.ctx, s.uploads, rec.ID, b, u.rev); err != nil {
 			s.log.Warn("could not mark upload committed", "upload", rec.ID, "err", err)
 		}
 	}
-	s.log.Info("file stored", "name", rec.Name, "size", rec.Bytes, "owner", rec.Owner, "by", c.user)
 	return fi, nil
+}
+
+// mayReplace checks that the version rec describes may take its name from
+// cur, the version the name holds now: the name is free or rec
+// overwrites, the user may change cur, and the limits admit it.
+func (s *Server) mayReplace(c *call, rec uploadRecord, cur object) error {
+	if cur.live() && !rec.Overwrite {
+		return subjects.Errorf(subjects.CodeConflict, "%q exists already", rec.Name)
+	}
+	if err := mayChange(c, cur); err != nil {
+		return err
+	}
+	return s.admitCommit(c.ctx, rec, cur)
+}
+
+// published follows the writing of info's meta at stream sequence seq,
+// where it replaced the version replaced: the version replaced is purged
+// later, and the file's info is returned with the server's timestamp.
+func (s *Server) published(c *call, info jetstream.ObjectInfo, replaced object, seq uint64) subjects.FileInfo {
+	if replaced.live() && replaced.info.NUID != info.NUID {
+		s.purgeLater(replaced.info.NUID, seq)
+	}
+	fi := fileInfo(info)
+	if o, err := s.getObject(c.ctx, info.Name); err == nil && o.info.NUID == info.NUID {
+		fi = fileInfo(o.info)
+	}
+	s.log.Info("file stored", "name", fi.Name, "size", fi.Size, "owner", fi.Owner, "by", c.user)
+	return fi
 }
 
 func (s *Server) uploadAbort(c *call) (any, error) {

@@ -40,9 +40,6 @@ import (
 // syncWait bounds how long a refusal waits for the indexes to catch up.
 const syncWait = 5 * time.Second
 
-// fileUse is a live file as its last meta message describes it.
-type fileUse = subjects.FileInfo
-
 type uploadUse struct {
 	reserve int64     // announced size, or the bytes stored when more or unknown
 	active  time.Time // opened, resumed or checkpointed
@@ -56,7 +53,7 @@ type downloadKey struct{ user, id string }
 // methods are the accounting; the watches that feed it are Server methods.
 type usage struct {
 	mu          sync.Mutex
-	files       map[string]fileUse              // live files by name
+	files       map[string]subjects.FileInfo    // live files by name, as their last meta message says
 	names       []string                        // names of files, sorted; nil after a file came or went
 	filesStale  chan struct{}                   // closed to make the files watch start over
 	stored      map[string]int64                // bytes of live files by owner
@@ -86,7 +83,7 @@ func (u *usage) signal() {
 func (u *usage) resetFiles() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.files, u.stored, u.filesSeq, u.names = map[string]fileUse{}, map[string]int64{}, 0, nil
+	u.files, u.stored, u.filesSeq, u.names = map[string]subjects.FileInfo{}, map[string]int64{}, 0, nil
 	u.filesStale = make(chan struct{})
 }
 
@@ -472,6 +469,15 @@ func (s *Server) checkTransfers(user string, except downloadKey) error {
 // checkQuota refuses to let user store size bytes for the upload except
 // (which the index may count already) when that takes them past the quota;
 // credit is what the file it replaces gives back.
+// admitTransfer checks that the user may start a transfer made in one
+// request (subjects.Put, subjects.Get): however short, it counts as one.
+func (s *Server) admitTransfer(c *call) error {
+	if s.cfg.MaxTransfers <= 0 {
+		return nil
+	}
+	return s.limited(c.ctx, func() error { return s.checkTransfers(c.user, downloadKey{}) })
+}
+
 func (s *Server) checkQuota(user, except string, size, credit int64) error {
 	quota := s.cfg.UserQuota
 	more := size - credit

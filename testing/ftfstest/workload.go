@@ -216,11 +216,11 @@ func (w *Workload) Verify(t testing.TB) Report {
 	}
 	obs := w.sys.ObjectStore(t)
 	for name, want := range w.acked {
-		h := NewDigester()
+		var h *Digester
+		var err error
 		// A read that times out says nothing of the file (a soak can leave
 		// the disk busy for minutes): it is tried again before the file
 		// counts as lost; an answer (not found, other bytes) is final.
-		var err error
 		for attempt := 0; attempt < 3; attempt++ {
 			h = NewDigester()
 			if _, err = c.Get(check(), name, h); !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, client.ErrUnavailable) {
