@@ -267,8 +267,11 @@ func (s *Server) idempotent(f op) op {
 		var o outcome
 		switch {
 		case err != nil && (subjects.CodeOf(err).Retryable() || subjects.CodeOf(err) == subjects.CodeInternal):
-			// Not final: free the ID so that a retry runs again.
-			_ = s.requests.Delete(context.WithoutCancel(c.ctx), key, jetstream.LastRevision(rev))
+			// Not final: free the ID so that a retry runs again. (Left
+			// claimed, the claim goes stale and a retry runs it all the same.)
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), writeAttempt)
+			_ = s.requests.Delete(dctx, key, jetstream.LastRevision(rev))
+			cancel()
 			return v, err
 		case err != nil:
 			o.Code, o.Message = subjects.CodeOf(err), err.Error()
