@@ -13,12 +13,14 @@ package primary
 //   - downloads: the downloads running, which the servers announce to each
 //     other on subjects.TransferEvents as they serve their batches.
 //
-// A watch lags storage by a moment. A check that would refuse first waits
-// until the indexes have caught up with storage as it is then, and looks
-// again: nobody is refused because of a file deleted, or an upload
-// finished, a moment ago on the other server. A check that passes may miss
-// a change made at the same moment, so requests racing each other can
-// overshoot a limit by what they bring together.
+// A watch lags storage by a moment. A check that would refuse, or pass
+// with less than a quarter of a limit to spare, first waits until the
+// indexes have caught up with storage as it is then, and looks again:
+// nobody is refused because of a file deleted, or an upload finished, a
+// moment ago on the other server, and what a user did a moment ago counts
+// against their next request wherever it goes (an upload's open always
+// waits). Requests racing each other may still overshoot a limit by what
+// they bring together.
 
 import (
 	"context"
@@ -421,71 +423,91 @@ func (s *Server) syncUsage(ctx context.Context) error {
 	return s.usage.waitFor(ctx, filesSeq, uploadsSeq)
 }
 
-// limited runs check, a limit check on the indexes. Before it refuses, the
-// indexes catch up with storage and it runs again: a refusal must not rest
-// on a change this server has not seen yet (or on an index still loading,
-// after a start or a watch that failed). A pass needs no such wait.
-func (s *Server) limited(ctx context.Context, check func() error) error {
-	if err := check(); err == nil {
+// limited runs check, a limit check on the indexes, first against limits
+// a quarter lower (near): a pass with that much room to spare needs no
+// more. Otherwise the indexes catch up with storage and check runs against
+// the real limits: a refusal must not rest on a change this server has not
+// seen yet (or on an index still loading, after a start or a watch that
+// failed), and a pass near a limit must not miss what the user did a moment
+// ago on the other server.
+func (s *Server) limited(ctx context.Context, check func(near bool) error) error {
+	if err := check(true); err == nil {
 		return nil
 	}
+	return s.synced(ctx, check)
+}
+
+// synced runs check against the real limits once the indexes have caught
+// up with storage.
+func (s *Server) synced(ctx context.Context, check func(near bool) error) error {
 	if err := s.syncUsage(ctx); err != nil {
 		s.log.Warn("usage index may lag storage; checking limits on it as it is", "err", err)
 	}
-	return check()
+	return check(false)
+}
+
+// lowered is limit, or a quarter less (at least 1) when near.
+func lowered[N int | int64](limit N, near bool) N {
+	if near {
+		return limit - max(1, limit/4)
+	}
+	return limit
 }
 
 // admitUpload checks that user may open an upload of size bytes (-1:
-// unknown); credit is the size of the user's own file it replaces.
+// unknown); credit is the size of the user's own file it replaces. An open
+// starts a transfer of more than one request, so it can afford to check on
+// indexes brought up to date, always.
 func (s *Server) admitUpload(ctx context.Context, user string, size, credit int64) error {
 	if s.cfg.MaxOpenUploads <= 0 && s.cfg.MaxTransfers <= 0 && s.cfg.UserQuota <= 0 {
 		return nil
 	}
-	return s.limited(ctx, func() error {
+	return s.synced(ctx, func(near bool) error {
 		if limit := s.cfg.MaxOpenUploads; limit > 0 {
 			if n := s.usage.openUploads(user); n >= limit {
 				return subjects.Errorf(subjects.CodeQuota, "%s has %d unfinished uploads, the most a user may have: finish or abort one (an upload idle for %v is dropped)", user, n, s.cfg.UploadIdle)
 			}
 		}
-		if err := s.checkTransfers(user, downloadKey{}); err != nil {
+		if err := s.checkTransfers(user, downloadKey{}, near); err != nil {
 			return err
 		}
-		return s.checkQuota(user, "", max(size, 0), credit)
+		return s.checkQuota(user, "", max(size, 0), credit, near)
 	})
 }
 
-// checkTransfers refuses a transfer to a user running the most at once.
-func (s *Server) checkTransfers(user string, except downloadKey) error {
+// checkTransfers refuses a transfer to a user running the most at once
+// (lowered when near).
+func (s *Server) checkTransfers(user string, except downloadKey, near bool) error {
 	limit := s.cfg.MaxTransfers
 	if limit <= 0 {
 		return nil
 	}
-	if n := s.usage.transfers(user, time.Now(), except); n >= limit {
+	if n := s.usage.transfers(user, time.Now(), except); n >= lowered(limit, near) {
 		return subjects.Errorf(subjects.CodeQuota, "%s is running %d transfers, the most a user may run at once: wait for one to finish", user, n)
 	}
 	return nil
 }
 
-// checkQuota refuses to let user store size bytes for the upload except
-// (which the index may count already) when that takes them past the quota;
-// credit is what the file it replaces gives back.
 // admitTransfer checks that the user may start a transfer made in one
 // request (subjects.Put, subjects.Get): however short, it counts as one.
 func (s *Server) admitTransfer(c *call) error {
 	if s.cfg.MaxTransfers <= 0 {
 		return nil
 	}
-	return s.limited(c.ctx, func() error { return s.checkTransfers(c.user, downloadKey{}) })
+	return s.limited(c.ctx, func(near bool) error { return s.checkTransfers(c.user, downloadKey{}, near) })
 }
 
-func (s *Server) checkQuota(user, except string, size, credit int64) error {
+// checkQuota refuses to let user store size bytes for the upload except
+// (which the index may count already) when that takes them past the quota
+// (lowered when near); credit is what the file it replaces gives back.
+func (s *Server) checkQuota(user, except string, size, credit int64, near bool) error {
 	quota := s.cfg.UserQuota
 	more := size - credit
 	if quota <= 0 || more <= 0 {
 		return nil
 	}
 	used := s.usage.used(user, except)
-	if used+more <= quota {
+	if used+more <= lowered(quota, near) {
 		return nil
 	}
 	return subjects.Errorf(subjects.CodeQuota, "storage quota reached: %s uses %s of %s, and this upload needs %s more", user, FormatSize(used), FormatSize(quota), FormatSize(more))
@@ -517,7 +539,7 @@ func (s *Server) admitCommit(ctx context.Context, rec uploadRecord, replaced obj
 		return nil
 	}
 	credit := ownSize(replaced, rec.Owner)
-	return s.limited(ctx, func() error { return s.checkQuota(rec.Owner, rec.ID, rec.Bytes, credit) })
+	return s.limited(ctx, func(near bool) error { return s.checkQuota(rec.Owner, rec.ID, rec.Bytes, credit, near) })
 }
 
 // admitChunk checks a chunk of n bytes before it is stored: an upload may
@@ -535,7 +557,7 @@ func (u *upload) admitChunk(n int) error {
 	credit := s.usage.fileSize(u.rec.Name, u.rec.Owner)
 	ctx, cancel := context.WithTimeout(u.ctx, syncWait)
 	defer cancel()
-	err := s.limited(ctx, func() error { return s.checkQuota(u.rec.Owner, u.rec.ID, after, credit) })
+	err := s.limited(ctx, func(near bool) error { return s.checkQuota(u.rec.Owner, u.rec.ID, after, credit, near) })
 	if err != nil {
 		return fmt.Errorf("%w; nothing was stored", err)
 	}
@@ -590,7 +612,7 @@ func (s *Server) admitDownload(c *call, r subjects.DownloadRequest, size int64) 
 	reply := c.req.Reply()
 	k := downloadKey{user: c.user, id: reply[:max(strings.LastIndexByte(reply, '.'), 0)]}
 	if r.After == 0 && !s.usage.running(k, time.Now()) {
-		if err := s.limited(c.ctx, func() error { return s.checkTransfers(c.user, k) }); err != nil {
+		if err := s.limited(c.ctx, func(near bool) error { return s.checkTransfers(c.user, k, near) }); err != nil {
 			return err
 		}
 	}

@@ -43,33 +43,24 @@ func TestDownloadSurvivesKillOfAServer(t *testing.T) {
 	data := sys.PutRandom(t, c, "big.bin", bigFile)
 
 	for _, victim := range []string{"primary", "backup"} {
-		var once sync.Once
-		var killedOne bool
-		killDone := make(chan struct{})
 		var last client.Progress
 		var got bytes.Buffer
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		_, err := c.Get(ctx, "big.bin", &got, client.OnProgress(func(p client.Progress) {
-			last = p
-			if p.Done > bigFile/8 && p.Done < p.Total {
-				// Kill from the side, so that a batch request may be in
-				// flight to the victim when it dies.
-				once.Do(func() {
-					killedOne = true
-					go func() { defer close(killDone); sys.Kill(t, victim) }()
-				})
-			}
-		}))
-		cancel()
-		if killedOne {
+		killDone := make(chan struct{})
+		// Kill from the side, so that a batch request may be in flight to
+		// the victim when it dies; the write waits for the kill.
+		w := &ftfstest.Midway{W: &got, At: bigFile / 8, Fault: func() {
+			go func() { defer close(killDone); sys.Kill(t, victim) }()
 			<-killDone
-		}
+		}}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		_, err := c.Get(ctx, "big.bin", w, client.OnProgress(func(p client.Progress) { last = p }))
+		cancel()
 		if err != nil {
 			t.Fatalf("get with %s killed: %v", victim, err)
 		}
 		ftfstest.SameBytes(t, data, got.Bytes())
-		if !killedOne {
-			t.Fatalf("the download finished before %s could be killed", victim)
+		if !w.Hit() {
+			t.Fatalf("%s was not killed mid-download", victim)
 		}
 		if last.Resent >= bigFile/4 {
 			t.Fatalf("received %d bytes twice: not resumed", last.Resent)
@@ -106,18 +97,17 @@ func TestTransfersRideOverAFrozenServer(t *testing.T) {
 	ftfstest.SameBytes(t, data, got)
 
 	// A download while one server is frozen.
-	var once sync.Once
 	var buf bytes.Buffer
-	_, err = c.Get(ctx, "frozen.bin", &buf, client.OnProgress(func(p client.Progress) {
-		if p.Done > bigFile/8 && p.Done < p.Total {
-			once.Do(func() { sys.Freeze(t, "primary") })
-		}
-	}))
+	w := &ftfstest.Midway{W: &buf, At: bigFile / 8, Fault: func() { sys.Freeze(t, "primary") }}
+	_, err = c.Get(ctx, "frozen.bin", w)
 	sys.Thaw(t, "primary")
 	if err != nil {
 		t.Fatalf("get with primary frozen: %v", err)
 	}
 	ftfstest.SameBytes(t, data, buf.Bytes())
+	if !w.Hit() {
+		t.Fatal("primary was not frozen mid-download")
+	}
 }
 
 // putAndHitHolder uploads data and, once a part of it is stored, applies

@@ -116,3 +116,27 @@ func (d *Digester) Write(p []byte) (int, error) { return d.h.Write(p) }
 func (d *Digester) Digest() string {
 	return "SHA-256=" + base64.URLEncoding.EncodeToString(d.h.Sum(nil))
 }
+
+// Midway is a writer that applies a fault once more than At bytes have
+// reached it, before it takes more. Progress callbacks are throttled and a
+// fast download can finish between two of them; a download written to a
+// Midway cannot finish before its fault has hit.
+type Midway struct {
+	W     io.Writer
+	At    int64
+	Fault func()
+	n     int64
+	hit   bool
+}
+
+func (m *Midway) Write(p []byte) (int, error) {
+	m.n += int64(len(p))
+	if !m.hit && m.n > m.At {
+		m.hit = true
+		m.Fault()
+	}
+	return m.W.Write(p)
+}
+
+// Hit reports whether the fault was applied.
+func (m *Midway) Hit() bool { return m.hit }
