@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -168,63 +167,18 @@ func (s *Server) allObjectsFromConsumer(ctx context.Context) ([]jetstream.Object
 // the latest writes, and a listing must show every acknowledged change: so
 // the leader names the meta subjects and each is read through it.
 func (s *Server) allObjectsFromLeader(ctx context.Context) ([]jetstream.ObjectInfo, error) {
-	var info *jetstream.StreamInfo
-	err := s.retryRead(ctx, func(ctx context.Context) (err error) {
-		info, err = s.stream.Info(ctx, jetstream.WithSubjectFilter(subjects.ObjectMetas(s.cfg.Bucket)))
-		return err
-	})
+	metas, err := s.readMetas(ctx)
 	if err != nil {
 		return nil, err
 	}
-	metas := make(chan string)
-	results := make(chan jetstream.ObjectInfo)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for subj := range metas {
-				m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})
-				if errors.Is(err, jetstream.ErrMsgNotFound) {
-					continue // purged meanwhile
-				}
-				var oi jetstream.ObjectInfo
-				if err == nil {
-					err = json.Unmarshal(m.Data, &oi)
-				}
-				if err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-					continue
-				}
-				if !oi.Deleted {
-					oi.ModTime = m.Time
-					results <- oi
-				}
-			}
-		}()
-	}
-	go func() {
-		for subj := range info.State.Subjects {
-			metas <- subj
-		}
-		close(metas)
-		wg.Wait()
-		close(results)
-	}()
 	var out []jetstream.ObjectInfo
-	for oi := range results {
-		out = append(out, oi)
+	for _, m := range metas {
+		if !m.info.Deleted {
+			m.info.ModTime = m.time
+			out = append(out, m.info)
+		}
 	}
-	select {
-	case err := <-errs:
-		return nil, err
-	default:
-		return out, nil
-	}
+	return out, nil
 }
 
 func (s *Server) list(c *call) (any, error) {

@@ -137,6 +137,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	for _, f := range []func(){
 		s.janitor,
+		s.sweeper,
 		s.watchQuorum,
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
