@@ -25,6 +25,10 @@ func (s *Server) metaSubject(name string) string { return subjects.ObjectMeta(s.
 
 func (s *Server) chunkSubject(nuid string) string { return subjects.ObjectChunks(s.cfg.Bucket, nuid) }
 
+func (s *Server) fenceSubject(id string, i int) string {
+	return subjects.UploadFence(s.cfg.Bucket, id, i)
+}
+
 // object is a file's current meta message and its stream sequence, which a
 // writer names in Nats-Expected-Last-Subject-Sequence so that two concurrent
 // changes of one name cannot both succeed.

@@ -66,16 +66,16 @@ func (s *Server) sweeper() {
 	}
 }
 
-// sweepStorage purges the chunk subjects that no meta and no upload record
-// points at, and the tombstones of deleted names, when their last message
-// is older than age. The last meta message stored is kept even when it is a
+// sweepStorage purges the chunk subjects (and upload fences) that no meta
+// and no upload record points at, and the tombstones of deleted names, when
+// their last message is older than age. The last meta message stored is kept even when it is a
 // tombstone: the files index takes a stream whose last meta is gone for one
 // replaced, and reads it all again.
 func (s *Server) sweepStorage(ctx context.Context, age time.Duration) (sweepResult, error) {
 	var r sweepResult
 	// Chunks first: a version whose chunks are listed here and whose meta
 	// is written after the metas are read below is younger than age.
-	chunkSubjects, err := s.subjectsOf(ctx, s.stream.CachedInfo().Config.Name, s.chunkSubject("*"))
+	chunkSubjects, err := s.subjectsOf(ctx, s.stream.CachedInfo().Config.Name, subjects.ObjectChunksAll(s.cfg.Bucket))
 	if err != nil {
 		return r, err
 	}
@@ -110,7 +110,9 @@ func (s *Server) sweepStorage(ctx context.Context, age time.Duration) (sweepResu
 	}
 	prefix := s.chunkSubject("")
 	for subj := range chunkSubjects {
-		if keep[strings.TrimPrefix(subj, prefix)] {
+		// A version's chunks, or one of its fences (UploadFence).
+		version, _, _ := strings.Cut(strings.TrimPrefix(subj, prefix), ".")
+		if keep[version] {
 			continue
 		}
 		m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})

@@ -1,17 +1,17 @@
 package primary
 
 // Uploads. A client opens an upload on any instance and streams chunks to
-// the instance holding it, which chains each chunk into the object store
-// with Nats-Expected-Last-Subject-Sequence (so chunks are stored in order
-// and a deposed holder cannot append) and Nats-Msg-Id "<upload>.<chunk>"
-// (so a retried publish is recognised). Every few chunks the holder writes a
-// checkpoint (chunk count, size, last stream sequence and the SHA-256 state)
-// to the uploads bucket with a compare-and-set on its revision. When the
-// holder dies the client asks any instance to resume: that instance reads
-// the checkpoint, rolls forward over the chunks stored since, takes the
-// record over (compare-and-set again, which deposes the old holder) and
-// tells the client where to go on. Nothing is visible until commit writes
-// the object's meta message; abandoned uploads are purged by the janitor.
+// the instance holding it, whose writer stores them into the object store
+// with several in flight, behind the upload's fences, and repairs the
+// order when a store fails (writer.go). Every few chunks the holder writes
+// a checkpoint (chunk count, size, last stream sequence and the SHA-256
+// state) to the uploads bucket with a compare-and-set on its revision. When
+// the holder dies the client asks any instance to resume: that instance
+// moves the fences on (the old holder can store nothing more), reads the
+// checkpoint, walks the chunks stored since, takes the record over
+// (compare-and-set again) and tells the client where to go on. Nothing is
+// visible until commit writes the object's meta message; abandoned uploads
+// are purged by the janitor.
 
 import (
 	"context"
@@ -63,16 +63,21 @@ type uploadRecord struct {
 
 // upload is an upload this instance holds.
 type upload struct {
-	s       *Server
-	rec     uploadRecord
-	rev     uint64 // revision of the record this holder last wrote
-	hash    hash.Hash
-	queue   chan chunkMsg
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
-	pending int // chunks stored since the last checkpoint
-	saved   time.Time
+	s            *Server
+	rec          uploadRecord
+	rev          uint64    // revision of the record this holder last wrote
+	hash         hash.Hash // digest state after rec.Chunks
+	fences       []uint64  // where this holder set each fence subject (writer.go)
+	mark         string    // this holder's mark on its fence moves
+	inflight     []*storing
+	failingSince time.Time     // first of the failed stores since the last one stored
+	backoff      time.Duration // before the next repair
+	queue        chan chunkMsg
+	ctx          context.Context
+	cancel       context.CancelFunc
+	done         chan struct{}
+	pending      int // chunks stored since the last checkpoint
+	saved        time.Time
 }
 
 type chunkMsg struct {
@@ -135,16 +140,19 @@ func (s *Server) uploadOpen(c *call) (any, error) {
 	if err != nil {
 		return nil, wrapStorage("record upload", err)
 	}
-	s.hold(rec, rev, sha256.New())
+	s.hold(rec, rev, sha256.New(), make([]uint64, fenceCount), holderMark(s))
 	s.log.Debug("upload opened", "upload", rec.ID, "name", rec.Name, "user", c.user)
 	return s.uploadState(rec), nil
 }
 
+// holderMark is a new mark for a holder's fence moves.
+func holderMark(s *Server) string { return s.instance + "." + nuid.Next() }
+
 // hold makes this instance the holder of an upload and starts its writer.
-func (s *Server) hold(rec uploadRecord, rev uint64, h hash.Hash) *upload {
+func (s *Server) hold(rec uploadRecord, rev uint64, h hash.Hash, fences []uint64, mark string) *upload {
 	ctx, cancel := context.WithCancel(s.ctx)
 	u := &upload{
-		s: s, rec: rec, rev: rev, hash: h,
+		s: s, rec: rec, rev: rev, hash: h, fences: fences, mark: mark,
 		queue:  make(chan chunkMsg, 2*subjects.UploadWindow),
 		ctx:    ctx,
 		cancel: cancel,
@@ -251,145 +259,10 @@ func (s *Server) chunk(req micro.Request) {
 	}
 }
 
-func (u *upload) run() {
-	for {
-		select {
-		case <-u.ctx.Done():
-			return
-		case m := <-u.queue:
-			if !u.store(m) {
-				u.s.mu.Lock()
-				if u.s.transfers[u.rec.ID] == u {
-					delete(u.s.transfers, u.rec.ID)
-				}
-				u.s.mu.Unlock()
-				return
-			}
-		}
-	}
-}
-
-// store writes one chunk and answers it. It returns false when this instance
-// no longer holds the upload.
-func (u *upload) store(m chunkMsg) bool {
-	s := u.s
-	switch chunkOrder(u.rec.Chunks, m.index) {
-	case reackChunk:
-		s.reply(m.reply, subjects.ChunkAck{Chunk: m.index, Offset: u.rec.Bytes}, nil)
-		return true
-	case refuseChunk:
-		s.reply(m.reply, nil, subjects.Errorf(subjects.CodeConflict, "upload %s: got chunk %d, expected chunk %d", u.rec.ID, m.index, u.rec.Chunks))
-		return true
-	}
-	// A store can take seconds (a stream leader being elected): the client
-	// hears that this server is working on it, and moves the upload only
-	// when it falls silent (killed, frozen). chunk checked the reply
-	// subject is the owner's inbox.
-	stop := s.keepalive(m.reply.Reply())
-	defer stop()
-	seq, next, err := u.publishHashed(m)
-	if err != nil {
-		stop()
-		s.reply(m.reply, nil, err)
-		return subjects.CodeOf(err) != subjects.CodeConflict
-	}
-	u.hash = next
-	u.rec.Chunks++
-	u.rec.Bytes += int64(len(m.data))
-	u.rec.LastSeq = seq
-	u.pending++
-	held := true
-	if u.pending >= checkpointChunks || time.Since(u.saved) >= checkpointEvery {
-		if err := u.checkpoint(); err != nil {
-			s.log.Info("upload taken over by another server", "upload", u.rec.ID, "err", err)
-			held = false
-		}
-	}
-	// The chunk is durable either way.
-	stop()
-	s.reply(m.reply, subjects.ChunkAck{Chunk: m.index, Offset: u.rec.Bytes}, nil)
-	return held
-}
-
-// publishHashed stores a chunk as publish does and returns, with its stream
-// sequence, the digest state after it. Hashing a chunk takes about a
-// quarter of its store's round trip, and the writer would otherwise do it
-// between one store's acknowledgement and the next store, so it runs
-// while the store is on its way, on a copy of the state: a chunk that
-// fails to be stored is sent again and must not be hashed twice.
-func (u *upload) publishHashed(m chunkMsg) (uint64, hash.Hash, error) {
-	next, err := u.hash.(hash.Cloner).Clone() // crypto/sha256 clones
-	if err != nil {
-		return 0, nil, fmt.Errorf("upload %s: copy digest state: %w", u.rec.ID, err)
-	}
-	hashed := make(chan struct{})
-	go func() { // owned here: waited for below on every path
-		defer close(hashed)
-		next.Write(m.data)
-	}()
-	seq, err := u.publish(m)
-	<-hashed
-	if err != nil {
-		return 0, nil, err
-	}
-	return seq, next, nil
-}
-
-// publish appends a chunk to the object's chunk subject, right after the
-// last chunk this holder knows of, retrying while JetStream is briefly
-// unavailable.
-func (u *upload) publish(m chunkMsg) (uint64, error) {
-	s := u.s
-	if err := u.admitChunk(len(m.data)); err != nil {
-		u.drop(err)
-		return 0, err
-	}
-	subj := s.chunkSubject(u.rec.ID)
-	msgID := u.rec.ID + "." + strconv.FormatUint(uint64(m.index), 10)
-	msg := nats.NewMsg(subj)
-	msg.Data = m.data
-	msg.Header.Set(jetstream.MsgIDHeader, msgID)
-	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(u.rec.LastSeq, 10))
-	backoff := 50 * time.Millisecond
-	giveUp := time.Now().Add(chunkRetryFor)
-	for {
-		ctx, cancel := context.WithTimeout(u.ctx, chunkAttempt)
-		ack, err := s.js.PublishMsg(ctx, msg)
-		if err == nil {
-			cancel()
-			return ack.Sequence, nil
-		}
-		if isWrongLastSequence(err) {
-			// Either an earlier attempt of ours was stored and its ack lost,
-			// or another instance has taken the upload over.
-			last, gerr := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})
-			cancel()
-			if gerr == nil && last.Header.Get(jetstream.MsgIDHeader) == msgID {
-				return last.Sequence, nil
-			}
-			return 0, subjects.Errorf(subjects.CodeConflict, "upload %s moved to another server: resume it", u.rec.ID)
-		}
-		cancel()
-		if u.ctx.Err() != nil {
-			return 0, subjects.Errorf(subjects.CodeUnavailable, "server stopping")
-		}
-		if time.Now().After(giveUp) || !(storageUnavailable(err) || isTooManyRequests(err)) {
-			return 0, fmt.Errorf("store chunk %d of upload %s: %w", m.index, u.rec.ID, err)
-		}
-		s.log.Warn("storing chunk failed; retrying", "upload", u.rec.ID, "chunk", m.index, "err", err)
-		select {
-		case <-u.ctx.Done():
-			return 0, subjects.Errorf(subjects.CodeUnavailable, "server stopping")
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, time.Second)
-	}
-}
-
-// A chunk's store is tried for chunkAttempt at a time, for chunkRetryFor in
-// all. A publish that reached a stream leader as it died is never answered:
-// a short attempt sends it again soon after the election (4 to 9 s) has
-// found a new one, and its message ID makes a repeat harmless.
+// A chunk's store is waited for chunkAttempt before the writer repairs, and
+// repaired for chunkRetryFor in all. A publish that reached a stream leader
+// as it died is never answered: a short wait repairs soon after the
+// election (4 to 9 s) has found a new one.
 const (
 	chunkAttempt  = 2 * time.Second
 	chunkRetryFor = 30 * time.Second
@@ -452,8 +325,9 @@ func (s *Server) loadUpload(c *call, id string) (uploadRecord, uint64, error) {
 }
 
 // takeOver makes this instance the holder of an upload, whoever held it:
-// it stops a local writer, rolls the record's checkpoint forward over the
-// chunks stored after it, and claims the record.
+// it stops a local writer, moves the upload's fences on (the holder before
+// can store nothing more), rolls the record's checkpoint forward over the
+// chunks stored after it (walk), and claims the record.
 func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
 	// Whether the caller may act on it, first: a request refused (another
 	// user's, an unknown upload) must not stop the writer of someone's
@@ -472,19 +346,18 @@ func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
 		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(rec.Hash); err != nil {
 			return nil, rec, fmt.Errorf("upload %s: bad digest state: %w", id, err)
 		}
-		subj := s.chunkSubject(id)
-		for {
-			m, err := s.leaderGet(c.ctx, leaderGetRequest{Seq: rec.LastSeq + 1, NextFor: subj})
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				break
+		fences, mark := make([]uint64, fenceCount), holderMark(s)
+		if err := s.fence(c.ctx, id, fences, true, mark); err != nil {
+			if errors.Is(err, errDeposed) && attempt < 3 {
+				continue // another server is taking it over too
 			}
-			if err != nil {
-				return nil, rec, wrapStorage("read stored chunks", err)
+			if errors.Is(err, errDeposed) {
+				return nil, rec, subjects.Errorf(subjects.CodeConflict, "upload %s is being taken over by another server", id)
 			}
-			h.Write(m.Data)
-			rec.Chunks++
-			rec.Bytes += int64(len(m.Data))
-			rec.LastSeq = m.Sequence
+			return nil, rec, wrapStorage("fence upload", err)
+		}
+		if err := s.walk(c.ctx, &rec, h); err != nil {
+			return nil, rec, err
 		}
 		rec.Hash = hashState(h)
 		rec.Instance = s.instance
@@ -497,7 +370,7 @@ func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
 		if err != nil {
 			return nil, rec, wrapStorage("claim upload", err)
 		}
-		return s.hold(rec, newRev, h), rec, nil
+		return s.hold(rec, newRev, h, fences, mark), rec, nil
 	}
 }
 
@@ -515,6 +388,9 @@ func (s *Server) heldUnchanged(c *call, id string) (*upload, uploadRecord, bool)
 		return nil, uploadRecord{}, false
 	}
 	s.letGo(u) // its writer stopped, u.rec and u.hash are ours to read
+	if len(u.inflight) > 0 {
+		return nil, uploadRecord{}, false // stores may still land: fence and walk
+	}
 	e, err := s.kvGet(c.ctx, s.uploads, id)
 	if err != nil || e.Revision() != u.rev {
 		return nil, uploadRecord{}, false

@@ -544,10 +544,14 @@ func (s *Server) admitCommit(ctx context.Context, rec uploadRecord, replaced obj
 
 // admitChunk checks a chunk of n bytes before it is stored: an upload may
 // not grow past the maximum file size, nor past its announced size beyond
-// the quota. It runs on the upload's writer, which owns u.rec.
+// the quota, counting the chunks in flight before it. It runs on the
+// upload's writer, which owns u.rec and u.inflight.
 func (u *upload) admitChunk(n int) error {
 	s := u.s
 	after := u.rec.Bytes + int64(n)
+	for _, p := range u.inflight {
+		after += int64(len(p.data))
+	}
 	if err := s.checkFileSize(u.rec.Name, after); err != nil {
 		return fmt.Errorf("%w; nothing was stored", err)
 	}

@@ -1,6 +1,9 @@
 package subjects
 
-import "encoding/base64"
+import (
+	"encoding/base64"
+	"strconv"
+)
 
 // The JetStream object store's layout (nats.go jetstream/object.go), which
 // the file servers write directly and the backup reads directly. Keeping it
@@ -18,6 +21,17 @@ func ObjectMeta(bucket, name string) string {
 
 // ObjectChunks is the subject of an object version's chunks, in order.
 func ObjectChunks(bucket, nuid string) string { return "$O." + bucket + ".C." + nuid }
+
+// UploadFence is the i-th fence subject of upload id: the chunks of an
+// upload are stored only while the fence each names is where its holder
+// set it, so that a server that took the upload over keeps the one before
+// out. Not a chunk: object store readers read ObjectChunks only.
+func UploadFence(bucket, id string, i int) string {
+	return ObjectChunks(bucket, id) + ".f" + strconv.Itoa(i)
+}
+
+// ObjectChunksAll matches the chunk and fence subjects of every version.
+func ObjectChunksAll(bucket string) string { return "$O." + bucket + ".C.>" }
 
 // StreamMsgGet is the subject of JetStream's message get on a stream,
 // answered by the stream leader only.

@@ -84,7 +84,7 @@ func (b *bench) probeChunks() {
 	chunk := ftfstest.RandomBytes(subjects.ChunkSize)
 	n := int((b.cfg.Size + subjects.ChunkSize - 1) / subjects.ChunkSize)
 	for run := 1; run <= b.cfg.Runs; run++ {
-		for _, system := range rotate([]string{probeOne, probeWindow, probeRelay}, run-1) {
+		for _, system := range rotate([]string{probeOne, probeWindow, probeRelay, probeRelayWindow}, run-1) {
 			ctx, cancel := b.ctx()
 			subject := fmt.Sprintf("bench.probe.%d.%s", run, system)
 			var perChunk []float64
@@ -95,6 +95,9 @@ func (b *bench) probeChunks() {
 					return err
 				case probeWindow:
 					return publishWindow(ctx, js, subject, chunk, n, subjects.UploadWindow)
+				}
+				if system == probeRelayWindow {
+					return b.publishRelayedWindow(ctx, nc, js, subject, chunk, n)
 				}
 				return b.publishRelayed(ctx, nc, js, subject, chunk, n)
 			})
@@ -121,7 +124,73 @@ const (
 	probeOne    = "jetstream-one-at-a-time"
 	probeWindow = "jetstream-8-in-flight"
 	probeRelay  = "relayed-one-at-a-time"
+	// probeRelayWindow is the relay storing 8 chunks at a time, each
+	// fenced (Nats-Expected-Last-Subject-Sequence on one of 8 fence
+	// subjects, as a holder that can be deposed would need): what a
+	// pipelined file server could reach.
+	probeRelayWindow = "relayed-8-in-flight"
 )
+
+// publishRelayedWindow is publishRelayed with the relay keeping as many
+// stores in flight as the client keeps chunks, each checked against a
+// fence subject of its own.
+func (b *bench) publishRelayedWindow(ctx context.Context, relay *nats.Conn, js jetstream.JetStream, subject string, chunk []byte, n int) error {
+	fences := make([]string, subjects.UploadWindow)
+	fenceSeqs := make([]uint64, subjects.UploadWindow)
+	for i := range fences {
+		fences[i] = subject + "-fence" + strconv.Itoa(i)
+		ack, err := js.Publish(ctx, fences[i], nil)
+		if err != nil {
+			return fmt.Errorf("fence: %w", err)
+		}
+		fenceSeqs[i] = ack.Sequence
+	}
+	type pending struct {
+		ack jetstream.PubAckFuture
+		in  *nats.Msg
+	}
+	queue := make(chan pending, subjects.UploadWindow)
+	done := make(chan struct{})
+	go func() { // owned here: ends when queue closes
+		defer close(done)
+		h := sha256.New()
+		for p := range queue {
+			select {
+			case <-p.ack.Ok():
+				h.Write(p.in.Data)
+				_ = p.in.Respond(nil)
+			case err := <-p.ack.Err():
+				_ = p.in.Respond([]byte(err.Error()))
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() { close(queue); <-done }()
+	var i int
+	sub, err := relay.Subscribe(subject+".in", func(m *nats.Msg) {
+		out := nats.NewMsg(subject)
+		out.Data = m.Data
+		f := i % len(fences)
+		out.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(fenceSeqs[f], 10))
+		out.Header.Set("Nats-Expected-Last-Subject-Sequence-Subject", fences[f])
+		i++
+		ack, err := js.PublishMsgAsync(out)
+		if err != nil {
+			_ = m.Respond([]byte(err.Error()))
+			return
+		}
+		queue <- pending{ack, m}
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := relay.Flush(); err != nil {
+		return err
+	}
+	return sendWindowed(ctx, b.serviceConn(), subject+".in", chunk, n)
+}
 
 // publishRelayed has a client connection send n chunks, 8 in flight, to a
 // relay on another connection that stores them one at a time as
@@ -154,6 +223,12 @@ func (b *bench) publishRelayed(ctx context.Context, relay *nats.Conn, js jetstre
 	if err := relay.Flush(); err != nil {
 		return err
 	}
+	return sendWindowed(ctx, nc, subject+".in", chunk, n)
+}
+
+// sendWindowed sends n chunks to subject keeping 8 in flight, as an ftfs
+// client does, each answered by an empty message or an error text.
+func sendWindowed(ctx context.Context, nc *nats.Conn, subject string, chunk []byte, n int) error {
 	acks := make(chan *nats.Msg, n)
 	inbox := nc.NewInbox()
 	asub, err := nc.ChanSubscribe(inbox, acks)
@@ -164,7 +239,7 @@ func (b *bench) publishRelayed(ctx context.Context, relay *nats.Conn, js jetstre
 	inFlight := 0
 	for sent := 0; sent < n || inFlight > 0; {
 		for inFlight < subjects.UploadWindow && sent < n {
-			if err := nc.PublishMsg(&nats.Msg{Subject: subject + ".in", Reply: inbox, Data: chunk}); err != nil {
+			if err := nc.PublishMsg(&nats.Msg{Subject: subject, Reply: inbox, Data: chunk}); err != nil {
 				return err
 			}
 			sent++
