@@ -224,17 +224,20 @@ func (s *Server) idempotent(f op) op {
 		// ended 30 s later.
 		var rev uint64
 		for rev == 0 {
+			// Claim first: a request is new far more often than not.
+			var err error
+			rev, err = s.kvCreate(c.ctx, s.requests, key, pending)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, jetstream.ErrKeyExists) {
+				return nil, wrapStorage("claim request", err)
+			}
+			// Claimed before (by us, if an attempt's answer was lost).
 			e, err := s.kvGet(c.ctx, s.requests, key)
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound):
-				rev, err = s.kvCreate(c.ctx, s.requests, key, pending)
-				if errors.Is(err, jetstream.ErrKeyExists) {
-					rev = 0
-					continue // claimed meanwhile (by us, if an attempt's answer was lost): look again
-				}
-				if err != nil {
-					return nil, wrapStorage("claim request", err)
-				}
+				continue // released meanwhile: claim again
 			case err != nil:
 				return nil, wrapStorage("look up request", err)
 			case bytes.Equal(e.Value(), pending):
@@ -397,6 +400,7 @@ func storageUnavailable(err error) bool {
 		errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrConnectionClosed) ||
 		errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, nats.ErrDisconnected) || // async publishes pending when the broker went
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }
 

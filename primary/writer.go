@@ -88,14 +88,33 @@ func (p *storing) answer(s *Server, reply any, err error) {
 	p.stops, p.replies = nil, nil
 }
 
+// settle waits until the store's outcome is in (and drops it), or until
+// it is overdue, or stop.
+func (p *storing) settle(stop <-chan struct{}) {
+	if p.ack == nil || p.settled {
+		return
+	}
+	select {
+	case <-p.ack.Ok():
+	case <-p.ack.Err():
+	case <-time.After(time.Until(p.sent.Add(chunkAttempt))):
+	case <-stop:
+		return
+	}
+	p.settled = true
+}
+
 func (u *upload) run() {
 	defer func() {
 		// Unanswered chunks: the client hears nothing more from this
-		// server and moves the upload.
+		// server and moves the upload. Their stores end (or time out)
+		// first, so that whoever goes on (an abort purging the chunks, a
+		// commit) finds them stored or failed, not on their way.
 		for _, p := range u.inflight {
 			for _, stop := range p.stops {
 				stop()
 			}
+			p.settle(u.s.ctx.Done())
 		}
 	}()
 	timer := time.NewTimer(chunkAttempt)
@@ -283,17 +302,10 @@ func (u *upload) recover(err error) bool {
 // walked, what it holds in order is answered and the rest sent again.
 func (u *upload) repair() error {
 	for _, p := range u.inflight {
-		if p.ack == nil || p.settled {
-			continue
-		}
-		select {
-		case <-p.ack.Ok():
-		case <-p.ack.Err():
-		case <-time.After(time.Until(p.sent.Add(chunkAttempt))):
-		case <-u.ctx.Done():
-			return u.ctx.Err()
-		}
-		p.settled = true
+		p.settle(u.ctx.Done())
+	}
+	if err := u.ctx.Err(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(u.ctx, chunkAttempt)
 	defer cancel()
@@ -328,7 +340,6 @@ func (u *upload) repair() error {
 // or 0: never moved). A move found made with the same mark is the holder's
 // own, whose answer was lost. errDeposed when another server moved one.
 func (s *Server) fence(ctx context.Context, id string, seqs []uint64, read bool, mark string) error {
-	acks := make([]jetstream.PubAckFuture, len(seqs))
 	for i := range seqs {
 		subj := s.fenceSubject(id, i)
 		if read {
@@ -344,42 +355,30 @@ func (s *Server) fence(ctx context.Context, id string, seqs []uint64, read bool,
 		msg := nats.NewMsg(subj)
 		msg.Header.Set(headerFence, mark)
 		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(seqs[i], 10))
-		var err error
-		if acks[i], err = s.js.PublishMsgAsync(msg); err != nil {
+		err := s.retryFor(ctx, func(ctx context.Context) error {
+			ack, err := s.js.PublishMsg(ctx, msg)
+			if err == nil {
+				seqs[i] = ack.Sequence
+			}
+			return err
+		})
+		if isWrongLastSequence(err) {
+			// Moved by an attempt of ours whose answer was lost, or by
+			// another server.
+			m, gerr := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})
+			if gerr != nil {
+				return fmt.Errorf("read fence: %w", gerr)
+			}
+			if m.Header.Get(headerFence) != mark {
+				return errDeposed
+			}
+			seqs[i], err = m.Sequence, nil
+		}
+		if err != nil {
 			return fmt.Errorf("move fence: %w", err)
 		}
 	}
-	var firstErr error
-	for i, f := range acks {
-		select {
-		case ack := <-f.Ok():
-			seqs[i] = ack.Sequence
-			continue
-		case err := <-f.Err():
-			if isWrongLastSequence(err) {
-				// Moved by an attempt of ours whose answer was lost, or by
-				// another server.
-				m, gerr := s.leaderGet(ctx, leaderGetRequest{LastFor: s.fenceSubject(id, i)})
-				if gerr == nil && m.Header.Get(headerFence) == mark {
-					seqs[i] = m.Sequence
-					continue
-				}
-				err = errDeposed
-			}
-			firstErr = cmpErr(firstErr, err)
-		case <-ctx.Done():
-			firstErr = cmpErr(firstErr, fmt.Errorf("move fence: %w", ctx.Err()))
-		}
-	}
-	return firstErr
-}
-
-// cmpErr keeps the first error, errDeposed over any other.
-func cmpErr(first, err error) error {
-	if first == nil || (errors.Is(err, errDeposed) && !errors.Is(first, errDeposed)) {
-		return err
-	}
-	return first
+	return nil
 }
 
 // walk reads the chunk subject of upload rec past rec.LastSeq, once the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -213,6 +214,17 @@ func TestBadRequestsAtTheWire(t *testing.T) {
 		t.Errorf("put.bin is %+v; want %d bytes in one chunk, %s", fi, len(content), ftfstest.Digest(content))
 	}
 	ftfstest.SameBytes(t, content, ftfstest.GetBytes(t, mallory, "put.bin"))
+	// A copy of the put that a frozen server held, run after the file was
+	// deleted: answered as the first, and the file stays deleted.
+	dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer dcancel()
+	if err := mallory.Delete(dctx, "put.bin"); err != nil {
+		t.Fatal(err)
+	}
+	once.run(t)
+	if _, err := mallory.Stat(dctx, "put.bin"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("put.bin after a stale copy of its put: %v; want ErrNotFound", err)
+	}
 
 	// Chunks and commits, step by step through real uploads.
 	chunk0, chunk1 := ftfstest.RandomBytes(subjects.ChunkSize), ftfstest.RandomBytes(1000)
@@ -336,7 +348,8 @@ func TestBadRequestsAtTheWire(t *testing.T) {
 
 	// Nothing stored by the bad requests: the files, the users, no upload
 	// left open; and the damage the good bodies would have done is not done.
-	want := append([]string{"admin-put.bin", "admins.bin", "chunked.bin", "finished-0.bin", "finished-2.bin", "finished-4.bin", "keep.txt", "put.bin"}, rep.names...)
+	// (put.bin: deleted, and not put back by the copy of its put.)
+	want := append([]string{"admin-put.bin", "admins.bin", "chunked.bin", "finished-0.bin", "finished-2.bin", "finished-4.bin", "keep.txt"}, rep.names...)
 	slices.Sort(want)
 	if got := wireNames(t, mallory); !slices.Equal(got, want) {
 		t.Errorf("files %q, want %q", got, want)
