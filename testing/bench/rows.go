@@ -335,15 +335,19 @@ func latencyRows(res *Results) []LatencyRow {
 }
 
 // probeRows compare JetStream storing 512 KiB chunks one at a time (as
-// the ftfs server does), and relayed as ftfs does, with 8 in flight.
+// the ftfs server did), relayed that way, and relayed 8 at a time behind
+// fences (as it does), with the chunks published straight, 8 in flight.
 func probeRows(res *Results) []Row {
 	window := res.pick("probe", "publish", probeWindow)
 	var rows []Row
-	for _, system := range []string{probeOne, probeRelay} {
+	for _, system := range []string{probeOne, probeRelay, probeRelayWindow} {
 		r := Row{Name: "probe: JetStream stores " + sizeText(subjects.ChunkSize) + " chunks one at a time", Unit: "MB/s",
 			Alt: fmt.Sprintf("%d in flight", subjects.UploadWindow), Higher: true}
-		if system == probeRelay {
-			r.Name += ", relayed as ftfs does"
+		switch system {
+		case probeRelay:
+			r.Name += ", relayed"
+		case probeRelayWindow:
+			r.Name = fmt.Sprintf("probe: JetStream stores %s chunks %d at a time behind fences, relayed as ftfs does", sizeText(subjects.ChunkSize), subjects.UploadWindow)
 		}
 		r.FTFS, r.FTFSRuns = medianRate(res.pick("probe", "publish", system))
 		r.AltValue, r.AltRuns = medianRate(window)
