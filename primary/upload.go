@@ -352,7 +352,7 @@ func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
 				continue // another server is taking it over too
 			}
 			if errors.Is(err, errDeposed) {
-				return nil, rec, subjects.Errorf(subjects.CodeConflict, "upload %s is being taken over by another server", id)
+				return nil, rec, errTakeoverRace(id)
 			}
 			return nil, rec, wrapStorage("fence upload", err)
 		}
@@ -367,11 +367,21 @@ func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
 		if err != nil && attempt < 3 && !storageUnavailable(err) {
 			continue // someone checkpointed meanwhile: roll forward again
 		}
+		if err != nil && !storageUnavailable(err) {
+			return nil, rec, errTakeoverRace(id)
+		}
 		if err != nil {
 			return nil, rec, wrapStorage("claim upload", err)
 		}
 		return s.hold(rec, newRev, h, fences, mark), rec, nil
 	}
+}
+
+// errTakeoverRace answers a takeover that kept losing to another one (a
+// client that sent its resume again to the other server, the holder
+// repairing): busy, so that the client asks again, and one of them wins.
+func errTakeoverRace(id string) error {
+	return subjects.Errorf(subjects.CodeBusy, "upload %s is being taken over by another request; try again", id)
 }
 
 // heldUnchanged lets go of an upload this server holds for the caller and
