@@ -76,6 +76,15 @@ func (s *Server) liveObject(ctx context.Context, name string) (object, error) {
 
 // putMeta stores info as the meta message of its name, provided the name's
 // meta is still at expectSeq. It returns errConflict when it has moved.
+// claimedMeta is putMeta for a request that may run under a claim
+// (stillClaimed).
+func (s *Server) claimedMeta(c *call, info jetstream.ObjectInfo, expectSeq uint64) (uint64, error) {
+	if err := s.stillClaimed(c); err != nil {
+		return 0, err
+	}
+	return s.putMeta(c.ctx, info, expectSeq)
+}
+
 func (s *Server) putMeta(ctx context.Context, info jetstream.ObjectInfo, expectSeq uint64) (uint64, error) {
 	data, err := json.Marshal(info)
 	if err != nil {
@@ -301,7 +310,7 @@ func (s *Server) delete(c *call) (any, error) {
 		tomb := stamped(c, o.info)
 		tomb.Deleted, tomb.Size, tomb.Chunks, tomb.Digest = true, 0, 0, ""
 		tomb.ModTime = time.Now().UTC()
-		seq, err := s.putMeta(c.ctx, tomb, o.seq)
+		seq, err := s.claimedMeta(c, tomb, o.seq)
 		if err == errConflict && attempt < 3 {
 			continue
 		}
@@ -406,14 +415,14 @@ func (s *Server) rename(c *call) (any, error) {
 		moved := stamped(c, from.info)
 		moved.Name = r.To
 		moved.ModTime = time.Now().UTC()
-		if _, err = s.putMeta(c.ctx, moved, to.seq); err == errConflict && attempt < 3 {
+		if _, err = s.claimedMeta(c, moved, to.seq); err == errConflict && attempt < 3 {
 			continue
 		} else if err != nil {
 			return nil, err
 		}
 		tomb := stamped(c, from.info)
 		tomb.Deleted, tomb.Size, tomb.Chunks, tomb.Digest = true, 0, 0, ""
-		tombSeq, err := s.putMeta(c.ctx, tomb, from.seq)
+		tombSeq, err := s.claimedMeta(c, tomb, from.seq)
 		if err != nil {
 			// The new name is in place; the old one still shows the same
 			// content. Report it: the user can remove the old name.

@@ -29,6 +29,11 @@ type call struct {
 	user  string
 	admin bool
 	token string // hashed session key, for logout
+	// claimKey and claim are the request's record in the requests bucket
+	// and the revision this run of it claimed (idempotent); claim is 0
+	// when the request is not run under a claim.
+	claimKey string
+	claim    uint64
 }
 
 // requestKey identifies a mutating request across its retries ("" when the
@@ -266,6 +271,7 @@ func (s *Server) idempotent(f op) op {
 				}
 			}
 		}
+		c.claimKey, c.claim = key, rev
 		v, err := f(c)
 		var o outcome
 		switch {
@@ -290,6 +296,28 @@ func (s *Server) idempotent(f op) op {
 		}
 		return v, err
 	}
+}
+
+// stillClaimed fails when the request c runs under a claim that is no
+// longer this run's: a server frozen in the middle of a request finds, once
+// thawed, that a retry has run it elsewhere (idempotent took the claim of a
+// server it could not reach), and the client may have acted on that answer
+// since (deleted the file put, put again the file deleted). Its writes must
+// not follow. Checked right before the write that makes a change visible;
+// busy, so that a client still waiting asks again and gets the outcome.
+func (s *Server) stillClaimed(c *call) error {
+	if c.claim == 0 {
+		return nil
+	}
+	e, err := s.kvGet(c.ctx, s.requests, c.claimKey)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return wrapStorage("check request claim", err)
+	}
+	if err != nil || e.Revision() != c.claim {
+		s.log.Warn("request run again elsewhere meanwhile; not writing", "user", c.user)
+		return subjects.Errorf(subjects.CodeBusy, "the same request was run again meanwhile; ask again for its outcome")
+	}
+	return nil
 }
 
 // instanceAlive says whether a file server instance may still be running a

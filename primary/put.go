@@ -98,12 +98,12 @@ func (s *Server) put(c *call) (any, error) {
 			}
 			stored = true
 		}
-		seq, err := s.putMeta(c.ctx, info, cur.seq)
+		seq, err := s.claimedMeta(c, info, cur.seq)
 		if err == errConflict && attempt < 3 {
 			continue // the name changed meanwhile: look again
 		}
-		if err == errConflict {
-			drop()
+		if err == errConflict || subjects.CodeOf(err) == subjects.CodeBusy {
+			drop() // no meta written: a conflict, or a run taken over (stillClaimed)
 		}
 		if err != nil {
 			// Any other failure may have stored the meta all the same

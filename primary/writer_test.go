@@ -204,3 +204,39 @@ func TestWriterRepairsAfterFailedStores(t *testing.T) {
 		t.Fatalf("object store read after the repair: %v, equal=%v", err, bytes.Equal(got, data))
 	}
 }
+
+// TestAStaleRunOfARequestWritesNothing: a server frozen in the middle of a
+// request whose claim a retry took over meanwhile (and ran) must not write
+// the change when it thaws; the client may have acted on the retry's
+// answer (deleted the file the request put).
+func TestAStaleRunOfARequestWritesNothing(t *testing.T) {
+	url := startTestBroker(t)
+	s := startTestServer(t, url, RolePrimary)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rev, err := s.requests.Create(ctx, "stale-run", []byte(`{"pending":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &call{ctx: ctx, user: AdminUser, admin: true, claimKey: "stale-run", claim: rev}
+	info := jetstream.ObjectInfo{ObjectMeta: jetstream.ObjectMeta{Name: "stale.bin"}, Bucket: subjects.FilesBucket, NUID: "STALE"}
+	// A retry on the other server takes the claim over, runs, answers.
+	if _, err := s.requests.Update(ctx, "stale-run", []byte(`{"body":{}}`), rev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.claimedMeta(c, info, 0); subjects.CodeOf(err) != subjects.CodeBusy {
+		t.Fatalf("stale run's write: %v, want busy", err)
+	}
+	if o, err := s.getObject(ctx, "stale.bin"); err != nil || o.seq != 0 {
+		t.Fatalf("stale run wrote the meta: %+v, %v", o, err)
+	}
+	// The run that holds the claim writes.
+	e, err := s.requests.Get(ctx, "stale-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.claim = e.Revision()
+	if _, err := s.claimedMeta(c, info, 0); err != nil {
+		t.Fatalf("claimed run's write: %v", err)
+	}
+}
