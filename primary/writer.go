@@ -38,6 +38,7 @@ import (
 	"hash"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -74,6 +75,7 @@ type storing struct {
 	ack     jetstream.PubAckFuture
 	err     error // the publish failed before it was sent
 	settled bool  // ack's outcome was taken
+	lost    bool  // no outcome in time: the store may still land
 	sent    time.Time
 }
 
@@ -98,6 +100,7 @@ func (p *storing) settle(stop <-chan struct{}) {
 	case <-p.ack.Ok():
 	case <-p.ack.Err():
 	case <-time.After(time.Until(p.sent.Add(chunkAttempt))):
+		p.lost = true
 	case <-stop:
 		return
 	}
@@ -151,6 +154,7 @@ func (u *upload) run() {
 			u.inflight[0].settled = true
 			held = u.recover(err)
 		case <-late:
+			u.inflight[0].settled, u.inflight[0].lost = true, true
 			held = u.recover(errStoreTimeout)
 		}
 		if !held {
@@ -204,7 +208,7 @@ func (u *upload) send(p *storing) {
 	f := int(p.index) % fenceCount
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(u.fences[f], 10))
 	msg.Header.Set(expectedLastSubjSeqSubjHeader, u.s.fenceSubject(u.rec.ID, f))
-	p.sent, p.settled = time.Now(), false
+	p.sent, p.settled, p.lost = time.Now(), false, false
 	p.ack, p.err = u.s.js.PublishMsgAsync(msg)
 }
 
@@ -298,19 +302,27 @@ func (u *upload) recover(err error) bool {
 }
 
 // repair brings storage and the writer back in step after a failed store:
-// every store in flight ends, the fences move on, the chunk subject is
-// walked, what it holds in order is answered and the rest sent again.
+// every store in flight ends, the fences move on if one went unanswered,
+// the chunk subject is walked, what it holds in order is answered and the
+// rest sent again.
 func (u *upload) repair() error {
+	lost := false
 	for _, p := range u.inflight {
 		p.settle(u.ctx.Done())
+		lost = lost || p.lost
 	}
 	if err := u.ctx.Err(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(u.ctx, chunkAttempt)
+	ctx, cancel := context.WithTimeout(u.ctx, 2*chunkAttempt)
 	defer cancel()
-	if err := u.s.fence(ctx, u.rec.ID, u.fences, false, u.mark); err != nil {
-		return err
+	// Only a store without an answer can land later. Moving the fences
+	// when every store answered would only make the stores sent next meet
+	// the fence moves still in process (refused, code 10164).
+	if lost {
+		if err := u.s.fence(ctx, u.rec.ID, u.fences, false, u.mark); err != nil {
+			return err
+		}
 	}
 	// Walk from the last chunk known, on a copy: a walk that fails half
 	// way leaves the writer's state as it was, and is made again.
@@ -340,43 +352,66 @@ func (u *upload) repair() error {
 // or 0: never moved). A move found made with the same mark is the holder's
 // own, whose answer was lost. errDeposed when another server moved one.
 func (s *Server) fence(ctx context.Context, id string, seqs []uint64, read bool, mark string) error {
+	// The fences are independent: moved at once, a takeover or a repair
+	// right after a stream leader's election waits for one round of calls.
+	errs := make([]error, len(seqs))
+	var wg sync.WaitGroup
 	for i := range seqs {
-		subj := s.fenceSubject(id, i)
-		if read {
-			seqs[i] = 0
-			m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})
-			switch {
-			case err == nil:
-				seqs[i] = m.Sequence
-			case !errors.Is(err, jetstream.ErrMsgNotFound):
-				return fmt.Errorf("read fence: %w", err)
-			}
-		}
-		msg := nats.NewMsg(subj)
-		msg.Header.Set(headerFence, mark)
-		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(seqs[i], 10))
-		err := s.retryFor(ctx, func(ctx context.Context) error {
-			ack, err := s.js.PublishMsg(ctx, msg)
-			if err == nil {
-				seqs[i] = ack.Sequence
-			}
+		wg.Add(1)
+		go func() { // owned here: waited for below
+			defer wg.Done()
+			errs[i] = s.moveFence(ctx, s.fenceSubject(id, i), &seqs[i], read, mark)
+		}()
+	}
+	wg.Wait()
+	var first error
+	for _, err := range errs {
+		if errors.Is(err, errDeposed) {
 			return err
-		})
-		if isWrongLastSequence(err) {
-			// Moved by an attempt of ours whose answer was lost, or by
-			// another server.
-			m, gerr := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})
-			if gerr != nil {
-				return fmt.Errorf("read fence: %w", gerr)
-			}
-			if m.Header.Get(headerFence) != mark {
-				return errDeposed
-			}
-			seqs[i], err = m.Sequence, nil
 		}
-		if err != nil {
-			return fmt.Errorf("move fence: %w", err)
+		if first == nil {
+			first = err
 		}
+	}
+	return first
+}
+
+// moveFence moves one fence subject on (see fence).
+func (s *Server) moveFence(ctx context.Context, subj string, seq *uint64, read bool, mark string) error {
+	if read {
+		*seq = 0
+		m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})
+		switch {
+		case err == nil:
+			*seq = m.Sequence
+		case !errors.Is(err, jetstream.ErrMsgNotFound):
+			return fmt.Errorf("read fence: %w", err)
+		}
+	}
+	msg := nats.NewMsg(subj)
+	msg.Header.Set(headerFence, mark)
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*seq, 10))
+	err := s.retryFor(ctx, func(ctx context.Context) error {
+		ack, err := s.js.PublishMsg(ctx, msg)
+		if err == nil {
+			*seq = ack.Sequence
+		}
+		return err
+	})
+	if isWrongLastSequence(err) {
+		// Moved by an attempt of ours whose answer was lost, or by
+		// another server.
+		m, gerr := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})
+		if gerr != nil {
+			return fmt.Errorf("read fence: %w", gerr)
+		}
+		if m.Header.Get(headerFence) != mark {
+			return errDeposed
+		}
+		*seq, err = m.Sequence, nil
+	}
+	if err != nil {
+		return fmt.Errorf("move fence: %w", err)
 	}
 	return nil
 }

@@ -141,6 +141,12 @@ func TestWriterRepairsAfterFailedStores(t *testing.T) {
 	if err := admin.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: "repaired.bin", Size: int64(len(data))}, &st); err != nil {
 		t.Fatal(err)
 	}
+	// A message first, so that the chunks deleted come after it and count
+	// as deleted (the stream's first messages deleted would only move its
+	// first sequence on).
+	if _, err := s.js.Publish(ctx, s.chunkSubject("MARKER"), []byte("m")); err != nil {
+		t.Fatal(err)
+	}
 	cfg := s.stream.CachedInfo().Config
 	small := cfg
 	small.MaxMsgSize = 64 << 10
