@@ -223,18 +223,29 @@ func (u *upload) stored(ack *jetstream.PubAck) bool {
 	// The chunk is durable either way.
 	p.answer(u.s, subjects.ChunkAck{Chunk: p.index, Offset: u.rec.Bytes}, nil)
 	if !held {
-		u.failInflight(subjects.Errorf(subjects.CodeConflict, "upload %s moved to another server: resume it", u.rec.ID))
+		u.failInflight(u.moved())
 	}
 	return held
 }
 
 // accept counts a chunk stored in order at stream sequence seq.
 func (u *upload) accept(data []byte, seq uint64) {
-	u.hash.Write(data)
-	u.rec.Chunks++
-	u.rec.Bytes += int64(len(data))
-	u.rec.LastSeq = seq
+	u.rec.count(u.hash, data, seq)
 	u.pending++
+}
+
+// count counts into rec, and into its digest state h, the next chunk,
+// stored at stream sequence seq.
+func (rec *uploadRecord) count(h hash.Hash, data []byte, seq uint64) {
+	h.Write(data)
+	rec.Chunks++
+	rec.Bytes += int64(len(data))
+	rec.LastSeq = seq
+}
+
+// moved answers the chunks of an upload another server has taken over.
+func (u *upload) moved() error {
+	return subjects.Errorf(subjects.CodeConflict, "upload %s moved to another server: resume it", u.rec.ID)
 }
 
 // saveProgress writes a checkpoint when one is due; false when another
@@ -265,7 +276,7 @@ func (u *upload) failInflight(err error) {
 func (u *upload) recover(err error) bool {
 	s := u.s
 	if isWrongLastSequence(err) {
-		u.failInflight(subjects.Errorf(subjects.CodeConflict, "upload %s moved to another server: resume it", u.rec.ID))
+		u.failInflight(u.moved())
 		return false
 	}
 	if u.failingSince.IsZero() {
@@ -288,7 +299,7 @@ func (u *upload) recover(err error) bool {
 		case err == nil:
 			return true
 		case errors.Is(err, errDeposed):
-			u.failInflight(subjects.Errorf(subjects.CodeConflict, "upload %s moved to another server: resume it", u.rec.ID))
+			u.failInflight(u.moved())
 			return false
 		case u.ctx.Err() != nil:
 			return false
@@ -432,10 +443,7 @@ func (s *Server) walk(ctx context.Context, rec *uploadRecord, h hash.Hash) error
 		}
 		seq = m.Sequence + 1
 		if index, ok := chunkIndex(m.Header, rec.ID); !ok || index == rec.Chunks {
-			h.Write(m.Data)
-			rec.Chunks++
-			rec.Bytes += int64(len(m.Data))
-			rec.LastSeq = m.Sequence
+			rec.count(h, m.Data, m.Sequence)
 			continue
 		}
 		if err := s.stream.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
