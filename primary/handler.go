@@ -342,18 +342,40 @@ const writeAttempt = 2 * time.Second
 // retryFor retries a storage write f with backoff until it succeeds, ctx
 // ends or storage turns read-only, writeAttempt at a time.
 func (s *Server) retryFor(ctx context.Context, f func(context.Context) error) error {
-	return s.retryStorage(ctx, writeAttempt, time.Second, f)
+	return s.retryStorage(ctx, writeAttempt, time.Second, false, f)
 }
 
 // retryStorage runs a storage call f, each attempt bounded by attempt, again
 // after a timeout or a moment of unavailability (backing off up to
-// maxBackoff), until it succeeds, ctx ends or storage turns read-only.
-func (s *Server) retryStorage(ctx context.Context, attempt, maxBackoff time.Duration, f func(context.Context) error) error {
+// maxBackoff), until it succeeds, ctx ends or storage turns read-only. A
+// stream leader elected meanwhile ends the wait at once; with
+// restartAtElection it also ends an attempt in flight, which was most
+// likely sent to the leader that is gone (only for calls that are safe to
+// repeat at any moment: a write's repeat can meet its own first attempt).
+func (s *Server) retryStorage(ctx context.Context, attempt, maxBackoff time.Duration, restartAtElection bool, f func(context.Context) error) error {
 	backoff := 50 * time.Millisecond
 	for {
+		elected := s.elections.wait()
 		actx, cancel := context.WithTimeout(ctx, attempt)
+		if restartAtElection {
+			go func() { // owned here: ends with this attempt
+				select {
+				case <-elected:
+					cancel()
+				case <-actx.Done():
+				}
+			}()
+		}
 		err := f(actx)
 		cancel()
+		if restartAtElection && ctx.Err() == nil && errors.Is(err, context.Canceled) {
+			select {
+			case <-elected: // the election ended the attempt
+				backoff = 50 * time.Millisecond
+				continue
+			default:
+			}
+		}
 		if err == nil || !storageUnavailable(err) || ctx.Err() != nil {
 			return err
 		}
@@ -363,6 +385,9 @@ func (s *Server) retryStorage(ctx context.Context, attempt, maxBackoff time.Dura
 		select {
 		case <-ctx.Done():
 			return err
+		case <-elected:
+			backoff = 50 * time.Millisecond
+			continue
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, maxBackoff)

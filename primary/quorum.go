@@ -182,9 +182,10 @@ func (m *mirror) sweepSessions() {
 // readKV reads key from kv, or from its mirror once storage is read-only,
 // or when the mirror has the key while the bucket's stream has no leader.
 // A broker's death leaves the streams it led without one for an election
-// (4 to 9 s); every request reads its session, so without the mirror every
-// request, and every reconnecting client's authorization, would wait for
-// the sessions stream's election. While a stream has no leader nothing can
+// (3 to 5 s with ftfs's brokers, up to 9 s with a plain nats-server); every
+// request reads its session, so without the mirror every request, and
+// every reconnecting client's authorization, would wait for the sessions
+// stream's election. While a stream has no leader nothing can
 // be written to it, so what the mirror holds is current (but for a change
 // made the instant before, not yet delivered).
 func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror, key string) ([]byte, error) {
@@ -236,7 +237,7 @@ const readAttempt = 2 * time.Second
 // retryRead runs a storage read, again after a timeout or a moment of
 // unavailability, until ctx ends or storage turns read-only.
 func (s *Server) retryRead(ctx context.Context, read func(context.Context) error) error {
-	return s.retryStorage(ctx, readAttempt, 500*time.Millisecond, read)
+	return s.retryStorage(ctx, readAttempt, 500*time.Millisecond, true, read)
 }
 
 // quorumReachable says whether enough brokers answer (each for itself, on

@@ -67,6 +67,7 @@ type Server struct {
 	usersMirror    *mirror
 	sessionsMirror *mirror
 	usage          *usage // per-user limits (usage.go)
+	elections      elections
 
 	authSub   *nats.Subscription
 	inflight  atomic.Int64  // request handlers running
@@ -139,6 +140,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.janitor,
 		s.sweeper,
 		s.watchQuorum,
+		s.followElections,
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
 		s.followUsage,

@@ -285,41 +285,31 @@ func (s *Server) keepWatching(what string, reset func(), watch func(context.Cont
 	}
 }
 
-// watchUploads feeds the uploads index until ctx ends or the watch fails.
+// watchUploads feeds the uploads index from the uploads bucket until ctx
+// ends or the consumer fails.
 func (s *Server) watchUploads(ctx context.Context) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w, err := s.uploads.WatchAll(wctx)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watch closed")
-			}
-			if e == nil {
-				continue // initial values delivered
-			}
+	prefix := strings.TrimSuffix(subjects.KVSubjects(subjects.UploadsBucket), ">")
+	return s.followLast(ctx, subjects.KVStream(subjects.UploadsBucket), subjects.KVSubjects(subjects.UploadsBucket), nil,
+		func(md *jetstream.MsgMetadata, m jetstream.Msg) {
+			id := strings.TrimPrefix(m.Subject(), prefix)
 			var rec *uploadRecord
-			if e.Operation() == jetstream.KeyValuePut {
+			if m.Headers().Get(kvOperationHeader) == "" {
 				rec = new(uploadRecord)
-				if json.Unmarshal(e.Value(), rec) != nil {
+				if json.Unmarshal(m.Data(), rec) != nil {
 					rec = nil
 				}
 			} else {
 				// Aborted or expired, maybe by another server: a writer
 				// this one still runs for it would wait for chunks forever.
-				s.releaseLater(e.Key())
+				s.releaseLater(id)
 			}
-			s.usage.putUpload(e.Revision(), e.Key(), rec)
-		}
-	}
+			s.usage.putUpload(md.Sequence.Stream, id, rec)
+		})
 }
+
+// kvOperationHeader marks a key-value delete or purge (nats.go
+// jetstream/kv.go); a put has none.
+const kvOperationHeader = "KV-Operation"
 
 // releaseLater stops this server's writer of an upload, if it has one, in
 // the background: the writer may be in the middle of storing a chunk.
@@ -338,23 +328,50 @@ func (s *Server) releaseLater(id string) {
 }
 
 // watchFiles feeds the files index from the object store's meta messages
-// until ctx ends or the consumer fails. An ordered consumer rather than
+// until ctx ends or the consumer fails. A consumer rather than
 // ObjectStore.Watch: a refusal waits for a stream sequence (syncUsage).
 func (s *Server) watchFiles(ctx context.Context) error {
+	s.usage.mu.Lock()
+	stale := s.usage.filesStale
+	s.usage.mu.Unlock()
+	err := s.followLast(ctx, subjects.ObjectStream(s.cfg.Bucket), subjects.ObjectMetas(s.cfg.Bucket), stale,
+		func(md *jetstream.MsgMetadata, m jetstream.Msg) {
+			var info jetstream.ObjectInfo
+			if err := json.Unmarshal(m.Data(), &info); err != nil {
+				s.log.Warn("unreadable file meta message; not counted", "seq", md.Sequence.Stream, "err", err)
+				info = jetstream.ObjectInfo{Deleted: true}
+			}
+			info.ModTime = md.Timestamp // as a listing through the stream says it
+			s.usage.putFile(md.Sequence.Stream, fileInfo(info), !info.Deleted)
+		})
+	if errors.Is(err, errWatchStopped) {
+		return errors.New("storage holds less than the index: read it afresh")
+	}
+	return err
+}
+
+// errWatchStopped: followLast's stop channel closed.
+var errWatchStopped = errors.New("watch stopped")
+
+// followLast hands take the last message of every subject of stream that
+// matches filter, then every new one, in stream order, until ctx ends (nil),
+// stop closes (errWatchStopped) or the consumer fails. An ordered pull
+// consumer with 2 s heartbeats: one lost with its broker, or left behind
+// by a frozen server, is replaced within seconds, from where it was, where
+// a KeyValue watch (push, 5 s heartbeats) noticed after 10 s, and every
+// upload's open waited for its index meanwhile.
+func (s *Server) followLast(ctx context.Context, stream, filter string, stop <-chan struct{}, take func(md *jetstream.MsgMetadata, m jetstream.Msg)) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	cons, err := s.js.OrderedConsumer(cctx, subjects.ObjectStream(s.cfg.Bucket), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subjects.ObjectMetas(s.cfg.Bucket)},
+	cons, err := s.js.OrderedConsumer(cctx, stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 	})
 	cancel()
 	if err != nil {
 		return err
 	}
-	s.usage.mu.Lock()
-	stale := s.usage.filesStale
-	s.usage.mu.Unlock()
 	// A callback may still run as Stop returns; once stopped, none may
-	// touch the index, which is about to be read afresh.
+	// touch the index, which may be about to be read afresh.
 	var mu sync.Mutex
 	stopped := false
 	cc, err := cons.Consume(func(m jetstream.Msg) {
@@ -367,16 +384,10 @@ func (s *Server) watchFiles(ctx context.Context) error {
 		if err != nil {
 			return
 		}
-		var info jetstream.ObjectInfo
-		if err := json.Unmarshal(m.Data(), &info); err != nil {
-			s.log.Warn("unreadable file meta message; not counted", "seq", md.Sequence.Stream, "err", err)
-			info = jetstream.ObjectInfo{Deleted: true}
-		}
-		info.ModTime = md.Timestamp // as a listing through the stream says it
-		s.usage.putFile(md.Sequence.Stream, fileInfo(info), !info.Deleted)
+		take(md, m)
 	}, jetstream.PullExpiry(6*time.Second), jetstream.PullHeartbeat(2*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			s.log.Debug("files usage watch", "err", err)
+			s.log.Debug("storage watch", "stream", stream, "err", err)
 		}))
 	if err != nil {
 		return err
@@ -390,8 +401,8 @@ func (s *Server) watchFiles(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		return nil
-	case <-stale:
-		return errors.New("storage holds less than the index: read it afresh")
+	case <-stop:
+		return errWatchStopped
 	case <-cc.Closed():
 		return errors.New("consumer closed")
 	}

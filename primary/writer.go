@@ -282,6 +282,7 @@ func (u *upload) recover(err error) bool {
 	if u.failingSince.IsZero() {
 		u.failingSince = time.Now()
 	}
+	elected := s.elections.wait()
 	for {
 		log := s.log.Warn
 		if !(isTooManyRequests(err) || storageUnavailable(err) || errors.Is(err, errStoreTimeout)) {
@@ -291,8 +292,11 @@ func (u *upload) recover(err error) bool {
 		select {
 		case <-u.ctx.Done():
 			return false
+		case <-elected: // a stream leader lost is back
+			u.backoff = 0
 		case <-time.After(u.backoff):
 		}
+		elected = s.elections.wait()
 		u.backoff = min(max(2*u.backoff, 50*time.Millisecond), time.Second)
 		err = u.repair()
 		switch {

@@ -52,6 +52,13 @@ const JetStreamInfo = "$JS.API.INFO"
 // temporarily unavailable": no quorum among the brokers.
 const ErrCodeClusterNotAvailable = 10008
 
+// StreamLeaderElected is the advisory JetStream publishes when a stream
+// (or, with "*", any stream) has a new leader: storage calls waiting
+// through the election can go again at once.
+func StreamLeaderElected(stream string) string {
+	return "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED." + stream
+}
+
 // KVStream is the stream behind a key-value bucket, and KVSubjects the
 // subjects it holds (nats.go jetstream/kv.go).
 func KVStream(bucket string) string { return "KV_" + bucket }
