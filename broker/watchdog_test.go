@@ -1,0 +1,73 @@
+package broker
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// TestFrozenFileServerIsDisconnected checks the watchdog: a file server
+// that stops answering (a connection nobody reads, as a SIGSTOPped
+// process's) is disconnected within seconds, while one that answers keeps
+// its connection. Pings are set to a minute, so only the watchdog can
+// drop anything here.
+func TestFrozenFileServerIsDisconnected(t *testing.T) {
+	b := start(t, Config{PingInterval: time.Minute, MaxPingsOut: 2})
+
+	var dropped atomic.Int32
+	live, err := nats.Connect(b.ClientURL(), nats.UserInfo(subjects.ServiceUser, pw), nats.Name(subjects.ConnNameBackup),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { dropped.Add(1) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if _, err := live.Subscribe(subjects.DiscoveryPing+".LIVE", func(m *nats.Msg) { _ = m.Respond([]byte("{}")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := live.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(b.ClientURL(), "nats://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	if _, err := r.ReadString('\n'); err != nil { // INFO
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "CONNECT {\"user\":%q,\"pass\":%q,\"name\":%q,\"verbose\":false,\"pedantic\":false}\r\nSUB %s 1\r\nSUB %s %s 2\r\nPING\r\n",
+		subjects.ServiceUser, pw, subjects.ConnNamePrimary, subjects.DiscoveryPing+".FROZEN", subjects.Login, subjects.QueueGroup)
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "PONG") {
+		t.Fatalf("connect the frozen server: %q, %v", line, err)
+	}
+
+	// Frozen from here: what the broker sends is read only to see the
+	// connection close, never answered.
+	started := time.Now()
+	// Within seconds (about frozenAfter); the bound is loose for a busy
+	// machine, and far below the minute pings would take.
+	const within = 15 * time.Second
+	_ = conn.SetReadDeadline(time.Now().Add(2 * within))
+	for {
+		if _, err := r.ReadString('\n'); err != nil {
+			if took := time.Since(started); took > within {
+				t.Fatalf("frozen server disconnected after %v, want within %v (%v)", took, within, err)
+			}
+			t.Logf("frozen server disconnected after %v", time.Since(started).Round(time.Millisecond))
+			break
+		}
+	}
+	if !live.IsConnected() || dropped.Load() != 0 {
+		t.Fatalf("the file server that answers lost its connection (connected %v, disconnects %d)", live.IsConnected(), dropped.Load())
+	}
+}
