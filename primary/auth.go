@@ -329,6 +329,9 @@ func (s *Server) userAdd(c *call) (any, error) {
 		return nil, err
 	}
 	u := userRecord{Name: r.User, Hash: hash, Admin: r.Admin, Created: time.Now().UTC()}
+	if err := s.stillClaimed(c); err != nil {
+		return nil, err
+	}
 	if err := s.putUser(c.ctx, u, true); err != nil {
 		return nil, err
 	}
@@ -345,6 +348,9 @@ func (s *Server) userRemove(c *call) (any, error) {
 		return nil, subjects.Errorf(subjects.CodeForbidden, "you cannot remove yourself")
 	}
 	if _, err := s.getUser(c.ctx, r.User); err != nil {
+		return nil, err
+	}
+	if err := s.stillClaimed(c); err != nil {
 		return nil, err
 	}
 	if err := s.kvPurge(c.ctx, s.users, r.User); err != nil {
@@ -370,6 +376,9 @@ func (s *Server) userRevoke(c *call) (any, error) {
 		return nil, subjects.Errorf(subjects.CodeInvalid, "revoke takes a user name only")
 	}
 	if _, err := s.getUser(c.ctx, r.User); err != nil {
+		return nil, err
+	}
+	if err := s.stillClaimed(c); err != nil {
 		return nil, err
 	}
 	n, err := s.revokeSessions(c.ctx, r.User, "")
@@ -400,6 +409,9 @@ func (s *Server) userPassword(c *call) (any, error) {
 	}
 	u.Hash, err = bcrypt.GenerateFromPassword([]byte(r.Password), bcryptCost)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.stillClaimed(c); err != nil {
 		return nil, err
 	}
 	if err := s.putUser(c.ctx, u, false); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/ftfs/ftfs/subjects"
 )
@@ -245,4 +246,31 @@ func TestAStaleRunOfARequestWritesNothing(t *testing.T) {
 	if _, err := s.claimedMeta(c, info, 0); err != nil {
 		t.Fatalf("claimed run's write: %v", err)
 	}
+
+	// The same for a user's creation: a stale run must not bring back a
+	// user removed since.
+	add := &call{ctx: ctx, user: AdminUser, admin: true, claimKey: "stale-run", claim: rev,
+		req: requestWith(subjects.UserAdd, `{"user":"stale-user","password":"stale-password-1"}`)}
+	if _, err := s.userAdd(add); subjects.CodeOf(err) != subjects.CodeBusy {
+		t.Fatalf("stale run's user add: %v, want busy", err)
+	}
+	if _, err := s.getUser(ctx, "stale-user"); subjects.CodeOf(err) != subjects.CodeNotFound {
+		t.Fatalf("stale run added the user: %v", err)
+	}
 }
+
+// requestWith is a request with body data as a handler sees it, for
+// handlers called directly.
+func requestWith(subject, data string) micro.Request {
+	return &stubRequest{subject: subject, data: []byte(data)}
+}
+
+type stubRequest struct {
+	micro.Request // not called by the handlers tested
+	subject       string
+	data          []byte
+}
+
+func (r *stubRequest) Data() []byte           { return r.data }
+func (r *stubRequest) Subject() string        { return r.subject }
+func (r *stubRequest) Headers() micro.Headers { return micro.Headers{} }
