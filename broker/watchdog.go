@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/ftfs/ftfs/subjects"
 )
@@ -17,10 +18,11 @@ import (
 // connected to it more closely: it pings each one's service instance
 // (micro's per-instance ping subject, answered by the server's own
 // connection), and closes the connection of one that has answered nothing
-// for frozenAfter. The closing is announced on subjects.ServerGone, clients
-// send their requests again, now to a server that answers; a server that
-// thaws reconnects and serves again, its uploads fenced off (primary's
-// writer) if another took them over.
+// for frozenAfter while the broker itself kept answering. The closing is
+// announced on subjects.ServerGone, clients send their requests again, now
+// to a server that answers; a server that thaws reconnects and serves
+// again, its uploads fenced off (primary's writer) if another took them
+// over.
 
 const (
 	// probeEvery is how often each file server is pinged.
@@ -59,6 +61,16 @@ func (b *Broker) stopWatchdog() {
 }
 
 func (b *Broker) watchFileServers(ctx context.Context) {
+	// The broker's own round trip, the control: a broker stalled itself
+	// (its disk, its CPU) hears no file server either, and closing their
+	// connections would only add their reconnection to its load.
+	control := b.status.nc.NewRespInbox()
+	sub, err := b.status.nc.Subscribe(control, func(m *nats.Msg) { _ = m.Respond(nil) })
+	if err != nil {
+		b.log.Warn("frozen file servers not watched: they leave when pings miss", "err", err)
+		return
+	}
+	defer func() { _ = sub.Unsubscribe() }()
 	watched := map[uint64]*fileServerConn{}
 	tick := time.NewTicker(probeEvery)
 	defer tick.Stop()
@@ -67,6 +79,19 @@ func (b *Broker) watchFileServers(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, probeEvery)
+		_, err := b.status.nc.RequestWithContext(pctx, control, nil)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			// Stalled: nobody's silence counts until the broker answers.
+			for _, w := range watched {
+				w.answered = time.Now()
+			}
+			continue
 		}
 		now := time.Now()
 		current := b.fileServerConns()

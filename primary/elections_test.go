@@ -2,45 +2,53 @@ package primary
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/ftfs/ftfs/subjects"
 )
 
-// TestAReadInFlightGoesAgainAtALeaderElection checks that a storage read
-// sent to a stream leader that died (never answered) is sent again as soon
-// as JetStream announces a new leader, not after its attempt's timeout
-// (an hour here, longer than the test may take).
-func TestAReadInFlightGoesAgainAtALeaderElection(t *testing.T) {
+// TestRetriesGoAgainAtALeaderElection checks that a storage call failing
+// while a stream has no leader is tried again as soon as JetStream
+// announces a new one, not after its back-off: twelve failures in a row
+// back off for over three minutes, far longer than the test may take.
+func TestRetriesGoAgainAtALeaderElection(t *testing.T) {
 	s := startTestServer(t, startTestBroker(t), RolePrimary)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	attempts := 0
-	err := s.retryStorage(ctx, time.Hour, time.Hour, true, func(actx context.Context) error {
-		attempts++
-		if attempts > 1 {
-			return nil
-		}
-		// The announcement JetStream makes when a stream has a new leader
-		// (sent until heard: the server subscribes as it starts).
-		tick := time.NewTicker(100 * time.Millisecond)
+
+	// JetStream's announcements of new leaders, over and over.
+	announcing, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if err := s.nc.Publish(subjects.StreamLeaderElected(subjects.KVStream(subjects.SessionsBucket)), []byte("{}")); err != nil {
-				t.Errorf("announce an election: %v", err)
-			}
+			_ = s.nc.Publish(subjects.StreamLeaderElected(subjects.ObjectStream(subjects.FilesBucket)), []byte("{}"))
 			select {
-			case <-actx.Done():
-				return actx.Err()
+			case <-announcing.Done():
+				return
 			case <-tick.C:
 			}
 		}
+	}()
+	defer func() { stop(); wg.Wait() }()
+
+	const failures = 12
+	attempts := 0
+	err := s.retryStorage(ctx, time.Second, time.Hour, func(context.Context) error {
+		attempts++
+		if attempts <= failures {
+			return nats.ErrNoResponders // as while the stream has no leader
+		}
+		return nil
 	})
 	if err != nil {
-		t.Fatalf("read: %v (after %d attempts)", err, attempts)
-	}
-	if attempts != 2 {
-		t.Fatalf("read attempted %d times, want 2", attempts)
+		t.Fatalf("after %d attempts: %v", attempts, err)
 	}
 }

@@ -54,7 +54,7 @@ func (s *Server) getObject(ctx context.Context, name string) (object, error) {
 	if err := json.Unmarshal(m.Data, &o.info); err != nil {
 		return object{}, fmt.Errorf("file %q: corrupt meta message: %w", name, err)
 	}
-	o.info.ModTime = m.Time
+	o.info.ModTime = modTime(o.info, m.Time)
 	o.seq = m.Sequence
 	return o, nil
 }
@@ -128,6 +128,18 @@ func mayChange(c *call, o object) error {
 	return subjects.Errorf(subjects.CodeForbidden, "%q belongs to %s: only the owner or an admin may change it", o.info.Name, o.owner())
 }
 
+// modTime is when a file was last changed: the time its server wrote into
+// its meta, or for a meta written by another tool (nats.go's object store
+// stores none), the time JetStream stored the message. The server's own
+// time lets it answer a put with the file's time without reading the meta
+// back; the two differ by the write's round trip.
+func modTime(info jetstream.ObjectInfo, stored time.Time) time.Time {
+	if info.ModTime.IsZero() {
+		return stored
+	}
+	return info.ModTime
+}
+
 func fileInfo(info jetstream.ObjectInfo) subjects.FileInfo {
 	return subjects.FileInfo{
 		Name:     info.Name,
@@ -187,7 +199,7 @@ func (s *Server) allObjectsFromLeader(ctx context.Context) ([]jetstream.ObjectIn
 	var out []jetstream.ObjectInfo
 	for _, m := range metas {
 		if !m.info.Deleted {
-			m.info.ModTime = m.time
+			m.info.ModTime = modTime(m.info, m.time)
 			out = append(out, m.info)
 		}
 	}

@@ -34,6 +34,9 @@ type call struct {
 	// when the request is not run under a claim.
 	claimKey string
 	claim    uint64
+	// afterReply, when set, runs once the reply has left (idempotent's
+	// record of the outcome).
+	afterReply func()
 }
 
 // requestKey identifies a mutating request across its retries ("" when the
@@ -143,10 +146,12 @@ func (s *Server) authed(f op) func(micro.Request) {
 		// Only now: the reply subject is the user's own inbox.
 		defer s.keepalive(req.Reply())()
 		v, err := f(c)
-		if _, ok := v.(noReply); ok && err == nil {
-			return
+		if _, ok := v.(noReply); !ok || err != nil {
+			s.reply(req, v, err)
 		}
-		s.reply(req, v, err)
+		if c.afterReply != nil {
+			c.afterReply()
+		}
 	}
 }
 
@@ -211,6 +216,10 @@ type outcome struct {
 // request whose server died in the middle is run again.
 const pendingStale = requestTimeout + 5*time.Second
 
+// outcomeWait is how long a copy of a request in progress waits for the
+// first one's outcome before answering busy.
+const outcomeWait = 2 * time.Second
+
 // idempotent runs a mutating request at most once per HeaderRequestID (from
 // the same user): it claims the ID in the requests bucket before running,
 // answers a retry that arrives meanwhile with "busy" (the client retries)
@@ -228,6 +237,10 @@ func (s *Server) idempotent(f op) op {
 		// otherwise hold the request, keepalives flowing, until its context
 		// ended 30 s later.
 		var rev uint64
+		// A copy that finds the request in progress on a live server waits
+		// a little for its outcome (stored just after its answer left)
+		// before answering busy.
+		waitUntil, wait := time.Now().Add(outcomeWait), 25*time.Millisecond
 		for rev == 0 {
 			// Claim first: a request is new far more often than not.
 			var err error
@@ -254,7 +267,15 @@ func (s *Server) idempotent(f op) op {
 				}
 				switch {
 				case o.Pending && time.Since(o.Started) < pendingStale && s.instanceAlive(c.ctx, o.Instance):
-					return nil, subjects.Errorf(subjects.CodeBusy, "the same request is still in progress")
+					if time.Now().After(waitUntil) {
+						return nil, subjects.Errorf(subjects.CodeBusy, "the same request is still in progress")
+					}
+					select {
+					case <-c.ctx.Done():
+						return nil, wrapStorage("look up request", c.ctx.Err())
+					case <-time.After(wait):
+					}
+					wait = min(2*wait, 250*time.Millisecond)
 				case o.Pending: // its server died: run it again
 					rev, err = s.kvUpdate(c.ctx, s.requests, key, pending, e.Revision())
 					if err != nil {
@@ -288,11 +309,15 @@ func (s *Server) idempotent(f op) op {
 			o.Body, _ = json.Marshal(v)
 		}
 		b, _ := json.Marshal(o)
-		// The outcome must be stored before the answer leaves, or a retry
-		// would find the claim and wait; keep trying through a leader
-		// election.
-		if _, err2 := s.kvUpdate(c.ctx, s.requests, key, b, rev); err2 != nil {
-			s.log.Warn("could not remember request outcome", "err", err2)
+		// Stored once the answer has left: the client waits for one storage
+		// round trip less. A retry is sent only when no answer came (a
+		// reply lost, a server silent), and one that finds the claim
+		// still pending on this live server is answered busy and asks
+		// again a moment later.
+		c.afterReply = func() {
+			if _, err := s.kvUpdate(c.ctx, s.requests, key, b, rev); err != nil {
+				s.log.Warn("could not remember request outcome", "err", err)
+			}
 		}
 		return v, err
 	}
@@ -342,40 +367,23 @@ const writeAttempt = 2 * time.Second
 // retryFor retries a storage write f with backoff until it succeeds, ctx
 // ends or storage turns read-only, writeAttempt at a time.
 func (s *Server) retryFor(ctx context.Context, f func(context.Context) error) error {
-	return s.retryStorage(ctx, writeAttempt, time.Second, false, f)
+	return s.retryStorage(ctx, writeAttempt, time.Second, f)
 }
 
 // retryStorage runs a storage call f, each attempt bounded by attempt, again
 // after a timeout or a moment of unavailability (backing off up to
 // maxBackoff), until it succeeds, ctx ends or storage turns read-only. A
-// stream leader elected meanwhile ends the wait at once; with
-// restartAtElection it also ends an attempt in flight, which was most
-// likely sent to the leader that is gone (only for calls that are safe to
-// repeat at any moment: a write's repeat can meet its own first attempt).
-func (s *Server) retryStorage(ctx context.Context, attempt, maxBackoff time.Duration, restartAtElection bool, f func(context.Context) error) error {
+// stream leader elected meanwhile ends the back-off at once. (An attempt
+// in flight is left to its bound: sent again at an election, every call
+// waiting on a leader that is slow rather than dead would be sent twice,
+// and on brokers stalled by their disk, elections come often.)
+func (s *Server) retryStorage(ctx context.Context, attempt, maxBackoff time.Duration, f func(context.Context) error) error {
 	backoff := 50 * time.Millisecond
 	for {
 		elected := s.elections.wait()
 		actx, cancel := context.WithTimeout(ctx, attempt)
-		if restartAtElection {
-			go func() { // owned here: ends with this attempt
-				select {
-				case <-elected:
-					cancel()
-				case <-actx.Done():
-				}
-			}()
-		}
 		err := f(actx)
 		cancel()
-		if restartAtElection && ctx.Err() == nil && errors.Is(err, context.Canceled) {
-			select {
-			case <-elected: // the election ended the attempt
-				backoff = 50 * time.Millisecond
-				continue
-			default:
-			}
-		}
 		if err == nil || !storageUnavailable(err) || ctx.Err() != nil {
 			return err
 		}
@@ -385,8 +393,7 @@ func (s *Server) retryStorage(ctx context.Context, attempt, maxBackoff time.Dura
 		select {
 		case <-ctx.Done():
 			return err
-		case <-elected:
-			backoff = 50 * time.Millisecond
+		case <-elected: // back-off kept: elections come in bursts
 			continue
 		case <-time.After(backoff):
 		}

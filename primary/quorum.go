@@ -237,7 +237,7 @@ const readAttempt = 2 * time.Second
 // retryRead runs a storage read, again after a timeout or a moment of
 // unavailability, until ctx ends or storage turns read-only.
 func (s *Server) retryRead(ctx context.Context, read func(context.Context) error) error {
-	return s.retryStorage(ctx, readAttempt, 500*time.Millisecond, true, read)
+	return s.retryStorage(ctx, readAttempt, 500*time.Millisecond, read)
 }
 
 // quorumReachable says whether enough brokers answer (each for itself, on

@@ -516,15 +516,12 @@ func (s *Server) mayReplace(c *call, rec uploadRecord, cur object) error {
 
 // published follows the writing of info's meta at stream sequence seq,
 // where it replaced the version replaced: the version replaced is purged
-// later, and the file's info is returned with the server's timestamp.
+// later, and the file's info is returned as stored (modTime).
 func (s *Server) published(c *call, info jetstream.ObjectInfo, replaced object, seq uint64) subjects.FileInfo {
 	if replaced.live() && replaced.info.NUID != info.NUID {
 		s.purgeLater(replaced.info.NUID, seq)
 	}
 	fi := fileInfo(info)
-	if o, err := s.getObject(c.ctx, info.Name); err == nil && o.info.NUID == info.NUID {
-		fi = fileInfo(o.info)
-	}
 	s.log.Info("file stored", "name", fi.Name, "size", fi.Size, "owner", fi.Owner, "by", c.user)
 	return fi
 }

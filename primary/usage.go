@@ -341,7 +341,7 @@ func (s *Server) watchFiles(ctx context.Context) error {
 				s.log.Warn("unreadable file meta message; not counted", "seq", md.Sequence.Stream, "err", err)
 				info = jetstream.ObjectInfo{Deleted: true}
 			}
-			info.ModTime = md.Timestamp // as a listing through the stream says it
+			info.ModTime = modTime(info, md.Timestamp) // as a listing says it
 			s.usage.putFile(md.Sequence.Stream, fileInfo(info), !info.Deleted)
 		})
 	if errors.Is(err, errWatchStopped) {

@@ -292,12 +292,11 @@ func (u *upload) recover(err error) bool {
 		select {
 		case <-u.ctx.Done():
 			return false
-		case <-elected: // a stream leader lost is back
-			u.backoff = 0
+		case <-elected: // a stream leader lost is back (back-off kept)
 		case <-time.After(u.backoff):
+			u.backoff = min(max(2*u.backoff, 50*time.Millisecond), time.Second)
 		}
 		elected = s.elections.wait()
-		u.backoff = min(max(2*u.backoff, 50*time.Millisecond), time.Second)
 		err = u.repair()
 		switch {
 		case err == nil:
