@@ -73,9 +73,10 @@ type storing struct {
 	replies []micro.Request // the client's request, and any resent copy
 	stops   []func()        // their keepalives
 	ack     jetstream.PubAckFuture
-	err     error // the publish failed before it was sent
-	settled bool  // ack's outcome was taken
-	lost    bool  // no outcome in time: the store may still land
+	early   *jetstream.PubAck // ack taken before its turn (inOrder)
+	err     error             // the publish failed before it was sent
+	settled bool              // ack's outcome was taken
+	lost    bool              // no outcome in time: the store may still land
 	sent    time.Time
 }
 
@@ -93,7 +94,7 @@ func (p *storing) answer(s *Server, reply any, err error) {
 // settle waits until the store's outcome is in (and drops it), or until
 // it is overdue, or stop.
 func (p *storing) settle(stop <-chan struct{}) {
-	if p.ack == nil || p.settled {
+	if p.ack == nil || p.settled || p.early != nil {
 		return
 	}
 	select {
@@ -138,6 +139,13 @@ func (u *upload) run() {
 				}
 				continue
 			}
+			if head.early != nil {
+				if !u.stored(head.early) {
+					u.forget()
+					return
+				}
+				continue
+			}
 			stored, failed = head.ack.Ok(), head.ack.Err()
 			timer.Reset(time.Until(head.sent.Add(chunkAttempt)))
 			late = timer.C
@@ -158,14 +166,20 @@ func (u *upload) run() {
 			held = u.recover(errStoreTimeout)
 		}
 		if !held {
-			u.s.mu.Lock()
-			if u.s.transfers[u.rec.ID] == u {
-				delete(u.s.transfers, u.rec.ID)
-			}
-			u.s.mu.Unlock()
+			u.forget()
 			return
 		}
 	}
+}
+
+// forget drops the writer from the server's transfers: the upload is no
+// longer held here.
+func (u *upload) forget() {
+	u.s.mu.Lock()
+	if u.s.transfers[u.rec.ID] == u {
+		delete(u.s.transfers, u.rec.ID)
+	}
+	u.s.mu.Unlock()
 }
 
 // take handles a chunk message: the next chunk is sent to storage.
@@ -208,13 +222,25 @@ func (u *upload) send(p *storing) {
 	f := int(p.index) % fenceCount
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(u.fences[f], 10))
 	msg.Header.Set(expectedLastSubjSeqSubjHeader, u.s.fenceSubject(u.rec.ID, f))
-	p.sent, p.settled, p.lost = time.Now(), false, false
-	p.ack, p.err = u.s.js.PublishMsgAsync(msg)
+	p.sent, p.settled, p.lost, p.early = time.Now(), false, false, nil
+	// No retry inside nats.go: a publish answered "no responders" (a
+	// leader being elected) is sent again by it 250 ms later, after the
+	// chunks sent behind it, which are then stored before it.
+	p.ack, p.err = u.s.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
 }
 
 // stored takes the acknowledgement of the first chunk in flight. It
 // returns false when this server no longer holds the upload.
 func (u *upload) stored(ack *jetstream.PubAck) bool {
+	if !u.inOrder(ack.Sequence) {
+		// Not to be repaired here: a checkpoint may already count a chunk
+		// stored after the one found out of order. The client resumes the
+		// upload, and whoever takes it walks the chunks from the last
+		// checkpoint, which counts none of those in question.
+		u.s.log.Error("chunks stored out of order; giving the upload up to a resume", "upload", u.rec.ID, "chunk", u.inflight[0].index, "seq", ack.Sequence)
+		u.failInflight(u.moved())
+		return false
+	}
 	p := u.inflight[0]
 	u.inflight = u.inflight[1:]
 	u.failingSince, u.backoff = time.Time{}, 0
@@ -226,6 +252,34 @@ func (u *upload) stored(ack *jetstream.PubAck) bool {
 		u.failInflight(u.moved())
 	}
 	return held
+}
+
+// inOrder says whether the first chunk in flight, stored at stream
+// sequence seq, was stored after every chunk before it and before every
+// chunk after it. Acks come in the order of their sequences, so every
+// later chunk stored before it has its ack in already: those are taken
+// (kept as early) and looked at.
+func (u *upload) inOrder(seq uint64) bool {
+	if seq <= u.rec.LastSeq {
+		return false
+	}
+	for _, p := range u.inflight[1:] {
+		if p.ack == nil || p.settled {
+			continue
+		}
+		if p.early == nil {
+			select {
+			case a := <-p.ack.Ok():
+				p.early = a
+			default:
+				continue
+			}
+		}
+		if p.early.Sequence < seq {
+			return false
+		}
+	}
+	return true
 }
 
 // accept counts a chunk stored in order at stream sequence seq.
@@ -449,11 +503,26 @@ func (s *Server) walk(ctx context.Context, rec *uploadRecord, h hash.Hash) error
 			rec.count(h, m.Data, m.Sequence)
 			continue
 		}
-		if err := s.stream.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := s.deleteMsg(ctx, m.Sequence); err != nil {
 			return wrapStorage("delete a chunk out of order", err)
 		}
 		s.log.Info("chunk out of order deleted", "upload", rec.ID, "seq", m.Sequence)
 	}
+}
+
+// deleteMsg deletes the message at stream sequence seq; one deleted
+// already (by another walk of the same upload, a client's resume sent
+// twice) is no error. nats.go reports that case only in the text of its
+// error, so whether the message is still there is read.
+func (s *Server) deleteMsg(ctx context.Context, seq uint64) error {
+	err := s.stream.DeleteMsg(ctx, seq)
+	if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if _, gerr := s.leaderGet(ctx, leaderGetRequest{Seq: seq}); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	return err
 }
 
 // chunkIndex is the index a stored chunk message carries: in HeaderChunk,

@@ -228,6 +228,11 @@ func (w *Workload) Verify(t testing.TB) Report {
 			}
 			t.Logf("acknowledged %s: %v; reading it again", name, err)
 		}
+		if errors.Is(err, client.ErrIntegrity) { // bytes came back, other ones
+			t.Errorf("acknowledged %s: %v", name, err)
+			rep.Corrupted++
+			continue
+		}
 		if err != nil {
 			t.Errorf("acknowledged %s: %v", name, err)
 			rep.Lost++
