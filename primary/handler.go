@@ -170,7 +170,7 @@ func (s *Server) authenticate(ctx context.Context, req micro.Request) (*call, er
 	if !ownInbox(req, sess.User) {
 		return nil, errForeignReply
 	}
-	u, err := s.getUser(ctx, sess.User)
+	u, err := s.sessionUser(ctx, sess.User)
 	if err != nil {
 		if subjects.CodeOf(err) == subjects.CodeNotFound {
 			return nil, subjects.Errorf(subjects.CodeUnauthorized, "user %q no longer exists", sess.User)

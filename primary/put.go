@@ -70,10 +70,28 @@ func (s *Server) put(c *call) (any, error) {
 		Digest:  digest,
 	})
 	rec := uploadRecord{ID: id, Name: r.Name, Owner: c.user, Bytes: r.Size, Overwrite: r.Overwrite}
-	stored := false // the content is in storage, under id
+	// The content is stored while the name's meta is read: a put is
+	// mostly round trips to storage, and the content is harmless until a
+	// meta names it (if none ever does, it is purged).
+	var stored chan error
+	if chunks > 0 {
+		stored = make(chan error, 1)
+		go func() { stored <- s.storeWhole(c.ctx, id, data) }() // waited for below
+	}
+	contentStored := func() error {
+		if stored == nil {
+			return nil
+		}
+		err := <-stored
+		stored = nil
+		if err != nil {
+			s.purgeLater(id, 0) // stored or not: no meta names it
+		}
+		return err
+	}
 	// drop purges the content once it is sure no meta points at it.
 	drop := func() {
-		if stored {
+		if contentStored() == nil && chunks > 0 {
 			s.purgeLater(id, 0)
 		}
 	}
@@ -91,12 +109,8 @@ func (s *Server) put(c *call) (any, error) {
 			drop()
 			return nil, err
 		}
-		if !stored && chunks > 0 {
-			if err := s.storeWhole(c.ctx, id, data); err != nil {
-				s.purgeLater(id, 0) // stored or not: no meta names it
-				return nil, err
-			}
-			stored = true
+		if err := contentStored(); err != nil {
+			return nil, err
 		}
 		seq, err := s.claimedMeta(c, info, cur.seq)
 		if err == errConflict && attempt < 3 {
