@@ -200,6 +200,9 @@ type call struct {
 	// replica is where a read goes when a server answers CodeReadOnly:
 	// storage has lost its quorum and a backup serves from its replica.
 	replica string
+	// otherwise is where the request goes when nobody answers on subject
+	// (an instance's own subject, its server gone): any server.
+	otherwise string
 }
 
 // do sends a request, retrying on silence, a missing responder or a
@@ -253,11 +256,16 @@ func (c *Client) do(ctx context.Context, r call) error {
 		case errors.Is(err, errSilent):
 			c.opts.log.Debug("file server silent; sending the request again", "subject", r.subject)
 			last = err
+			r.subject = cmp.Or(r.otherwise, r.subject)
 			continue // the server is gone: no reason to wait
 		case err != nil:
 			return gaveUp(last, err)
 		case resp.Header.Get(subjects.HeaderStatus) == "503":
 			last = nats.ErrNoResponders
+			if r.otherwise != "" && r.subject != r.otherwise {
+				r.subject = r.otherwise
+				continue
+			}
 		case errorIn(resp.Header) != nil:
 			e := errorIn(resp.Header)
 			if e.Code == subjects.CodeReadOnly && r.replica != "" && r.subject != r.replica {

@@ -190,6 +190,38 @@ func TestUploadMovesToTheOtherServerWhenItsServerStops(t *testing.T) {
 	}
 }
 
+// TestCommitGoesToAnyServerWhenItsHolderIsGone checks that a commit,
+// sent to the server holding the upload first, goes to the other server
+// when the holder has stopped after acknowledging every chunk.
+func TestCommitGoesToAnyServerWhenItsHolderIsGone(t *testing.T) {
+	sys := startSystem(t, primary.RolePrimary, primary.RoleBackup)
+	c := sys.login(t, primary.AdminUser, adminPassword)
+	data := randomBytes(2 * subjects.ChunkSize)
+	stopped := false
+	fi, err := c.Put(context.Background(), "holder-gone.bin", bytes.NewReader(data), int64(len(data)), client.OnProgress(func(p client.Progress) {
+		if p.Done < p.Total {
+			time.Sleep(150 * time.Millisecond) // past the reports' throttle: the last ack is reported
+			return
+		}
+		for _, s := range sys.servers {
+			if s.Instance() == p.Instance && !stopped {
+				stopped = true
+				s.Stop()
+			}
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stopped {
+		t.Fatal("the holder was not stopped before the commit")
+	}
+	var got bytes.Buffer
+	if _, err := c.Get(context.Background(), "holder-gone.bin", &got); err != nil || !bytes.Equal(got.Bytes(), data) || fi.Size != int64(len(data)) {
+		t.Fatalf("get: %v, equal %v", err, bytes.Equal(got.Bytes(), data))
+	}
+}
+
 // TestSlowServerIsNotAskedTwiceButASilentOneIs checks the keepalive
 // protocol with a hand-made file server: one that works longer than the
 // request timeout but sends keepalives gets the request once; one that

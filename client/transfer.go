@@ -93,7 +93,9 @@ func (c *Client) Put(ctx context.Context, name string, r io.Reader, size int64, 
 		c.abort(st.Upload)
 		return fi, fmt.Errorf("put %q: %w", name, err)
 	}
-	err = c.do(ctx, call{subject: subjects.UploadCommit, reply: &fi, mutating: true,
+	// To the holder first (the upload may have moved: up.st), any server
+	// when it does not answer.
+	err = c.do(ctx, call{subject: subjects.UploadCommitAt(up.st.Instance), otherwise: subjects.UploadCommit, reply: &fi, mutating: true,
 		body: subjects.UploadCommitRequest{Upload: st.Upload, Size: up.size, Digest: digestOf(up.hash)}})
 	if err != nil {
 		if !errors.Is(err, ErrIntegrity) {

@@ -450,6 +450,13 @@ func (s *Server) serve() error {
 		_ = svc.Stop()
 		return fmt.Errorf("add chunk endpoint: %w", err)
 	}
+	err = svc.AddEndpoint("upload-commit-here", s.async(s.authed(s.writable(s.uploadCommit))),
+		micro.WithEndpointSubject(subjects.UploadCommitAt(s.instance)),
+		micro.WithEndpointQueueGroupDisabled())
+	if err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("add commit endpoint: %w", err)
+	}
 	if err := s.serveAuthCallout(); err != nil {
 		_ = svc.Stop()
 		return err

@@ -24,7 +24,8 @@
 //	upload      UploadOpen     UploadOpenRequest -> UploadState
 //	            Chunk(inst)    raw bytes, headers Upload+Chunk -> ChunkAck
 //	            UploadResume   UploadRequest     -> UploadState (any server)
-//	            UploadCommit   UploadCommitRequest -> FileInfo (any server)
+//	            UploadCommit   UploadCommitRequest -> FileInfo (any server;
+//	            sent first to UploadCommitAt(inst), the holder's own)
 //	            UploadAbort    UploadRequest     -> Empty
 //	get         Get            NameRequest       -> FileInfo in HeaderFile,
 //	            and as the body the content of a file of at most ChunkSize
@@ -111,6 +112,13 @@ const ChunkPrefix = Prefix + ".chunk"
 // because that server chains them into the object store; when it dies the
 // client asks UploadResume and continues on the instance named in the reply.
 func Chunk(instance string) string { return ChunkPrefix + "." + instance }
+
+// UploadCommitAt is the subject on which one instance takes the commits of
+// the uploads it holds. A commit sent to UploadCommit reaches any server,
+// and one that does not hold the upload must take it over first (fence,
+// walk, claim: a dozen storage calls); so a client asks the holder here
+// first, and UploadCommit when the holder does not answer.
+func UploadCommitAt(instance string) string { return UploadCommit + "." + instance }
 
 // UploadRelease is where the file server holding an upload listens for
 // another one taking it over (to resume, commit or abort it), which asks
