@@ -52,3 +52,32 @@ func TestRetriesGoAgainAtALeaderElection(t *testing.T) {
 		t.Fatalf("after %d attempts: %v", attempts, err)
 	}
 }
+
+// TestKVHoldsReadsTheLatestValueThroughTheLeader checks how a write whose
+// answer was lost is recognised: the key's latest value, read through the
+// stream leader, is these very bytes (at that revision), and nothing else
+// is taken for it, a deleted key included.
+func TestKVHoldsReadsTheLatestValueThroughTheLeader(t *testing.T) {
+	s := startTestServer(t, startTestBroker(t), RolePrimary)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rev, err := s.uploads.Create(ctx, "lost-answer", []byte("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s.kvHolds(ctx, s.uploads, "lost-answer", []byte("first")); !ok || got != rev {
+		t.Fatalf("kvHolds of the value written = %d, %v; want %d, true", got, ok, rev)
+	}
+	if _, ok := s.kvHolds(ctx, s.uploads, "lost-answer", []byte("other")); ok {
+		t.Fatal("kvHolds took other bytes for the value written")
+	}
+	if err := s.uploads.Delete(ctx, "lost-answer"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.kvHolds(ctx, s.uploads, "lost-answer", nil); ok {
+		t.Fatal("kvHolds took a delete marker for a value")
+	}
+	if _, ok := s.kvHolds(ctx, s.uploads, "never-written", nil); ok {
+		t.Fatal("kvHolds found a key never written")
+	}
+}

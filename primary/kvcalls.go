@@ -6,6 +6,8 @@ import (
 	"errors"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/subjects"
 )
 
 // Bucket calls made for a request are bounded one attempt at a time
@@ -37,25 +39,39 @@ func (s *Server) kvUpdate(ctx context.Context, kv jetstream.KeyValue, key string
 // may have stored the value all the same, and the next attempt is then told
 // the key exists or has moved on: a key holding these very bytes is taken
 // for that attempt's work (every value written through here is unique: it
-// carries a fresh ID or timestamp).
+// carries a fresh ID or timestamp). The key is read through its stream's
+// leader, tried through a leader election: a bucket Get may be answered by
+// a replica that has not yet applied that attempt (the chaos soak saw an
+// upload's open fail with "key exists" after a broker kill).
 func (s *Server) kvWrite(ctx context.Context, kv jetstream.KeyValue, key string, value []byte, rev uint64) (uint64, error) {
 	var newRev uint64
 	tried := false
-	err := s.retryFor(ctx, func(ctx context.Context) (err error) {
+	err := s.retryFor(ctx, func(actx context.Context) (err error) {
 		if rev == 0 {
-			newRev, err = kv.Create(ctx, key, value)
+			newRev, err = kv.Create(actx, key, value)
 		} else {
-			newRev, err = kv.Update(ctx, key, value, rev)
+			newRev, err = kv.Update(actx, key, value, rev)
 		}
 		if err != nil && tried && (errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err)) {
-			if e, gerr := kv.Get(ctx, key); gerr == nil && bytes.Equal(e.Value(), value) {
-				newRev, err = e.Revision(), nil
+			if seq, ok := s.kvHolds(ctx, kv, key, value); ok {
+				newRev, err = seq, nil
 			}
 		}
 		tried = true
 		return err
 	})
 	return newRev, err
+}
+
+// kvHolds says whether key's latest value in kv is value, read through
+// the bucket stream's leader, and at which revision.
+func (s *Server) kvHolds(ctx context.Context, kv jetstream.KeyValue, key string, value []byte) (uint64, bool) {
+	bucket := kv.Bucket()
+	m, err := s.leaderGetFrom(ctx, subjects.KVStream(bucket), leaderGetRequest{LastFor: subjects.KVKey(bucket, key)})
+	if err != nil || m.Header.Get(kvOperationHeader) != "" || !bytes.Equal(m.Data, value) {
+		return 0, false
+	}
+	return m.Sequence, true
 }
 
 // kvPurge removes key and its history, writeAttempt at a time; a key

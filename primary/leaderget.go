@@ -18,13 +18,18 @@ import (
 // latest writes; the decisions a file server takes (does this name exist,
 // which chunk comes next) must see every acknowledged write.
 func (s *Server) leaderGet(ctx context.Context, req leaderGetRequest) (*jetstream.RawStreamMsg, error) {
+	return s.leaderGetFrom(ctx, s.stream.CachedInfo().Config.Name, req)
+}
+
+// leaderGetFrom is leaderGet on the stream named stream.
+func (s *Server) leaderGetFrom(ctx context.Context, stream string, req leaderGetRequest) (*jetstream.RawStreamMsg, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
 	var resp *nats.Msg
 	err = s.retryRead(ctx, func(ctx context.Context) error {
-		resp, err = s.nc.RequestWithContext(ctx, subjects.StreamMsgGet(s.stream.CachedInfo().Config.Name), body)
+		resp, err = s.nc.RequestWithContext(ctx, subjects.StreamMsgGet(stream), body)
 		return err
 	})
 	if err != nil {

@@ -63,5 +63,8 @@ func StreamLeaderElected(stream string) string {
 // subjects it holds (nats.go jetstream/kv.go).
 func KVStream(bucket string) string { return "KV_" + bucket }
 
+// KVKey is the subject of one key of a key-value bucket.
+func KVKey(bucket, key string) string { return "$KV." + bucket + "." + key }
+
 // KVSubjects matches every key of a key-value bucket.
 func KVSubjects(bucket string) string { return "$KV." + bucket + ".>" }
