@@ -113,17 +113,7 @@ func TestPortInUseIsAClearError(t *testing.T) {
 // drop it (and with it its queue subscriptions) within seconds.
 func TestFrozenClientIsDroppedWithinSeconds(t *testing.T) {
 	b := start(t, Config{PingInterval: 500 * time.Millisecond, MaxPingsOut: 2})
-	addr := strings.TrimPrefix(b.ClientURL(), "nats://")
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	r := bufio.NewReader(conn)
-	if _, err := r.ReadString('\n'); err != nil { // INFO
-		t.Fatal(err)
-	}
-	fmt.Fprintf(conn, "CONNECT {\"user\":%q,\"pass\":%q,\"verbose\":false,\"pedantic\":false}\r\nSUB ftfs.frozen q 1\r\n", subjects.ServiceUser, pw)
+	conn, r := dialRaw(t, b, fmt.Sprintf("CONNECT {\"user\":%q,\"pass\":%q,\"verbose\":false,\"pedantic\":false}\r\nSUB ftfs.frozen q 1\r\n", subjects.ServiceUser, pw))
 	started := time.Now()
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
@@ -138,6 +128,26 @@ func TestFrozenClientIsDroppedWithinSeconds(t *testing.T) {
 			return
 		}
 	}
+}
+
+// dialRaw opens a connection to b that speaks the protocol by hand: it
+// reads the broker's INFO, sends lines, and is left to the caller to read
+// (or, to play a frozen client, not to answer).
+func dialRaw(t *testing.T, b *Broker, lines string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(b.ClientURL(), "nats://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r := bufio.NewReader(conn)
+	if _, err := r.ReadString('\n'); err != nil { // INFO
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, lines); err != nil {
+		t.Fatal(err)
+	}
+	return conn, r
 }
 
 // startCluster starts three brokers as one cluster, each with base's

@@ -36,7 +36,6 @@ const (
 
 // fileServerConn is a file server's connection to this broker.
 type fileServerConn struct {
-	cid      uint64
 	name     string
 	ping     string    // its service instance's ping subject
 	answered time.Time // last answer, or when first seen
@@ -143,7 +142,7 @@ func (b *Broker) fileServerConns() map[uint64]*fileServerConn {
 		}
 		for _, sub := range ci.Subs {
 			if id, ok := strings.CutPrefix(sub, prefix); ok && id != "" && !strings.Contains(id, ".") {
-				conns[ci.Cid] = &fileServerConn{cid: ci.Cid, name: ci.Name, ping: sub}
+				conns[ci.Cid] = &fileServerConn{name: ci.Name, ping: sub}
 				break
 			}
 		}

@@ -1,9 +1,7 @@
 package broker
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -36,17 +34,8 @@ func TestFrozenFileServerIsDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	conn, err := net.Dial("tcp", strings.TrimPrefix(b.ClientURL(), "nats://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	r := bufio.NewReader(conn)
-	if _, err := r.ReadString('\n'); err != nil { // INFO
-		t.Fatal(err)
-	}
-	fmt.Fprintf(conn, "CONNECT {\"user\":%q,\"pass\":%q,\"name\":%q,\"verbose\":false,\"pedantic\":false}\r\nSUB %s 1\r\nSUB %s %s 2\r\nPING\r\n",
-		subjects.ServiceUser, pw, subjects.ConnNamePrimary, subjects.DiscoveryPing+".FROZEN", subjects.Login, subjects.QueueGroup)
+	conn, r := dialRaw(t, b, fmt.Sprintf("CONNECT {\"user\":%q,\"pass\":%q,\"name\":%q,\"verbose\":false,\"pedantic\":false}\r\nSUB %s 1\r\nSUB %s %s 2\r\nPING\r\n",
+		subjects.ServiceUser, pw, subjects.ConnNamePrimary, subjects.DiscoveryPing+".FROZEN", subjects.Login, subjects.QueueGroup))
 	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "PONG") {
 		t.Fatalf("connect the frozen server: %q, %v", line, err)
 	}
