@@ -29,7 +29,7 @@ func setup(t *testing.T) (jetstream.JetStream, jetstream.ObjectStore) {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Shutdown)
-	nc, err := nats.Connect(b.ClientURL(), nats.UserInfo(subjects.ServiceUser, pw))
+	nc, err := nats.Connect(b.ClientURL(), nats.UserInfo(subjects.ServiceUser, pw), nats.Timeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

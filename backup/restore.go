@@ -73,7 +73,9 @@ func Restore(ctx context.Context, cfg RestoreConfig) (RestoreReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("restore: %w", err)
 	}
-	opts := []nats.Option{nats.Name("ftfs-restore"), nats.UserInfo(subjects.ServiceUser, cfg.ServicePassword), nats.MaxReconnects(-1)}
+	opts := []nats.Option{nats.Name("ftfs-restore"), nats.UserInfo(subjects.ServiceUser, cfg.ServicePassword), nats.MaxReconnects(-1),
+		// A busy broker may take more than the 2 s default to send its INFO.
+		nats.Timeout(10 * time.Second)}
 	if cfg.TLSCA != "" {
 		opts = append(opts, nats.RootCAs(cfg.TLSCA))
 	}

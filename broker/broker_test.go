@@ -53,7 +53,7 @@ func start(t *testing.T, cfg Config) *Broker {
 
 func TestServiceIdentityUsesJetStream(t *testing.T) {
 	b := start(t, Config{})
-	nc, err := nats.Connect(b.ClientURL(), nats.UserInfo(subjects.ServiceUser, pw))
+	nc, err := nats.Connect(b.ClientURL(), nats.UserInfo(subjects.ServiceUser, pw), nats.Timeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestThreeBrokersFormOneJetStreamCluster(t *testing.T) {
 		t.Skip("cluster start takes seconds")
 	}
 	urls, _ := startCluster(t, Config{})
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(subjects.ServiceUser, pw))
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(subjects.ServiceUser, pw), nats.Timeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestEveryBrokerReportsTheSameMetaLeader(t *testing.T) {
 		t.Skip("cluster start takes seconds")
 	}
 	urls, _ := startCluster(t, Config{})
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(subjects.ServiceUser, pw))
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(subjects.ServiceUser, pw), nats.Timeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +434,7 @@ func TestTLSClusterRoutes(t *testing.T) {
 		t.Fatal("a route peer without a client certificate was accepted")
 	}
 	t.Logf("route peer without a certificate: %v", err)
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(subjects.ServiceUser, pw), nats.RootCAs(ca))
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(subjects.ServiceUser, pw), nats.RootCAs(ca), nats.Timeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

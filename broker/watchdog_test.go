@@ -21,7 +21,7 @@ func TestFrozenFileServerIsDisconnected(t *testing.T) {
 	b := start(t, Config{PingInterval: time.Minute, MaxPingsOut: 2})
 
 	var dropped atomic.Int32
-	live, err := nats.Connect(b.ClientURL(), nats.UserInfo(subjects.ServiceUser, pw), nats.Name(subjects.ConnNameBackup),
+	live, err := nats.Connect(b.ClientURL(), nats.UserInfo(subjects.ServiceUser, pw), nats.Name(subjects.ConnNameBackup), nats.Timeout(10*time.Second),
 		nats.DisconnectErrHandler(func(*nats.Conn, error) { dropped.Add(1) }))
 	if err != nil {
 		t.Fatal(err)

@@ -67,7 +67,7 @@ func BenchmarkPutVersusObjectStore(b *testing.B) {
 	url := startTestBroker(b)
 	startTestServer(b, url, RolePrimary)
 	admin := dialUser(b, url, AdminUser, "admin-password")
-	snc, err := nats.Connect(url, nats.UserInfo(subjects.ServiceUser, testServicePassword))
+	snc, err := nats.Connect(url, nats.UserInfo(subjects.ServiceUser, testServicePassword), nats.Timeout(10*time.Second))
 	if err != nil {
 		b.Fatal(err)
 	}

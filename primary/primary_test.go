@@ -65,7 +65,7 @@ type rawUser struct {
 
 func dialUser(t testing.TB, url, user, password string) *rawUser {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.UserInfo(user, password), nats.CustomInboxPrefix(subjects.Inbox(user)))
+	nc, err := nats.Connect(url, nats.UserInfo(user, password), nats.CustomInboxPrefix(subjects.Inbox(user)), nats.Timeout(10*time.Second))
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -182,7 +182,7 @@ func TestUploadListDownloadThroughObjectStore(t *testing.T) {
 	}
 
 	// The stored object is an ordinary object store object.
-	snc, err := nats.Connect(url, nats.UserInfo(subjects.ServiceUser, testServicePassword))
+	snc, err := nats.Connect(url, nats.UserInfo(subjects.ServiceUser, testServicePassword), nats.Timeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -418,6 +418,9 @@ func (sys *System) waitHealthy(t testing.TB, p *Process) {
 // Connect makes a raw NATS connection to the brokers, trusting their CA
 // when the system runs TLS, as the NATS CLI would.
 func (sys *System) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	// A broker busy with a test's load may take more than the 2 s default
+	// to send its INFO; a caller's own Timeout comes later and wins.
+	opts = append([]nats.Option{nats.Timeout(10 * time.Second)}, opts...)
 	if sys.TLSCA != "" {
 		opts = append([]nats.Option{nats.RootCAs(sys.TLSCA)}, opts...)
 	}
