@@ -14,11 +14,11 @@ import (
 const bigFile = 64 << 20
 
 // TestUploadSurvivesKillOfItsServer kills (SIGKILL) the file server holding
-// a running 64 MiB upload; the upload goes on with the other server from
-// the last stored chunk and completes, byte-identical.
+// a running 64 MiB relayed upload; the upload goes on with the other server
+// from the last stored chunk and completes, byte-identical.
 func TestUploadSurvivesKillOfItsServer(t *testing.T) {
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
-	c := sys.Login(t, "admin")
+	c := sys.Login(t, "admin", client.WithRelayedUploads())
 	data := ftfstest.RandomBytes(bigFile)
 
 	killed, last, err := putAndHitHolder(t, sys, c, "big.bin", data, sys.Kill)
@@ -76,7 +76,7 @@ func TestDownloadSurvivesKillOfAServer(t *testing.T) {
 // once thawed the stale holder must not disturb the stored file.
 func TestTransfersRideOverAFrozenServer(t *testing.T) {
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
-	c := sys.Login(t, "admin")
+	c := sys.Login(t, "admin", client.WithRelayedUploads())
 	data := ftfstest.RandomBytes(bigFile)
 
 	frozen, last, err := putAndHitHolder(t, sys, c, "frozen.bin", data, sys.Freeze)
@@ -131,4 +131,49 @@ func putAndHitHolder(t *testing.T, sys *ftfstest.System, c *client.Client, name 
 		t.Fatalf("the fault did not hit mid-upload (server %q, progress %+v)", role, last)
 	}
 	return role, last, err
+}
+
+// TestDirectUploadSurvivesKillOfItsBroker kills (SIGKILL) the broker a
+// client's connections use while a 64 MiB direct upload publishes its
+// chunks into storage (three brokers, files at three replicas): the upload
+// connection moves to another broker, the upload resumes from what storage
+// holds in order, and the file is byte-identical.
+func TestDirectUploadSurvivesKillOfItsBroker(t *testing.T) {
+	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
+	sys.Login(t, "admin") // waits for the servers
+	victim := sys.BrokerNames()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Given only the victim's URL, both connections start there; they
+	// learn the others from it.
+	c, err := client.Dial(ctx, []string{sys.Process(victim).URL()}, client.Credentials{User: "admin", Password: sys.AdminPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	data := ftfstest.RandomBytes(bigFile)
+	var once sync.Once
+	var last client.Progress
+	_, err = c.Put(ctx, "big.bin", bytes.NewReader(data), int64(len(data)), client.OnProgress(func(p client.Progress) {
+		last = p
+		if p.Done > int64(len(data))/8 && p.Done < p.Total {
+			once.Do(func() { sys.Kill(t, victim) })
+		}
+	}))
+	if err != nil {
+		t.Fatalf("put with %s killed: %v", victim, err)
+	}
+	if last.Failovers == 0 || last.Resent >= bigFile/4 {
+		t.Fatalf("progress %+v: want a resume re-sending well under the file", last)
+	}
+	t.Logf("killed %s mid-upload; resumes %d, re-sent %d bytes", victim, last.Failovers, last.Resent)
+	ftfstest.SameBytes(t, data, ftfstest.GetBytes(t, c, "big.bin"))
+	got, err := sys.ObjectStore(t).GetBytes(ctx, "big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ftfstest.SameBytes(t, data, got)
 }
