@@ -60,10 +60,7 @@ func (s *Server) status(c *call) (any, error) {
 		return st, nil
 	}
 	st.Bucket.Files = len(all)
-	// From the uploads index, not a listing of the bucket: a listing's
-	// consumer may be placed on a broker that just died, and then waits
-	// out the request (CI's status test after a broker kill).
-	st.Bucket.Uploads = s.usage.unfinishedUploads()
+	st.Bucket.Uploads = s.openUploads(c.ctx)
 	return st, nil
 }
 

@@ -59,10 +59,6 @@ type uploadRecord struct {
 	LastSeq   uint64             `json:"last_seq"`
 	Hash      []byte             `json:"hash,omitempty"` // sha256 state after Chunks
 	Committed *subjects.FileInfo `json:"committed,omitempty"`
-	// Direct: the client publishes the chunks itself (direct.go), over a
-	// connection authorized by the secret whose SHA-256 is TokenHash.
-	Direct    bool   `json:"direct,omitempty"`
-	TokenHash string `json:"token_hash,omitempty"`
 }
 
 // upload is an upload this instance holds.
@@ -131,10 +127,6 @@ func (s *Server) uploadOpen(c *call) (any, error) {
 	if err := mayChange(c, cur); err != nil {
 		return nil, err
 	}
-	if r.Direct && r.Size < 0 {
-		// Its size bounds what its connection may store.
-		return nil, subjects.Errorf(subjects.CodeInvalid, "a direct upload needs its size; upload a stream of unknown size through a server")
-	}
 	if err := s.admitUpload(c.ctx, c.user, r.Size, ownSize(cur, c.user)); err != nil {
 		return nil, err
 	}
@@ -143,19 +135,10 @@ func (s *Server) uploadOpen(c *call) (any, error) {
 		ID: nuid.Next(), Name: r.Name, Owner: c.user, Size: r.Size, Overwrite: r.Overwrite,
 		Instance: s.instance, Created: now, Updated: now, Hash: hashState(sha256.New()),
 	}
-	var secret string
-	if r.Direct {
-		secret = newSecret()
-		rec.Direct, rec.TokenHash = true, sessionKey(secret)
-	}
 	b, _ := json.Marshal(rec)
 	rev, err := s.kvCreate(c.ctx, s.uploads, rec.ID, b)
 	if err != nil {
 		return nil, wrapStorage("record upload", err)
-	}
-	if rec.Direct {
-		s.log.Debug("direct upload opened", "upload", rec.ID, "name", rec.Name, "user", c.user)
-		return s.directState(rec, make([]uint64, fenceCount), secret), nil
 	}
 	s.hold(rec, rev, sha256.New(), make([]uint64, fenceCount), holderMark(s))
 	s.log.Debug("upload opened", "upload", rec.ID, "name", rec.Name, "user", c.user)
@@ -390,10 +373,6 @@ func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
 		if err != nil {
 			return nil, rec, wrapStorage("claim upload", err)
 		}
-		if rec.Direct {
-			// Its client stores the chunks, behind the fences just moved.
-			return &upload{s: s, rec: rec, rev: newRev, hash: h, fences: fences, mark: mark}, rec, nil
-		}
 		return s.hold(rec, newRev, h, fences, mark), rec, nil
 	}
 }
@@ -434,7 +413,7 @@ func (s *Server) uploadResume(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	u, rec, err := s.takeOver(c, r.Upload)
+	_, rec, err := s.takeOver(c, r.Upload)
 	if err != nil {
 		return nil, err
 	}
@@ -442,10 +421,7 @@ func (s *Server) uploadResume(c *call) (any, error) {
 		// Nobody holds it: a state would send chunks where none is taken.
 		return nil, subjects.Errorf(subjects.CodeConflict, "upload %s is committed already", rec.ID)
 	}
-	s.log.Info("upload resumed", "upload", rec.ID, "name", rec.Name, "from_chunk", rec.Chunks, "offset", rec.Bytes, "direct", rec.Direct)
-	if rec.Direct {
-		return s.directState(rec, u.fences, ""), nil
-	}
+	s.log.Info("upload resumed", "upload", rec.ID, "name", rec.Name, "from_chunk", rec.Chunks, "offset", rec.Bytes)
 	return s.uploadState(rec), nil
 }
 
@@ -456,13 +432,6 @@ func (s *Server) uploadCommit(c *call) (any, error) {
 	}
 	u, rec, ok := s.heldUnchanged(c, r.Upload)
 	if !ok {
-		cur, rev, err := s.loadUpload(c, r.Upload)
-		if err != nil {
-			return nil, err
-		}
-		if cur.Direct {
-			return s.commitDirect(c, r, cur, rev)
-		}
 		u, rec, err = s.takeOver(c, r.Upload)
 		if err != nil {
 			return nil, err
@@ -486,13 +455,6 @@ func (s *Server) uploadCommit(c *call) (any, error) {
 		s.abortUpload(c.ctx, rec.ID)
 		return nil, subjects.Errorf(subjects.CodeIntegrity, "upload of %q: digest mismatch (server %s, client %s); nothing was stored", rec.Name, digest, r.Digest)
 	}
-	return s.publishUpload(c, rec, u.rev, digest)
-}
-
-// publishUpload makes the upload rec, whose record is at revision rev and
-// whose chunks are stored and checked, visible under its name with the
-// given digest, and marks the record committed.
-func (s *Server) publishUpload(c *call, rec uploadRecord, rev uint64, digest string) (subjects.FileInfo, error) {
 	info := jetstream.ObjectInfo{
 		ObjectMeta: jetstream.ObjectMeta{
 			Name:     rec.Name,
@@ -507,33 +469,32 @@ func (s *Server) publishUpload(c *call, rec uploadRecord, rev uint64, digest str
 		Digest:  digest,
 	}
 	var replaced object
-	var err error
 	var metaSeq uint64
 	for attempt := 0; ; attempt++ {
 		replaced, err = s.getObject(c.ctx, rec.Name)
 		if err != nil {
-			return subjects.FileInfo{}, err
+			return nil, err
 		}
 		if replaced.live() && replaced.info.NUID == rec.ID {
 			return fileInfo(replaced.info), nil // a retried commit that another instance completed
 		}
 		if err := s.mayReplace(c, rec, replaced); err != nil {
 			s.abortUpload(c.ctx, rec.ID)
-			return subjects.FileInfo{}, err
+			return nil, err
 		}
 		metaSeq, err = s.putMeta(c.ctx, info, replaced.seq)
 		if err == errConflict && attempt < 3 {
 			continue
 		}
 		if err != nil {
-			return subjects.FileInfo{}, err
+			return nil, err
 		}
 		break
 	}
 	fi := s.published(c, info, replaced, metaSeq)
 	rec.Committed, rec.Updated = &fi, time.Now().UTC()
 	if b, err := json.Marshal(rec); err == nil {
-		if _, err := s.kvUpdate(c.ctx, s.uploads, rec.ID, b, rev); err != nil {
+		if _, err := s.kvUpdate(c.ctx, s.uploads, rec.ID, b, u.rev); err != nil {
 			s.log.Warn("could not mark upload committed", "upload", rec.ID, "err", err)
 		}
 	}
@@ -616,6 +577,17 @@ func (s *Server) janitor() {
 	}
 }
 
+// openUploads counts the uploads not yet committed.
+func (s *Server) openUploads(ctx context.Context) int {
+	n := 0
+	s.eachUpload(ctx, func(rec uploadRecord, _ uint64) {
+		if rec.Committed == nil {
+			n++
+		}
+	})
+	return n
+}
+
 // eachUpload calls f with every upload record.
 func (s *Server) eachUpload(ctx context.Context, f func(rec uploadRecord, rev uint64)) {
 	lister, err := s.uploads.ListKeys(ctx)
@@ -647,16 +619,6 @@ func (s *Server) sweepUploads() {
 		switch {
 		case rec.Committed != nil && age > committedKeep:
 			_ = s.uploads.Delete(ctx, id, jetstream.LastRevision(rev))
-		case rec.Committed == nil && rec.Direct:
-			if !s.directAbandoned(ctx, rec, age) {
-				return
-			}
-			if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(id))); err != nil {
-				return
-			}
-			if err := s.uploads.Delete(ctx, id, jetstream.LastRevision(rev)); err == nil {
-				s.log.Info("abandoned upload purged", "upload", id, "name", rec.Name, "idle", age.Round(time.Second))
-			}
 		case rec.Committed == nil && age > s.cfg.UploadIdle:
 			s.release(id)
 			if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(id))); err != nil {

@@ -81,41 +81,21 @@ func TestAbandonedUploadsArePurged(t *testing.T) {
 	if _, err := admin.sendChunk(st, 0, make([]byte, 4096)); err != nil {
 		t.Fatal(err)
 	}
-	// A direct upload's record is never written after its open: its
-	// chunks say whether it is idle.
-	var direct subjects.UploadState
-	if err := admin.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: "direct.bin", Size: 3 * subjects.ChunkSize, Direct: true}, &direct); err != nil {
-		t.Fatal(err)
-	}
-	for _, up := range []string{direct.Upload, st.Upload} {
-		subj := subjects.ObjectChunks(subjects.FilesBucket, up)
-		deadline := time.Now().Add(15 * time.Second)
-		for i := 0; ; i++ {
-			if up == direct.Upload && i < 20 && i%2 == 0 {
-				// Active for two seconds, twice the idle time, with
-				// no more chunks than its size and a window take.
-				if _, err := s.js.Publish(ctx, subj, make([]byte, 10)); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := s.uploads.Get(ctx, up); err != nil {
-					t.Fatalf("an active direct upload was dropped: %v", err)
-				}
-			}
-			_, gerr := s.stream.GetLastMsgForSubject(ctx, subj)
-			_, kerr := s.uploads.Get(ctx, up)
-			if gerr == jetstream.ErrMsgNotFound && kerr == jetstream.ErrKeyNotFound {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("abandoned upload still there: chunk %v, record %v", gerr, kerr)
-			}
-			time.Sleep(100 * time.Millisecond)
+	subj := subjects.ObjectChunks(subjects.FilesBucket, st.Upload)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, gerr := s.stream.GetLastMsgForSubject(ctx, subj)
+		_, kerr := s.uploads.Get(ctx, st.Upload)
+		if gerr == jetstream.ErrMsgNotFound && kerr == jetstream.ErrKeyNotFound {
+			break
 		}
-	}
-	for _, name := range []string{"abandoned.bin", "direct.bin"} {
-		if err := admin.call(subjects.Stat, subjects.NameRequest{Name: name}, nil); subjects.CodeOf(err) != subjects.CodeNotFound {
-			t.Fatalf("abandoned upload %s visible: %v", name, err)
+		if time.Now().After(deadline) {
+			t.Fatalf("abandoned upload still there: chunk %v, record %v", gerr, kerr)
 		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := admin.call(subjects.Stat, subjects.NameRequest{Name: "abandoned.bin"}, nil); subjects.CodeOf(err) != subjects.CodeNotFound {
+		t.Fatalf("abandoned upload visible: %v", err)
 	}
 }
 
