@@ -577,17 +577,6 @@ func (s *Server) janitor() {
 	}
 }
 
-// openUploads counts the uploads not yet committed.
-func (s *Server) openUploads(ctx context.Context) int {
-	n := 0
-	s.eachUpload(ctx, func(rec uploadRecord, _ uint64) {
-		if rec.Committed == nil {
-			n++
-		}
-	})
-	return n
-}
-
 // eachUpload calls f with every upload record.
 func (s *Server) eachUpload(ctx context.Context, f func(rec uploadRecord, rev uint64)) {
 	lister, err := s.uploads.ListKeys(ctx)

@@ -189,6 +189,13 @@ func (u *usage) fileSize(name, user string) int64 {
 	return 0
 }
 
+// unfinishedUploads counts every user's unfinished uploads.
+func (u *usage) unfinishedUploads() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.uploadOwner)
+}
+
 // openUploads counts user's unfinished uploads.
 func (u *usage) openUploads(user string) int {
 	u.mu.Lock()
