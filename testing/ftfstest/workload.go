@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/ftfs/ftfs/client"
 )
 
@@ -243,11 +245,21 @@ func (w *Workload) Verify(t testing.TB) Report {
 			rep.Corrupted++
 			continue
 		}
-		h = NewDigester()
-		r, err := obs.Get(check(), name)
-		if err == nil {
-			_, err = io.Copy(h, r)
-			r.Close()
+		// nats.go's object store reads through direct gets that any
+		// replica answers: one still catching up after a broker fault
+		// says "not found" or gives short content for a while. ftfs's own
+		// read above is through the leader; this one is tried for 20 s.
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			h = NewDigester()
+			var r jetstream.ObjectResult
+			r, err = obs.Get(check(), name)
+			if err == nil {
+				_, err = io.Copy(h, r)
+				r.Close()
+			}
+			if (err == nil && h.Digest() == want) || time.Now().After(deadline) {
+				break
+			}
 		}
 		if err != nil || h.Digest() != want {
 			t.Errorf("acknowledged %s through the object store: %v", name, err)
