@@ -54,6 +54,8 @@ type options struct {
 	name    string
 	tls     bool
 	tlsCA   string
+	// relayUploads sends every upload's chunks through a server.
+	relayUploads bool
 }
 
 // Option configures a Client.
@@ -79,6 +81,13 @@ func WithTLS(caFile string) Option {
 	return func(o *options) { o.tls, o.tlsCA = true, caFile }
 }
 
+// WithRelayedUploads makes uploads send their chunks through the file
+// server holding them, as uploads of unknown size always do, instead of
+// publishing them into storage over a connection of their own. The server
+// then hashes every byte and checks every chunk against the limits; a put
+// takes about twice the CPU.
+func WithRelayedUploads() Option { return func(o *options) { o.relayUploads = true } }
+
 // defaultBudget bounds the retries of a request whose context has no
 // deadline, so that a call never hangs when no file server is running.
 const defaultBudget = 30 * time.Second
@@ -90,6 +99,7 @@ type Client struct {
 	user    string
 	cred    Credentials
 	opts    options
+	servers []string
 
 	mu    sync.Mutex
 	token string
@@ -112,9 +122,35 @@ func Dial(ctx context.Context, servers []string, cred Credentials, opts ...Optio
 	if len(servers) == 0 {
 		servers = []string{nats.DefaultURL}
 	}
+	nopts := connOptions(ctx, o, o.name, cred.User)
+	if cred.Token != "" {
+		nopts = append(nopts, nats.Token(cred.Token))
+	} else {
+		nopts = append(nopts, nats.UserInfo(cred.User, cred.Password))
+	}
+	nc, err := nats.Connect(strings.Join(servers, ","), nopts...)
+	if err != nil {
+		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			// The broker gives no reason: a throttled login (see
+			// ErrThrottled) is refused the same way.
+			return nil, fmt.Errorf("connect as %s: %w: wrong user name or password, too many failed logins (wait, then try again), session expired, or no file server running", cred.User, ErrUnauthorized)
+		}
+		return nil, fmt.Errorf("connect to %s: %w: %v", strings.Join(servers, ","), ErrUnavailable, err)
+	}
+	rs, err := newReplies(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &Client{nc: nc, replies: rs, user: cred.User, cred: cred, opts: o, token: cred.Token, servers: servers}, nil
+}
+
+// connOptions are the options of every connection of a client of user
+// (the requests' own, and a direct upload's), but its credentials.
+func connOptions(ctx context.Context, o options, name, user string) []nats.Option {
 	nopts := []nats.Option{
-		nats.Name(o.name),
-		nats.CustomInboxPrefix(subjects.Inbox(cred.User)),
+		nats.Name(name),
+		nats.CustomInboxPrefix(subjects.Inbox(user)),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, 500*time.Millisecond),
@@ -136,11 +172,6 @@ func Dial(ctx context.Context, servers []string, cred Credentials, opts ...Optio
 			o.log.Warn("nats error", "err", err)
 		}),
 	}
-	if cred.Token != "" {
-		nopts = append(nopts, nats.Token(cred.Token))
-	} else {
-		nopts = append(nopts, nats.UserInfo(cred.User, cred.Password))
-	}
 	switch {
 	case o.tlsCA != "":
 		nopts = append(nopts, nats.RootCAs(o.tlsCA))
@@ -151,21 +182,7 @@ func Dial(ctx context.Context, servers []string, cred Credentials, opts ...Optio
 	if d, ok := ctx.Deadline(); ok {
 		nopts = append(nopts, nats.Timeout(time.Until(d)))
 	}
-	nc, err := nats.Connect(strings.Join(servers, ","), nopts...)
-	if err != nil {
-		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") {
-			// The broker gives no reason: a throttled login (see
-			// ErrThrottled) is refused the same way.
-			return nil, fmt.Errorf("connect as %s: %w: wrong user name or password, too many failed logins (wait, then try again), session expired, or no file server running", cred.User, ErrUnauthorized)
-		}
-		return nil, fmt.Errorf("connect to %s: %w: %v", strings.Join(servers, ","), ErrUnavailable, err)
-	}
-	rs, err := newReplies(nc)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	return &Client{nc: nc, replies: rs, user: cred.User, cred: cred, opts: o, token: cred.Token}, nil
+	return nopts
 }
 
 // Close closes the connection.

@@ -65,11 +65,11 @@ func (sys *system) startServer(t *testing.T, role string) *primary.Server {
 	return s
 }
 
-func (sys *system) login(t *testing.T, user, password string) *client.Client {
+func (sys *system) login(t *testing.T, user, password string, opts ...client.Option) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: user, Password: password}, client.WithRequestTimeout(2*time.Second))
+	c, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: user, Password: password}, append([]client.Option{client.WithRequestTimeout(2 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestErrorsAreSentinels(t *testing.T) {
 
 func TestUploadMovesToTheOtherServerWhenItsServerStops(t *testing.T) {
 	sys := startSystem(t, primary.RolePrimary, primary.RoleBackup)
-	c := sys.login(t, primary.AdminUser, adminPassword)
+	c := sys.login(t, primary.AdminUser, adminPassword, client.WithRelayedUploads())
 	data := randomBytes(64 << 20)
 	var stopped bool
 	var last client.Progress
@@ -195,7 +195,7 @@ func TestUploadMovesToTheOtherServerWhenItsServerStops(t *testing.T) {
 // when the holder has stopped after acknowledging every chunk.
 func TestCommitGoesToAnyServerWhenItsHolderIsGone(t *testing.T) {
 	sys := startSystem(t, primary.RolePrimary, primary.RoleBackup)
-	c := sys.login(t, primary.AdminUser, adminPassword)
+	c := sys.login(t, primary.AdminUser, adminPassword, client.WithRelayedUploads())
 	data := randomBytes(2 * subjects.ChunkSize)
 	stopped := false
 	fi, err := c.Put(context.Background(), "holder-gone.bin", bytes.NewReader(data), int64(len(data)), client.OnProgress(func(p client.Progress) {

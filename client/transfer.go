@@ -82,10 +82,17 @@ func (c *Client) Put(ctx context.Context, name string, r io.Reader, size int64, 
 	if size >= 0 && size <= subjects.MaxPutSize {
 		return c.putWhole(ctx, name, r, size, o)
 	}
+	// A file of known size goes straight into storage (direct.go); one of
+	// unknown size through the server holding its upload, which checks
+	// every chunk against the limits.
+	direct := size >= 0 && !c.opts.relayUploads
 	var st subjects.UploadState
-	err := c.do(ctx, call{subject: subjects.UploadOpen, body: subjects.UploadOpenRequest{Name: name, Size: size, Overwrite: !o.noOverwrite}, reply: &st})
+	err := c.do(ctx, call{subject: subjects.UploadOpen, body: subjects.UploadOpenRequest{Name: name, Size: size, Overwrite: !o.noOverwrite, Direct: direct}, reply: &st})
 	if err != nil {
 		return fi, fmt.Errorf("put %q: %w", name, err)
+	}
+	if st.Direct != nil {
+		return c.putDirect(ctx, name, st, r, size, o)
 	}
 	up := &uploader{c: c, st: st, r: r, hash: sha256.New(), unacked: map[uint32][]byte{},
 		rep: reporter{f: o.progress, p: Progress{Total: size, Instance: st.Instance}}}

@@ -189,7 +189,7 @@ func (s *Server) authorize(m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 
-	user, expires, err := s.authorizeConnect(ctx, req.ConnectOptions, req.ClientInformation.Host)
+	g, err := s.authorizeConnect(ctx, req.ConnectOptions, req.ClientInformation.Host)
 	resp := jwt.NewAuthorizationResponseClaims(req.UserNkey)
 	resp.Audience = req.Server.ID
 	if err != nil {
@@ -199,11 +199,14 @@ func (s *Server) authorize(m *nats.Msg) {
 		resp.Error = err.Error()
 	} else {
 		uc := jwt.NewUserClaims(req.UserNkey)
-		uc.Name = user
+		uc.Name = g.user
 		uc.Audience = subjects.Account
-		uc.Expires = expires.Unix()
-		uc.Pub.Allow.Add(subjects.UserPublish()...)
-		uc.Sub.Allow.Add(subjects.UserSubscribe(user)...)
+		uc.Expires = g.expires.Unix()
+		uc.Pub.Allow.Add(g.pub...)
+		uc.Sub.Allow.Add(g.sub...)
+		if g.payload > 0 {
+			uc.Limits.Payload = g.payload
+		}
 		ujwt, err := uc.Encode(s.issuer)
 		if err != nil {
 			s.log.Error("auth callout: sign user", "err", err)
@@ -224,8 +227,18 @@ func (s *Server) authorize(m *nats.Msg) {
 
 // authorizeConnect checks the credentials of a client connecting from
 // host: a user name and password (through the login throttle, which audits
-// the attempt), or a session token.
-func (s *Server) authorizeConnect(ctx context.Context, co jwt.ConnectOptions, host string) (string, time.Time, error) {
+// the attempt), a session token, or a direct upload's token.
+func (s *Server) authorizeConnect(ctx context.Context, co jwt.ConnectOptions, host string) (grant, error) {
+	userGrant := func(user string, expires time.Time) grant {
+		return grant{user: user, expires: expires, pub: subjects.UserPublish(), sub: subjects.UserSubscribe(user)}
+	}
+	if id, secret, ok := subjects.ParseUploadToken(co.Token); ok && co.Username == "" {
+		g, err := s.authorizeUpload(ctx, id, secret)
+		if err != nil {
+			s.log.Info("connection refused", "via", "upload token", "upload", id, "host", host, "reason", err)
+		}
+		return g, err
+	}
 	switch {
 	case co.Token != "":
 		// No throttle: a token cannot be guessed, and a client whose
@@ -238,20 +251,20 @@ func (s *Server) authorizeConnect(ctx context.Context, co jwt.ConnectOptions, ho
 		}
 		if err != nil {
 			s.log.Info("connection refused", "via", "token", "host", host, "reason", err)
-			return "", time.Time{}, err
+			return grant{}, err
 		}
-		return sess.User, sess.Expires, nil
+		return userGrant(sess.User, sess.Expires), nil
 	case co.Username != "":
 		u, err := s.passwordLogin(ctx, loginAttempt{via: "connect", user: co.Username, password: co.Password, host: host})
 		if err != nil {
-			return "", time.Time{}, err
+			return grant{}, err
 		}
 		// A password connection lives as long as a session would; the
 		// client logs in over it and reconnects with the token later.
-		return u.Name, time.Now().Add(s.cfg.SessionTTL), nil
+		return userGrant(u.Name, time.Now().Add(s.cfg.SessionTTL)), nil
 	default:
 		s.log.Info("connection refused", "host", host, "reason", "no credentials")
-		return "", time.Time{}, errors.New("credentials required: user and password, or a session token")
+		return grant{}, errors.New("credentials required: user and password, or a session token")
 	}
 }
 

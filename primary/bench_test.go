@@ -7,12 +7,14 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/client"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -92,5 +94,78 @@ func BenchmarkPutVersusObjectStore(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// BenchmarkSmallPutVersusObjectStore puts 4 KiB files from 8 clients at
+// once, through the client library and one file server, and through
+// nats.go's object store on the same broker, everything in this process:
+// a CPU profile (-cpuprofile) then shows where a small put's work goes, in
+// the broker, the server and the client alike.
+//
+//	go test -run XXX -bench SmallPut -cpuprofile cpu.out ./primary
+func BenchmarkSmallPutVersusObjectStore(b *testing.B) {
+	const clients = 8
+	data := make([]byte, 4<<10)
+	rand.Read(data)
+	url := startTestBroker(b)
+	startTestServer(b, url, RolePrimary)
+	ctx := context.Background()
+	var users []*client.Client
+	for range clients {
+		c, err := client.Dial(ctx, []string{url}, client.Credentials{User: AdminUser, Password: "admin-password"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Login(ctx); err != nil {
+			b.Fatal(err)
+		}
+		users = append(users, c)
+	}
+	snc, err := nats.Connect(url, nats.UserInfo(subjects.ServiceUser, testServicePassword), nats.Timeout(10*time.Second))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer snc.Close()
+	js, _ := jetstream.New(snc)
+	obs, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "direct", Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// run puts b.N files, spread over the clients, each with put(i, n).
+	run := func(b *testing.B, put func(i, n int) error) {
+		b.SetBytes(int64(len(data)))
+		var wg sync.WaitGroup
+		errs := make(chan error, clients)
+		for i := range clients {
+			wg.Add(1)
+			go func() { // owned here: waited for below
+				defer wg.Done()
+				for n := i; n < b.N; n += clients {
+					if err := put(i, n); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+	}
+	b.Run("ftfs", func(b *testing.B) {
+		run(b, func(i, n int) error {
+			_, err := users[i].Put(ctx, "small/"+strconv.Itoa(n), bytes.NewReader(data), int64(len(data)))
+			return err
+		})
+	})
+	b.Run("objectstore", func(b *testing.B) {
+		run(b, func(_, n int) error {
+			_, err := obs.Put(ctx, jetstream.ObjectMeta{Name: "small/" + strconv.Itoa(n)}, bytes.NewReader(data))
+			return err
+		})
 	})
 }

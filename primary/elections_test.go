@@ -65,19 +65,19 @@ func TestKVHoldsReadsTheLatestValueThroughTheLeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, ok := s.kvHolds(ctx, s.uploads, "lost-answer", []byte("first")); !ok || got != rev {
-		t.Fatalf("kvHolds of the value written = %d, %v; want %d, true", got, ok, rev)
+	if got, ok, err := s.kvHolds(ctx, s.uploads, "lost-answer", []byte("first")); !ok || got != rev || err != nil {
+		t.Fatalf("kvHolds of the value written = %d, %v, %v; want %d, true", got, ok, err, rev)
 	}
-	if _, ok := s.kvHolds(ctx, s.uploads, "lost-answer", []byte("other")); ok {
+	if _, ok, err := s.kvHolds(ctx, s.uploads, "lost-answer", []byte("other")); ok || err != nil {
 		t.Fatal("kvHolds took other bytes for the value written")
 	}
 	if err := s.uploads.Delete(ctx, "lost-answer"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s.kvHolds(ctx, s.uploads, "lost-answer", nil); ok {
+	if _, ok, err := s.kvHolds(ctx, s.uploads, "lost-answer", nil); ok || err != nil {
 		t.Fatal("kvHolds took a delete marker for a value")
 	}
-	if _, ok := s.kvHolds(ctx, s.uploads, "never-written", nil); ok {
+	if _, ok, err := s.kvHolds(ctx, s.uploads, "never-written", nil); ok || err != nil {
 		t.Fatal("kvHolds found a key never written")
 	}
 }

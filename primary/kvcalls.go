@@ -53,8 +53,15 @@ func (s *Server) kvWrite(ctx context.Context, kv jetstream.KeyValue, key string,
 			newRev, err = kv.Update(actx, key, value, rev)
 		}
 		if err != nil && tried && (errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err)) {
-			if seq, ok := s.kvHolds(ctx, kv, key, value); ok {
+			seq, ok, rerr := s.kvHolds(actx, kv, key, value)
+			switch {
+			case ok:
 				newRev, err = seq, nil
+			case rerr != nil:
+				// Not known whether the earlier attempt stored it (a
+				// server frozen past that attempt reads through a
+				// connection the broker closed meanwhile): ask again.
+				err = rerr
 			}
 		}
 		tried = true
@@ -64,14 +71,21 @@ func (s *Server) kvWrite(ctx context.Context, kv jetstream.KeyValue, key string,
 }
 
 // kvHolds says whether key's latest value in kv is value, read through
-// the bucket stream's leader, and at which revision.
-func (s *Server) kvHolds(ctx context.Context, kv jetstream.KeyValue, key string, value []byte) (uint64, bool) {
+// the bucket stream's leader, and at which revision; err when it could not
+// read it.
+func (s *Server) kvHolds(ctx context.Context, kv jetstream.KeyValue, key string, value []byte) (uint64, bool, error) {
 	bucket := kv.Bucket()
 	m, err := s.leaderGetFrom(ctx, subjects.KVStream(bucket), leaderGetRequest{LastFor: subjects.KVKey(bucket, key)})
-	if err != nil || m.Header.Get(kvOperationHeader) != "" || !bytes.Equal(m.Data, value) {
-		return 0, false
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, false, nil
 	}
-	return m.Sequence, true
+	if err != nil {
+		return 0, false, err
+	}
+	if m.Header.Get(kvOperationHeader) != "" || !bytes.Equal(m.Data, value) {
+		return 0, false, nil
+	}
+	return m.Sequence, true, nil
 }
 
 // kvPurge removes key and its history, writeAttempt at a time; a key

@@ -59,6 +59,10 @@ type uploadRecord struct {
 	LastSeq   uint64             `json:"last_seq"`
 	Hash      []byte             `json:"hash,omitempty"` // sha256 state after Chunks
 	Committed *subjects.FileInfo `json:"committed,omitempty"`
+	// Direct: the client publishes the chunks itself (direct.go), over a
+	// connection authorized by the secret whose SHA-256 is TokenHash.
+	Direct    bool   `json:"direct,omitempty"`
+	TokenHash string `json:"token_hash,omitempty"`
 }
 
 // upload is an upload this instance holds.
@@ -127,6 +131,10 @@ func (s *Server) uploadOpen(c *call) (any, error) {
 	if err := mayChange(c, cur); err != nil {
 		return nil, err
 	}
+	if r.Direct && r.Size < 0 {
+		// Its size bounds what its connection may store.
+		return nil, subjects.Errorf(subjects.CodeInvalid, "a direct upload needs its size; upload a stream of unknown size through a server")
+	}
 	if err := s.admitUpload(c.ctx, c.user, r.Size, ownSize(cur, c.user)); err != nil {
 		return nil, err
 	}
@@ -135,10 +143,19 @@ func (s *Server) uploadOpen(c *call) (any, error) {
 		ID: nuid.Next(), Name: r.Name, Owner: c.user, Size: r.Size, Overwrite: r.Overwrite,
 		Instance: s.instance, Created: now, Updated: now, Hash: hashState(sha256.New()),
 	}
+	var secret string
+	if r.Direct {
+		secret = newSecret()
+		rec.Direct, rec.TokenHash = true, sessionKey(secret)
+	}
 	b, _ := json.Marshal(rec)
 	rev, err := s.kvCreate(c.ctx, s.uploads, rec.ID, b)
 	if err != nil {
 		return nil, wrapStorage("record upload", err)
+	}
+	if rec.Direct {
+		s.log.Debug("direct upload opened", "upload", rec.ID, "name", rec.Name, "user", c.user)
+		return s.directState(rec, make([]uint64, fenceCount), secret), nil
 	}
 	s.hold(rec, rev, sha256.New(), make([]uint64, fenceCount), holderMark(s))
 	s.log.Debug("upload opened", "upload", rec.ID, "name", rec.Name, "user", c.user)
@@ -373,6 +390,10 @@ func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
 		if err != nil {
 			return nil, rec, wrapStorage("claim upload", err)
 		}
+		if rec.Direct {
+			// Its client stores the chunks, behind the fences just moved.
+			return &upload{s: s, rec: rec, rev: newRev, hash: h, fences: fences, mark: mark}, rec, nil
+		}
 		return s.hold(rec, newRev, h, fences, mark), rec, nil
 	}
 }
@@ -413,7 +434,7 @@ func (s *Server) uploadResume(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, rec, err := s.takeOver(c, r.Upload)
+	u, rec, err := s.takeOver(c, r.Upload)
 	if err != nil {
 		return nil, err
 	}
@@ -421,7 +442,10 @@ func (s *Server) uploadResume(c *call) (any, error) {
 		// Nobody holds it: a state would send chunks where none is taken.
 		return nil, subjects.Errorf(subjects.CodeConflict, "upload %s is committed already", rec.ID)
 	}
-	s.log.Info("upload resumed", "upload", rec.ID, "name", rec.Name, "from_chunk", rec.Chunks, "offset", rec.Bytes)
+	s.log.Info("upload resumed", "upload", rec.ID, "name", rec.Name, "from_chunk", rec.Chunks, "offset", rec.Bytes, "direct", rec.Direct)
+	if rec.Direct {
+		return s.directState(rec, u.fences, ""), nil
+	}
 	return s.uploadState(rec), nil
 }
 
@@ -432,6 +456,13 @@ func (s *Server) uploadCommit(c *call) (any, error) {
 	}
 	u, rec, ok := s.heldUnchanged(c, r.Upload)
 	if !ok {
+		cur, rev, err := s.loadUpload(c, r.Upload)
+		if err != nil {
+			return nil, err
+		}
+		if cur.Direct {
+			return s.commitDirect(c, r, cur, rev)
+		}
 		u, rec, err = s.takeOver(c, r.Upload)
 		if err != nil {
 			return nil, err
@@ -455,6 +486,23 @@ func (s *Server) uploadCommit(c *call) (any, error) {
 		s.abortUpload(c.ctx, rec.ID)
 		return nil, subjects.Errorf(subjects.CodeIntegrity, "upload of %q: digest mismatch (server %s, client %s); nothing was stored", rec.Name, digest, r.Digest)
 	}
+	return s.publishUpload(c, rec, u.rev, digest)
+}
+
+// publishUpload makes the upload rec, whose chunks are stored and checked,
+// visible under its name with the given digest, and marks the record
+// committed. rev is the revision of the record this commit claimed (its
+// holder's last checkpoint, a takeover's or a direct commit's claim).
+//
+// Two copies of one commit may run at once: a client that got no answer in
+// time asks again, on either server. The meta is written once at most, and
+// never after the client acted on an answer (deleted the file, put another
+// in its place). A copy writes only while its claim is the record's latest
+// and the name is unchanged since it looked (the meta's compare-and-set);
+// a name that holds or held this upload's version was published already;
+// and a copy answers success only once its own claim marked the record
+// committed, so that no other copy can hold a claim by then.
+func (s *Server) publishUpload(c *call, rec uploadRecord, rev uint64, digest string) (subjects.FileInfo, error) {
 	info := jetstream.ObjectInfo{
 		ObjectMeta: jetstream.ObjectMeta{
 			Name:     rec.Name,
@@ -468,37 +516,82 @@ func (s *Server) uploadCommit(c *call) (any, error) {
 		Chunks:  rec.Chunks,
 		Digest:  digest,
 	}
-	var replaced object
-	var metaSeq uint64
 	for attempt := 0; ; attempt++ {
-		replaced, err = s.getObject(c.ctx, rec.Name)
+		replaced, err := s.getObject(c.ctx, rec.Name)
 		if err != nil {
-			return nil, err
+			return subjects.FileInfo{}, err
 		}
-		if replaced.live() && replaced.info.NUID == rec.ID {
-			return fileInfo(replaced.info), nil // a retried commit that another instance completed
+		if replaced.seq != 0 && replaced.info.NUID == rec.ID {
+			// Published by another copy of this commit, and deleted or
+			// renamed since when its meta is a tombstone.
+			fi := fileInfo(info)
+			if replaced.live() {
+				fi = fileInfo(replaced.info)
+			}
+			return s.markCommitted(c, rec, rev, fi)
+		}
+		// Checked after the name was read: a claim taken from here on
+		// comes with a meta write that fails this one's compare-and-set.
+		if other, err := s.stillHolds(c, rec.ID, rev); err != nil || other != nil {
+			return orZero(other), err
 		}
 		if err := s.mayReplace(c, rec, replaced); err != nil {
 			s.abortUpload(c.ctx, rec.ID)
-			return nil, err
+			return subjects.FileInfo{}, err
 		}
-		metaSeq, err = s.putMeta(c.ctx, info, replaced.seq)
+		metaSeq, err := s.putMeta(c.ctx, info, replaced.seq)
 		if err == errConflict && attempt < 3 {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return subjects.FileInfo{}, err
 		}
-		break
+		return s.markCommitted(c, rec, rev, s.published(c, info, replaced, metaSeq))
 	}
-	fi := s.published(c, info, replaced, metaSeq)
+}
+
+// stillHolds checks that upload id's record is still at rev, the revision
+// this commit claimed. Moved on, it returns the outcome another copy of the
+// commit recorded, or busy while that copy runs.
+func (s *Server) stillHolds(c *call, id string, rev uint64) (*subjects.FileInfo, error) {
+	cur, curRev, err := s.loadUpload(c, id)
+	switch {
+	case err != nil:
+		return nil, err
+	case curRev == rev:
+		return nil, nil
+	case cur.Committed != nil:
+		return cur.Committed, nil
+	}
+	return nil, errTakeoverRace(id)
+}
+
+// markCommitted records fi, the published version, as the outcome of the
+// commit whose claim is at rev. When another copy claimed the record
+// meantime, the answer is that copy's outcome, or busy while it runs: the
+// client must not act on this copy's success while the other may write.
+func (s *Server) markCommitted(c *call, rec uploadRecord, rev uint64, fi subjects.FileInfo) (subjects.FileInfo, error) {
 	rec.Committed, rec.Updated = &fi, time.Now().UTC()
-	if b, err := json.Marshal(rec); err == nil {
-		if _, err := s.kvUpdate(c.ctx, s.uploads, rec.ID, b, u.rev); err != nil {
-			s.log.Warn("could not mark upload committed", "upload", rec.ID, "err", err)
-		}
+	b, _ := json.Marshal(rec)
+	_, err := s.kvUpdate(c.ctx, s.uploads, rec.ID, b, rev)
+	if err == nil {
+		return fi, nil
 	}
-	return fi, nil
+	if cur, _, lerr := s.loadUpload(c, rec.ID); lerr == nil && cur.Committed != nil {
+		return *cur.Committed, nil
+	}
+	if storageUnavailable(err) {
+		return subjects.FileInfo{}, wrapStorage("mark upload committed", err)
+	}
+	return subjects.FileInfo{}, errTakeoverRace(rec.ID)
+}
+
+func orZero[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
 }
 
 // mayReplace checks that the version rec describes may take its name from
@@ -608,14 +701,33 @@ func (s *Server) sweepUploads() {
 		switch {
 		case rec.Committed != nil && age > committedKeep:
 			_ = s.uploads.Delete(ctx, id, jetstream.LastRevision(rev))
+		case rec.Committed == nil && rec.Direct:
+			if s.directAbandoned(ctx, rec, age) {
+				s.dropAbandoned(ctx, rec, rev, age)
+			}
 		case rec.Committed == nil && age > s.cfg.UploadIdle:
 			s.release(id)
-			if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(id))); err != nil {
-				return
-			}
-			if err := s.uploads.Delete(ctx, id, jetstream.LastRevision(rev)); err == nil {
-				s.log.Info("abandoned upload purged", "upload", id, "name", rec.Name, "idle", age.Round(time.Second))
-			}
+			s.dropAbandoned(ctx, rec, rev, age)
 		}
 	})
+}
+
+// dropAbandoned forgets an abandoned upload, then purges its chunks. The
+// record goes first: a commit still running somewhere then loses its claim
+// (publishUpload) instead of publishing chunks being purged. A version
+// published all the same (a commit that could not mark its record) keeps
+// its chunks. A purge that fails leaves chunks nothing points at, which
+// the storage sweep finds.
+func (s *Server) dropAbandoned(ctx context.Context, rec uploadRecord, rev uint64, idle time.Duration) {
+	if err := s.uploads.Delete(ctx, rec.ID, jetstream.LastRevision(rev)); err != nil {
+		return // written meanwhile: not abandoned after all
+	}
+	if err := s.syncCatalog(ctx); err != nil || s.usage.references(rec.ID) {
+		return
+	}
+	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(rec.ID))); err != nil {
+		s.log.Warn("purge abandoned upload", "upload", rec.ID, "err", err)
+		return
+	}
+	s.log.Info("abandoned upload purged", "upload", rec.ID, "name", rec.Name, "idle", idle.Round(time.Second))
 }

@@ -3,6 +3,8 @@ package primary
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"strconv"
 	"testing"
@@ -81,21 +83,41 @@ func TestAbandonedUploadsArePurged(t *testing.T) {
 	if _, err := admin.sendChunk(st, 0, make([]byte, 4096)); err != nil {
 		t.Fatal(err)
 	}
-	subj := subjects.ObjectChunks(subjects.FilesBucket, st.Upload)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		_, gerr := s.stream.GetLastMsgForSubject(ctx, subj)
-		_, kerr := s.uploads.Get(ctx, st.Upload)
-		if gerr == jetstream.ErrMsgNotFound && kerr == jetstream.ErrKeyNotFound {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("abandoned upload still there: chunk %v, record %v", gerr, kerr)
-		}
-		time.Sleep(100 * time.Millisecond)
+	// A direct upload's record is never written after its open: its
+	// chunks say whether it is idle.
+	var direct subjects.UploadState
+	if err := admin.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: "direct.bin", Size: 3 * subjects.ChunkSize, Direct: true}, &direct); err != nil {
+		t.Fatal(err)
 	}
-	if err := admin.call(subjects.Stat, subjects.NameRequest{Name: "abandoned.bin"}, nil); subjects.CodeOf(err) != subjects.CodeNotFound {
-		t.Fatalf("abandoned upload visible: %v", err)
+	for _, up := range []string{direct.Upload, st.Upload} {
+		subj := subjects.ObjectChunks(subjects.FilesBucket, up)
+		deadline := time.Now().Add(15 * time.Second)
+		for i := 0; ; i++ {
+			if up == direct.Upload && i < 20 && i%2 == 0 {
+				// Active for two seconds, twice the idle time, with
+				// no more chunks than its size and a window take.
+				if _, err := s.js.Publish(ctx, subj, make([]byte, 10)); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.uploads.Get(ctx, up); err != nil {
+					t.Fatalf("an active direct upload was dropped: %v", err)
+				}
+			}
+			_, gerr := s.stream.GetLastMsgForSubject(ctx, subj)
+			_, kerr := s.uploads.Get(ctx, up)
+			if gerr == jetstream.ErrMsgNotFound && kerr == jetstream.ErrKeyNotFound {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("abandoned upload still there: chunk %v, record %v", gerr, kerr)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for _, name := range []string{"abandoned.bin", "direct.bin"} {
+		if err := admin.call(subjects.Stat, subjects.NameRequest{Name: name}, nil); subjects.CodeOf(err) != subjects.CodeNotFound {
+			t.Fatalf("abandoned upload %s visible: %v", name, err)
+		}
 	}
 }
 
@@ -183,4 +205,101 @@ func TestRetriedMutationsSeeTheirOwnWork(t *testing.T) {
 	if err := admin.callAs("d2", subjects.Delete, subjects.NameRequest{Name: "b.txt"}, nil); subjects.CodeOf(err) != subjects.CodeNotFound {
 		t.Fatalf("a new delete of a gone name: %v", err)
 	}
+}
+
+// TestAStaleCopyOfACommitPublishesNothing: a client that got no answer in
+// time sends its commit again, and both copies run. Whatever the copy that
+// lags finds, it must not write the meta again once the client acted on
+// the first copy's answer: CI's fault matrix once saw a deleted file come
+// back, its chunks purged, from the second copy of its commit.
+func TestAStaleCopyOfACommitPublishesNothing(t *testing.T) {
+	url := startTestBroker(t)
+	s := startTestServer(t, url, RolePrimary)
+	admin := dialUser(t, url, AdminUser, "admin-password")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := &call{ctx: ctx, user: AdminUser, admin: true}
+
+	// stale opens and stores an upload of name and returns its record as a
+	// copy of its commit claimed it, at its revision then.
+	stale := func(name string) (uploadRecord, uint64, subjects.UploadCommitRequest) {
+		t.Helper()
+		data := make([]byte, 1000)
+		rand.Read(data)
+		var st subjects.UploadState
+		if err := admin.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: name, Size: int64(len(data)), Overwrite: true}, &st); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.sendChunk(st, 0, data); err != nil {
+			t.Fatal(err)
+		}
+		e, err := s.uploads.Get(ctx, st.Upload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec uploadRecord
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			t.Fatal(err)
+		}
+		rec.Chunks, rec.Bytes = 1, int64(len(data))
+		sum := sha256.Sum256(data)
+		return rec, e.Revision(), subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])}
+	}
+	unchanged := func(name string, want object) {
+		t.Helper()
+		o, err := s.getObject(ctx, name)
+		if err != nil || o.seq != want.seq {
+			t.Fatalf("%s: the stale copy wrote its meta (now %+v at %d, was at %d; %v)", name, o.info, o.seq, want.seq, err)
+		}
+	}
+
+	// The copy that answered committed, and the client deleted the file;
+	// the lagging copy's claim came before the answering one's.
+	rec, rev, commit := stale("deleted.bin")
+	if err := admin.call(subjects.UploadCommit, commit, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.call(subjects.Delete, subjects.NameRequest{Name: "deleted.bin"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	tomb, _ := s.getObject(ctx, "deleted.bin")
+	if fi, err := s.publishUpload(c, rec, rev, commit.Digest); err != nil || fi.Size != commit.Size {
+		t.Errorf("stale copy after a delete: %+v, %v; want the first copy's outcome", fi, err)
+	}
+	unchanged("deleted.bin", tomb)
+
+	// The same, but the lagging copy's claim is the latest: the answering
+	// copy could not mark the record committed. The tombstone still names
+	// the version, published once.
+	e, err := s.uploads.Get(ctx, rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(rec)
+	rev, err = s.uploads.Update(ctx, rec.ID, b, e.Revision())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.publishUpload(c, rec, rev, commit.Digest); err != nil {
+		t.Errorf("latest claim after a delete: %v", err)
+	}
+	unchanged("deleted.bin", tomb)
+
+	// The client deleted the file and put another in its place: the
+	// lagging copy, whose upload may overwrite, must leave it.
+	rec, rev, commit = stale("replaced.bin")
+	if err := admin.call(subjects.UploadCommit, commit, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.call(subjects.Delete, subjects.NameRequest{Name: "replaced.bin"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.put("replaced.bin", []byte("the new content")); err != nil {
+		t.Fatal(err)
+	}
+	now, _ := s.getObject(ctx, "replaced.bin")
+	if _, err := s.publishUpload(c, rec, rev, commit.Digest); err != nil {
+		t.Errorf("stale copy after a new put: %v", err)
+	}
+	unchanged("replaced.bin", now)
 }

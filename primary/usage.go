@@ -44,7 +44,8 @@ const syncWait = 5 * time.Second
 
 type uploadUse struct {
 	reserve int64     // announced size, or the bytes stored when more or unknown
-	active  time.Time // opened, resumed or checkpointed
+	active  time.Time // opened, resumed, checkpointed or (direct) its last chunk stored
+	direct  bool      // its client stores the chunks and writes no checkpoints
 }
 
 // downloadKey names a running download: its user and its reply subject
@@ -139,7 +140,7 @@ func (u *usage) putUpload(seq uint64, id string, rec *uploadRecord) {
 		if u.uploads[rec.Owner] == nil {
 			u.uploads[rec.Owner] = map[string]uploadUse{}
 		}
-		u.uploads[rec.Owner][id] = uploadUse{reserve: max(rec.Size, rec.Bytes), active: rec.Updated}
+		u.uploads[rec.Owner][id] = uploadUse{reserve: max(rec.Size, rec.Bytes), active: rec.Updated, direct: rec.Direct}
 		u.uploadOwner[id] = rec.Owner
 	}
 	u.uploadsSeq = max(u.uploadsSeq, seq)
@@ -220,6 +221,30 @@ func (u *usage) transfers(user string, now time.Time, except downloadKey) int {
 		}
 	}
 	return n
+}
+
+// quietDirect lists user's direct uploads that look idle at now: their
+// records tell only when they were opened or resumed.
+func (u *usage) quietDirect(user string, now time.Time) []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var ids []string
+	for id, up := range u.uploads[user] {
+		if up.direct && now.Sub(up.active) >= TransferIdle {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// storedAt records that upload id stored a chunk at t.
+func (u *usage) storedAt(id string, t time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if up, ok := u.uploads[u.uploadOwner[id]][id]; ok && t.After(up.active) {
+		up.active = t
+		u.uploads[u.uploadOwner[id]][id] = up
+	}
 }
 
 // running says whether a download counts at now.
@@ -486,7 +511,7 @@ func (s *Server) admitUpload(ctx context.Context, user string, size, credit int6
 				return subjects.Errorf(subjects.CodeQuota, "%s has %d unfinished uploads, the most a user may have: finish or abort one (an upload idle for %v is dropped)", user, n, s.cfg.UploadIdle)
 			}
 		}
-		if err := s.checkTransfers(user, downloadKey{}, near); err != nil {
+		if err := s.checkTransfers(ctx, user, downloadKey{}, near); err != nil {
 			return err
 		}
 		return s.checkQuota(user, "", max(size, 0), credit, near)
@@ -495,15 +520,27 @@ func (s *Server) admitUpload(ctx context.Context, user string, size, credit int6
 
 // checkTransfers refuses a transfer to a user running the most at once
 // (lowered when near).
-func (s *Server) checkTransfers(user string, except downloadKey, near bool) error {
+func (s *Server) checkTransfers(ctx context.Context, user string, except downloadKey, near bool) error {
 	limit := s.cfg.MaxTransfers
 	if limit <= 0 {
 		return nil
 	}
+	s.directActivity(ctx, user)
 	if n := s.usage.transfers(user, time.Now(), except); n >= lowered(limit, near) {
 		return subjects.Errorf(subjects.CodeQuota, "%s is running %d transfers, the most a user may run at once: wait for one to finish", user, n)
 	}
 	return nil
+}
+
+// directActivity brings the activity of user's direct uploads that look
+// idle up to the time of their last chunk stored, which only the stream
+// knows: a direct upload runs for as long as its client publishes.
+func (s *Server) directActivity(ctx context.Context, user string) {
+	for _, id := range s.usage.quietDirect(user, time.Now()) {
+		if m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: s.chunkSubject(id)}); err == nil {
+			s.usage.storedAt(id, m.Time)
+		}
+	}
 }
 
 // admitTransfer checks that the user may start a transfer made in one
@@ -512,7 +549,7 @@ func (s *Server) admitTransfer(c *call) error {
 	if s.cfg.MaxTransfers <= 0 {
 		return nil
 	}
-	return s.limited(c.ctx, func(near bool) error { return s.checkTransfers(c.user, downloadKey{}, near) })
+	return s.limited(c.ctx, func(near bool) error { return s.checkTransfers(c.ctx, c.user, downloadKey{}, near) })
 }
 
 // checkQuota refuses to let user store size bytes for the upload except
@@ -634,7 +671,7 @@ func (s *Server) admitDownload(c *call, r subjects.DownloadRequest, size int64) 
 	reply := c.req.Reply()
 	k := downloadKey{user: c.user, id: reply[:max(strings.LastIndexByte(reply, '.'), 0)]}
 	if r.After == 0 && !s.usage.running(k, time.Now()) {
-		if err := s.limited(c.ctx, func(near bool) error { return s.checkTransfers(c.user, k, near) }); err != nil {
+		if err := s.limited(c.ctx, func(near bool) error { return s.checkTransfers(c.ctx, c.user, k, near) }); err != nil {
 			return err
 		}
 	}

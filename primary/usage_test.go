@@ -2,6 +2,7 @@ package primary
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -337,5 +338,52 @@ func TestExpiredUploadsReleaseTheirWriter(t *testing.T) {
 			t.Fatalf("%d writers of expired uploads still running", held())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestALongDirectUploadCountsAsATransfer: a direct upload writes no
+// checkpoints while its client publishes the chunks, so its record soon
+// looks idle; it still counts as a transfer for as long as chunks arrive.
+func TestALongDirectUploadCountsAsATransfer(t *testing.T) {
+	url := startTestBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := Start(ctx, Config{Servers: []string{url}, ServicePassword: testServicePassword, AdminPassword: "admin-password",
+		Role: RolePrimary, Logger: startTestLogger(), MaxTransfers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	admin := dialUser(t, url, AdminUser, "admin-password")
+	var st subjects.UploadState
+	if err := admin.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: "long.bin", Size: 2 * subjects.ChunkSize, Direct: true}, &st); err != nil {
+		t.Fatal(err)
+	}
+	// Opened a minute ago, as far as its record tells.
+	e, err := s.uploads.Get(ctx, st.Upload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec uploadRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec.Updated = time.Now().Add(-time.Minute)
+	b, _ := json.Marshal(rec)
+	rev, err := s.uploads.Update(ctx, st.Upload, b, e.Revision())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.usage.waitFor(ctx, 0, rev); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.checkTransfers(ctx, AdminUser, downloadKey{}, false); err != nil {
+		t.Fatalf("an upload whose client stored nothing for a minute counted: %v", err)
+	}
+	if _, err := s.js.Publish(ctx, s.chunkSubject(st.Upload), make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.checkTransfers(ctx, AdminUser, downloadKey{}, false); subjects.CodeOf(err) != subjects.CodeQuota {
+		t.Fatalf("an upload that stored a chunk just now: %v, want it counted", err)
 	}
 }

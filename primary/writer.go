@@ -56,10 +56,6 @@ const fenceCount = subjects.UploadWindow
 // whose answer was lost is recognised when it is tried again.
 const headerFence = "Ftfs-Fence"
 
-// expectedLastSubjSeqSubjHeader names the subject a
-// Nats-Expected-Last-Subject-Sequence check is made on (nats-server 2.11+).
-const expectedLastSubjSeqSubjHeader = "Nats-Expected-Last-Subject-Sequence-Subject"
-
 // errDeposed says another server has taken the upload over.
 var errDeposed = errors.New("upload taken over by another server")
 
@@ -221,7 +217,7 @@ func (u *upload) send(p *storing) {
 	msg.Header.Set(subjects.HeaderChunk, strconv.FormatUint(uint64(p.index), 10))
 	f := int(p.index) % fenceCount
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(u.fences[f], 10))
-	msg.Header.Set(expectedLastSubjSeqSubjHeader, u.s.fenceSubject(u.rec.ID, f))
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, u.s.fenceSubject(u.rec.ID, f))
 	p.sent, p.settled, p.lost, p.early = time.Now(), false, false, nil
 	// No retry inside nats.go: a publish answered "no responders" (a
 	// leader being elected) is sent again by it 250 ms later, after the

@@ -91,7 +91,7 @@ func TestFencesKeepADeposedHolderOut(t *testing.T) {
 		m.Data = []byte("chunk")
 		f := index % fenceCount
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(fences[f], 10))
-		m.Header.Set(expectedLastSubjSeqSubjHeader, s.fenceSubject(id, f))
+		m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, s.fenceSubject(id, f))
 		_, err := s.js.PublishMsg(ctx, m)
 		return err
 	}

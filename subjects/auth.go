@@ -3,6 +3,7 @@ package subjects
 import (
 	"crypto/sha256"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nkeys"
 )
@@ -70,3 +71,29 @@ func UserPublish() []string {
 func UserSubscribe(user string) []string {
 	return []string{Inbox(user) + ".>", ServerGone}
 }
+
+// UploadTokenPrefix starts the token of an upload connection (Direct): a
+// client that opened a direct upload connects a second time with
+// UploadToken, and that connection may publish to the upload's chunk
+// subject and nothing else.
+const UploadTokenPrefix = "ftfs-upload."
+
+// UploadToken is the connection token of a direct upload: its ID and the
+// secret the server handed out with it.
+func UploadToken(upload, secret string) string { return UploadTokenPrefix + upload + "." + secret }
+
+// ParseUploadToken splits an upload connection's token; ok is false for any
+// other token (a session's).
+func ParseUploadToken(token string) (upload, secret string, ok bool) {
+	rest, ok := strings.CutPrefix(token, UploadTokenPrefix)
+	if !ok {
+		return "", "", false
+	}
+	upload, secret, ok = strings.Cut(rest, ".")
+	return upload, secret, ok && upload != "" && secret != ""
+}
+
+// UploadPublish lists the only subject an upload connection may publish to:
+// its upload's chunk subject, where JetStream acknowledges each chunk to the
+// connection's inbox (UserSubscribe of the upload's owner).
+func UploadPublish(bucket, upload string) []string { return []string{ObjectChunks(bucket, upload)} }

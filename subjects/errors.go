@@ -58,6 +58,12 @@ const (
 	ReasonBadOffset     Reason = "bad-offset"     // a download position outside the file
 )
 
+// ReasonResume comes with a CodeConflict commit of a direct upload whose
+// chunk subject holds another number of chunks than the client counted (a
+// chunk stored twice): the client asks UploadResume, which walks the
+// chunks into order, and commits again.
+const ReasonResume Reason = "resume"
+
 // Error is a failure as it crosses the wire: an operation, a kind (Code) and
 // a sentence for the user.
 type Error struct {

@@ -88,6 +88,10 @@ type UploadOpenRequest struct {
 	Name      string `json:"name"`
 	Size      int64  `json:"size"`
 	Overwrite bool   `json:"overwrite,omitempty"`
+	// Direct asks to publish the chunks into storage over a connection of
+	// the upload's own (UploadState.Direct) instead of sending them to a
+	// server that stores them.
+	Direct bool `json:"direct,omitempty"`
 }
 
 // Validate: the name is required; the size is -1 or more.
@@ -129,7 +133,8 @@ func (r PutRequest) Validate() error {
 type UploadState struct {
 	Upload string `json:"upload"`
 	// Instance is the server holding the upload: send chunks to
-	// Chunk(Instance).
+	// Chunk(Instance). For a direct upload, the server that answered
+	// (nobody holds it).
 	Instance string `json:"instance"`
 	// NextChunk and Offset are the first chunk (and its byte offset) the
 	// server has not stored; a resumed upload continues there.
@@ -137,6 +142,33 @@ type UploadState struct {
 	Offset    int64  `json:"offset"`
 	ChunkSize int    `json:"chunk_size"`
 	Window    int    `json:"window"`
+	// Direct is set for an upload opened Direct: the client publishes
+	// the chunks itself.
+	Direct *DirectUpload `json:"direct,omitempty"`
+}
+
+// DirectUpload tells a client how to publish the chunks of a direct upload:
+// connect with Token (UploadToken), and publish chunk k to Subject as a
+// JetStream message with HeaderChunk k, behind fence k mod len(Fences):
+// headers Nats-Expected-Last-Subject-Sequence set to that fence's Seq and
+// Nats-Expected-Last-Subject-Sequence-Subject to its Subject. A server that
+// resumes the upload moves the fences on first, so that no chunk sent
+// before can land after; chunks then go behind the fences of its reply.
+// The client counts a chunk stored only when JetStream's acks show every
+// chunk before it stored at a lower stream sequence; on any failed,
+// missing or out-of-order ack it waits for the rest and asks UploadResume,
+// which puts the stored chunks in order and says where to go on.
+type DirectUpload struct {
+	Token   string  `json:"token"`
+	Subject string  `json:"subject"`
+	Fences  []Fence `json:"fences"`
+}
+
+// Fence is one fence subject of a direct upload and the stream sequence its
+// last message has (0: none).
+type Fence struct {
+	Subject string `json:"subject"`
+	Seq     uint64 `json:"seq"`
 }
 
 // UploadRequest names an upload.
@@ -160,6 +192,10 @@ type UploadCommitRequest struct {
 	Upload string `json:"upload"`
 	Size   int64  `json:"size"`
 	Digest string `json:"digest"`
+	// For a direct upload: how many chunks the client stored, and the
+	// stream sequence JetStream acknowledged for the last of them.
+	Chunks  uint32 `json:"chunks,omitempty"`
+	LastSeq uint64 `json:"last_seq,omitempty"`
 }
 
 // Validate: the upload and the digest are required, the size is not

@@ -23,6 +23,8 @@
 //	            file in one request, no upload to open or commit
 //	upload      UploadOpen     UploadOpenRequest -> UploadState
 //	            Chunk(inst)    raw bytes, headers Upload+Chunk -> ChunkAck
+//	            or, opened Direct: JetStream publishes of the chunks on a
+//	            connection of the upload's own (DirectUpload, UploadToken)
 //	            UploadResume   UploadRequest     -> UploadState (any server)
 //	            UploadCommit   UploadCommitRequest -> FileInfo (any server;
 //	            sent first to UploadCommitAt(inst), the holder's own)

@@ -10,8 +10,10 @@ import (
 
 // failover puts and gets the large file through the Go client while the
 // file server serving it is killed (SIGKILL) halfway through: for a put,
-// the server holding the upload; for a get (any server can serve any
-// batch, JetStream sends the chunks), the primary and the backup in turn.
+// the server that opened the upload (a direct upload's chunks go into
+// storage without it; it would answer the commit); for a get (any server
+// can serve any batch, JetStream sends the chunks), the primary and the
+// backup in turn.
 // The killed server is restarted afterwards. The undisturbed reference is
 // the large phase's; without it, this phase measures one per run.
 func (b *bench) failover() {
@@ -86,9 +88,9 @@ func (b *bench) kill(start time.Time, role string) *kill {
 	return k
 }
 
-// putKilled puts the large file and kills the server holding the upload
-// halfway: the one named by the last progress report, which comes with
-// the first acknowledged chunk, long before half of the file is read
+// putKilled puts the large file and kills the server that opened the
+// upload halfway: the one named by the last progress report, which comes
+// with the first acknowledged chunk, long before half of the file is read
 // (the client reads one window ahead of the acknowledgements).
 func (b *bench) putKilled(run int, name string) {
 	roles := b.sys.Instances(b.tb, b.serviceConn()) // instance ID -> role, before the clock starts
@@ -169,7 +171,7 @@ func (b *bench) recordKilled(run int, op string, took time.Duration, err error, 
 	case k == nil:
 		s.Err = fmt.Sprintf("the %s ended before half of it was done: nothing was killed (%s)", op, errText(err))
 	case k.role == "":
-		s.Err = "the server holding the upload is not a known instance: nothing was killed"
+		s.Err = "the server that opened the upload is not a known instance: nothing was killed"
 	default:
 		s.Killed, s.KilledAt, s.KillSeconds = k.role, k.at.Seconds(), k.took.Seconds()
 	}

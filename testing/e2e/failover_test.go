@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"github.com/ftfs/ftfs/subjects"
+	"github.com/nats-io/nats.go/jetstream"
 	"sync"
 	"testing"
 	"time"
@@ -14,11 +16,11 @@ import (
 const bigFile = 64 << 20
 
 // TestUploadSurvivesKillOfItsServer kills (SIGKILL) the file server holding
-// a running 64 MiB upload; the upload goes on with the other server from
-// the last stored chunk and completes, byte-identical.
+// a running 64 MiB relayed upload; the upload goes on with the other server
+// from the last stored chunk and completes, byte-identical.
 func TestUploadSurvivesKillOfItsServer(t *testing.T) {
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
-	c := sys.Login(t, "admin")
+	c := sys.Login(t, "admin", client.WithRelayedUploads())
 	data := ftfstest.RandomBytes(bigFile)
 
 	killed, last, err := putAndHitHolder(t, sys, c, "big.bin", data, sys.Kill)
@@ -76,7 +78,7 @@ func TestDownloadSurvivesKillOfAServer(t *testing.T) {
 // once thawed the stale holder must not disturb the stored file.
 func TestTransfersRideOverAFrozenServer(t *testing.T) {
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
-	c := sys.Login(t, "admin")
+	c := sys.Login(t, "admin", client.WithRelayedUploads())
 	data := ftfstest.RandomBytes(bigFile)
 
 	frozen, last, err := putAndHitHolder(t, sys, c, "frozen.bin", data, sys.Freeze)
@@ -131,4 +133,90 @@ func putAndHitHolder(t *testing.T, sys *ftfstest.System, c *client.Client, name 
 		t.Fatalf("the fault did not hit mid-upload (server %q, progress %+v)", role, last)
 	}
 	return role, last, err
+}
+
+// TestDirectUploadSurvivesKillOfItsBroker kills (SIGKILL) the broker a
+// client's connections use while a 64 MiB direct upload publishes its
+// chunks into storage (three brokers, files at three replicas): the upload
+// connection moves to another broker, the upload resumes from what storage
+// holds in order, and the file is byte-identical.
+func TestDirectUploadSurvivesKillOfItsBroker(t *testing.T) {
+	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
+	sys.Login(t, "admin") // waits for the servers
+	victim := sys.BrokerNames()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Given only the victim's URL, both connections start there; they
+	// learn the others from it.
+	var opts []client.Option
+	if sys.TLSCA != "" {
+		opts = append(opts, client.WithTLS(sys.TLSCA))
+	}
+	c, err := client.Dial(ctx, []string{sys.Process(victim).URL()}, client.Credentials{User: "admin", Password: sys.AdminPassword}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	data := ftfstest.RandomBytes(bigFile)
+	var once sync.Once
+	var last client.Progress
+	_, err = c.Put(ctx, "big.bin", bytes.NewReader(data), int64(len(data)), client.OnProgress(func(p client.Progress) {
+		last = p
+		if p.Done > int64(len(data))/8 && p.Done < p.Total {
+			once.Do(func() { sys.Kill(t, victim) })
+		}
+	}))
+	if err != nil {
+		t.Fatalf("put with %s killed: %v", victim, err)
+	}
+	if last.Failovers == 0 || last.Resent >= bigFile/4 {
+		t.Fatalf("progress %+v: want a resume re-sending well under the file", last)
+	}
+	t.Logf("killed %s mid-upload; resumes %d, re-sent %d bytes", victim, last.Failovers, last.Resent)
+	ftfstest.SameBytes(t, data, ftfstest.GetBytes(t, c, "big.bin"))
+	// With the broker still down, nats.go's object store reader once hung
+	// for the rest of the test in CI (its consumer placed on the dead
+	// broker, presumably): the plain read comes after the restart.
+	sys.Restart(t, victim)
+	sys.WaitHealthy(t)
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A plain read may also be served by the restarted broker's replica
+	// while it catches up (CI's TLS run once read a digest mismatch): what
+	// counts is that the stream leader holds exactly the file's chunks;
+	// then the read is tried again.
+	obs := sys.ObjectStore(t)
+	var info *jetstream.ObjectInfo
+	ftfstest.Eventually(t, 30*time.Second, "big.bin's object info", func() bool {
+		info, err = obs.GetInfo(ctx, "big.bin")
+		return err == nil
+	})
+	js, err := jetstream.New(sys.ServiceConn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, "OBJ_"+subjects.FilesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj := subjects.ObjectChunks(subjects.FilesBucket, info.NUID)
+	si, err := stream.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held := si.State.Subjects[subj]; held != uint64(info.Chunks) {
+		t.Fatalf("the stream holds %d chunks of big.bin, its meta says %d", held, info.Chunks)
+	}
+	var got []byte
+	ftfstest.Eventually(t, 30*time.Second, "a plain object store read of big.bin", func() bool {
+		got, err = obs.GetBytes(ctx, "big.bin")
+		if err != nil {
+			t.Logf("plain read: %v", err)
+		}
+		return err == nil
+	})
+	ftfstest.SameBytes(t, data, got)
 }

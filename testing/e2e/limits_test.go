@@ -24,12 +24,16 @@ const promptly = 10 * time.Second
 
 // TestMaxFileSize checks that a file over --max-file-size is refused with
 // ErrTooLarge whether its size is announced, unknown or announced wrongly,
-// and that nothing of it stays: no file, no upload record, no chunk.
+// and that nothing of it stays: no file, no upload record, no chunk. A
+// direct upload cannot send more than it announced: its client stops at
+// the announced size (ErrIntegrity); a relayed one's server counts every
+// chunk against the limit.
 func TestMaxFileSize(t *testing.T) {
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"),
 		ftfstest.ServerArgs("--max-file-size", "2MiB"))
 	sys.AddUser(t, "big")
 	c := sys.Login(t, "big")
+	relayed := sys.Login(t, "big", client.WithRelayedUploads())
 	st := openStorage(t, sys)
 
 	atLimit := sys.PutRandom(t, c, "big/max.bin", 2<<20)
@@ -38,20 +42,23 @@ func TestMaxFileSize(t *testing.T) {
 		name string
 		size int64 // announced
 		data int
+		c    *client.Client
+		want error
 	}{
-		{"big/announced.bin", 2<<20 + 1, 2<<20 + 1},
-		{"big/unknown.bin", -1, 3 << 20},
-		{"big/understated.bin", 1 << 20, 3 << 20},
+		{"big/announced.bin", 2<<20 + 1, 2<<20 + 1, c, client.ErrTooLarge},
+		{"big/unknown.bin", -1, 3 << 20, c, client.ErrTooLarge},
+		{"big/understated.bin", 1 << 20, 3 << 20, c, client.ErrIntegrity},
+		{"big/understated.bin", 1 << 20, 3 << 20, relayed, client.ErrTooLarge},
 	} {
 		start := time.Now()
-		_, err := c.Put(ctxFor(t, 2*time.Minute), tc.name, bytes.NewReader(ftfstest.RandomBytes(tc.data)), tc.size)
-		if !errors.Is(err, client.ErrTooLarge) {
-			t.Fatalf("put %s (%d bytes, announced %d): %v; want ErrTooLarge", tc.name, tc.data, tc.size, err)
+		_, err := tc.c.Put(ctxFor(t, 2*time.Minute), tc.name, bytes.NewReader(ftfstest.RandomBytes(tc.data)), tc.size)
+		if !errors.Is(err, tc.want) {
+			t.Fatalf("put %s (%d bytes, announced %d): %v; want %v", tc.name, tc.data, tc.size, err, tc.want)
 		}
 		if took := time.Since(start); took > promptly {
-			t.Fatalf("put %s: ErrTooLarge after %v", tc.name, took)
+			t.Fatalf("put %s: %v after %v", tc.name, tc.want, took)
 		}
-		if !strings.Contains(err.Error(), "maximum file size of 2MiB") {
+		if tc.want == client.ErrTooLarge && !strings.Contains(err.Error(), "maximum file size of 2MiB") {
 			t.Fatalf("put %s: the error does not name the limit: %v", tc.name, err)
 		}
 		if _, err := c.Stat(ctxFor(t, 30*time.Second), tc.name); !errors.Is(err, client.ErrNotFound) {
@@ -77,6 +84,7 @@ func TestUserQuota(t *testing.T) {
 	sys.AddUser(t, "carol")
 	sys.AddUser(t, "dave")
 	carol, dave := sys.Login(t, "carol"), sys.Login(t, "dave")
+	carolRelayed := sys.Login(t, "carol", client.WithRelayedUploads())
 	st := openStorage(t, sys)
 
 	sys.PutRandom(t, carol, "q/a", 2<<20)
@@ -84,10 +92,10 @@ func TestUserQuota(t *testing.T) {
 	c := sys.PutRandom(t, carol, "q/c", 1<<20)
 	full := st.bytes(t)
 
-	refused := func(name string, n int, size int64, used string) {
+	refused := func(c *client.Client, name string, n int, size int64, used string) {
 		t.Helper()
 		start := time.Now()
-		_, err := carol.Put(ctxFor(t, 2*time.Minute), name, bytes.NewReader(ftfstest.RandomBytes(n)), size)
+		_, err := c.Put(ctxFor(t, 2*time.Minute), name, bytes.NewReader(ftfstest.RandomBytes(n)), size)
 		if !errors.Is(err, client.ErrQuota) {
 			t.Fatalf("put %s (%d bytes, announced %d): %v; want ErrQuota", name, n, size, err)
 		}
@@ -98,11 +106,13 @@ func TestUserQuota(t *testing.T) {
 			t.Fatalf("put %s: the error does not say %s used of 5MiB: %v", name, used, err)
 		}
 	}
-	refused("q/d", 1, 1, "5MiB")
-	refused("q/d", 100<<10, -1, "5MiB")
-	// An overwrite of q/c announcing its size, but sending more.
-	refused("q/c", 2<<20, 1<<20, "5MiB")
-	refused("q/c", 1<<20+1, 1<<20+1, "5MiB")
+	refused(carol, "q/d", 1, 1, "5MiB")
+	refused(carol, "q/d", 100<<10, -1, "5MiB")
+	// An overwrite of q/c announcing its size, but sending more: relayed,
+	// since a direct upload stops at its announced size itself
+	// (TestMaxFileSize), and only the relay's server sees more.
+	refused(carolRelayed, "q/c", 2<<20, 1<<20, "5MiB")
+	refused(carol, "q/c", 1<<20+1, 1<<20+1, "5MiB")
 	st.cleanedUp(t, "carol", full)
 	ftfstest.SameBytes(t, c, ftfstest.GetBytes(t, carol, "q/c"))
 
@@ -121,7 +131,7 @@ func TestUserQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	sys.PutRandom(t, carol, "q/d", 2<<20)
-	refused("q/e", 1, 1, "5MiB")
+	refused(carol, "q/e", 1, 1, "5MiB")
 	files, err := carol.List(ctxFor(t, 30*time.Second), "q/")
 	if err != nil {
 		t.Fatal(err)

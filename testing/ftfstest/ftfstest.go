@@ -511,10 +511,10 @@ func (sys *System) ObjectStore(t testing.TB) jetstream.ObjectStore {
 }
 
 // Dial connects as a user with a password, without logging in.
-func (sys *System) Dial(t testing.TB, user, password string) (*client.Client, error) {
+func (sys *System) Dial(t testing.TB, user, password string, opts ...client.Option) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return sys.DialWith(ctx, client.Credentials{User: user, Password: password})
+	return sys.DialWith(ctx, client.Credentials{User: user, Password: password}, opts...)
 }
 
 // DialWith connects a client with any credentials (a session token, say),
@@ -528,7 +528,7 @@ func (sys *System) DialWith(ctx context.Context, cred client.Credentials, opts .
 
 // Login returns a logged-in client of user ("admin", or a user AddUser
 // made), closed when the test ends.
-func (sys *System) Login(t testing.TB, user string) *client.Client {
+func (sys *System) Login(t testing.TB, user string, opts ...client.Option) *client.Client {
 	t.Helper()
 	pw := sys.AdminPassword
 	if user != "admin" {
@@ -536,7 +536,7 @@ func (sys *System) Login(t testing.TB, user string) *client.Client {
 		pw = sys.users[user]
 		sys.mu.Unlock()
 	}
-	c, err := sys.Dial(t, user, pw)
+	c, err := sys.Dial(t, user, pw, opts...)
 	if err != nil {
 		t.Fatalf("dial as %s: %v", user, err)
 	}

@@ -1,0 +1,336 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// A direct upload (subjects.DirectUpload) publishes its chunks into
+// storage over a connection of its own, which may publish there and
+// nowhere else; a server only opens, resumes and commits it. Relayed
+// through a server, every byte would cross the broker twice.
+
+const (
+	// directAckWait is how long a chunk's store may go unacknowledged
+	// before the upload is resumed: a store that reached a stream leader
+	// as it died is never answered.
+	directAckWait = 2 * time.Second
+	// directRetryFor bounds how long an upload goes on failing to store
+	// a chunk, resuming with a back-off, before it gives up.
+	directRetryFor = time.Minute
+)
+
+var (
+	errAckTimeout   = errors.New("chunk store not acknowledged in time")
+	errOutOfOrder   = errors.New("chunk stored after a later one")
+	errReconnected  = errors.New("upload connection moved to another broker")
+	errReaderTooBig = errors.New("the reader gives more than the announced size")
+)
+
+// directChunk is a chunk sent and not yet counted stored.
+type directChunk struct {
+	index uint32
+	data  []byte
+	ack   jetstream.PubAckFuture
+	early *jetstream.PubAck // its ack, taken before its turn (inOrder)
+	err   error             // the publish failed before it was sent
+	sent  time.Time
+}
+
+// directUploader publishes the chunks of a direct upload, keeping a window
+// of them in flight, and counts a chunk stored only when every chunk
+// before it is stored at a lower stream sequence; on any doubt it resumes.
+type directUploader struct {
+	c        *Client
+	st       subjects.UploadState
+	d        subjects.DirectUpload // fences replaced at every resume
+	announce int64
+	r        io.Reader
+	hash     hash.Hash
+	size     int64  // bytes read so far
+	next     uint32 // index of the next chunk to read
+	eof      bool
+	stored   uint32 // chunks counted stored, in order
+	lastSeq  uint64 // stream sequence of the last of them (0 after a resume)
+	pending  []*directChunk
+	free     [][]byte
+	rep      reporter
+
+	nc          *nats.Conn
+	js          jetstream.JetStream
+	reconnected chan struct{}
+}
+
+func newDirectUploader(c *Client, st subjects.UploadState, r io.Reader, size int64, o transferOptions) *directUploader {
+	return &directUploader{c: c, st: st, d: *st.Direct, announce: size, r: r, hash: sha256.New(),
+		rep: reporter{f: o.progress, p: Progress{Total: size, Instance: st.Instance}}}
+}
+
+// connect opens the upload's connection. A broker asks a file server to
+// authorize it; while none answers (killed, frozen, restarting) nats.go
+// keeps trying, for up to the default budget.
+func (u *directUploader) connect(ctx context.Context) error {
+	u.reconnected = make(chan struct{}, 1)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	opts := append(connOptions(cctx, u.c.opts, u.c.opts.name+"-upload", u.c.user),
+		nats.Token(u.d.Token),
+		nats.RetryOnFailedConnect(true),
+		// A chunk published while disconnected fails at once instead of
+		// waiting in a buffer to be sent behind fences a resume moved.
+		nats.ReconnectBufSize(-1),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			u.c.opts.log.Info("upload connection reconnected", "broker", nc.ConnectedUrlRedacted())
+			select {
+			case u.reconnected <- struct{}{}:
+			default:
+			}
+		}))
+	nc, err := nats.Connect(strings.Join(u.c.servers, ","), opts...)
+	if err != nil {
+		return fmt.Errorf("%w: upload connection: %v", ErrUnavailable, err)
+	}
+	wait, stop := context.WithTimeout(ctx, defaultBudget)
+	defer stop()
+	for !nc.IsConnected() {
+		select {
+		case <-wait.Done():
+			nc.Close()
+			return fmt.Errorf("%w: upload connection: no broker accepted it in %v", ErrUnavailable, defaultBudget)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("upload connection: %w", err)
+	}
+	u.nc, u.js = nc, js
+	return nil
+}
+
+func (u *directUploader) close() {
+	if u.nc != nil {
+		u.nc.Close()
+	}
+}
+
+// run sends every chunk and returns once all are counted stored.
+func (u *directUploader) run(ctx context.Context) error {
+	var failingSince time.Time
+	var backoff time.Duration
+	timer := time.NewTimer(directAckWait)
+	defer timer.Stop()
+	for {
+		for !u.eof && len(u.pending) < u.st.Window {
+			if err := u.readChunk(); err != nil {
+				return err
+			}
+		}
+		if len(u.pending) == 0 {
+			return nil
+		}
+		head := u.pending[0]
+		var failure error
+		switch {
+		case head.err != nil:
+			failure = head.err
+		case head.early != nil:
+			failure = u.count(head.early)
+		default:
+			timer.Reset(time.Until(head.sent.Add(directAckWait)))
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case ack := <-head.ack.Ok():
+				failure = u.count(ack)
+			case err := <-head.ack.Err():
+				failure = err
+			case <-timer.C:
+				failure = errAckTimeout
+			case <-u.reconnected:
+				failure = errReconnected
+			}
+		}
+		if failure == nil {
+			failingSince, backoff = time.Time{}, 0
+			continue
+		}
+		if failingSince.IsZero() {
+			failingSince = time.Now()
+		}
+		if time.Since(failingSince) > directRetryFor {
+			return fmt.Errorf("%w: store chunk %d: %v", ErrUnavailable, head.index, failure)
+		}
+		u.c.opts.log.Warn("storing a chunk failed; resuming the upload", "upload", u.st.Upload, "chunk", head.index, "err", failure)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
+		if err := u.resume(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// count takes the ack of the first chunk in flight: it counts the chunk
+// stored if it was stored after every chunk before it and before every
+// chunk after it. Acks come in the order of their sequences, so any later
+// chunk stored before it has its ack in already: those are taken (early).
+func (u *directUploader) count(ack *jetstream.PubAck) error {
+	if ack.Sequence <= u.lastSeq {
+		return errOutOfOrder
+	}
+	for _, p := range u.pending[1:] {
+		if p.ack == nil || p.err != nil {
+			continue
+		}
+		if p.early == nil {
+			select {
+			case a := <-p.ack.Ok():
+				p.early = a
+			default:
+				continue
+			}
+		}
+		if p.early.Sequence < ack.Sequence {
+			return errOutOfOrder
+		}
+	}
+	head := u.pending[0]
+	u.pending = u.pending[1:]
+	u.stored++
+	u.lastSeq = ack.Sequence
+	u.free = append(u.free, head.data[:cap(head.data)])
+	u.rep.p.Done += int64(len(head.data))
+	u.rep.report(false)
+	return nil
+}
+
+func (u *directUploader) readChunk() error {
+	var buf []byte
+	if n := len(u.free); n > 0 {
+		buf, u.free = u.free[n-1], u.free[:n-1]
+	} else {
+		buf = make([]byte, u.st.ChunkSize)
+	}
+	n, err := io.ReadFull(u.r, buf[:u.st.ChunkSize])
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		u.eof = true
+	case err != nil:
+		return fmt.Errorf("read: %w", err)
+	}
+	if n == 0 {
+		u.free = append(u.free, buf)
+		return nil
+	}
+	if u.size+int64(n) > u.announce {
+		return fmt.Errorf("%w: %w (%d bytes)", ErrIntegrity, errReaderTooBig, u.announce)
+	}
+	chunk := buf[:n]
+	u.hash.Write(chunk)
+	u.size += int64(n)
+	p := &directChunk{index: u.next, data: chunk}
+	u.pending = append(u.pending, p)
+	u.publish(p)
+	u.next++
+	return nil
+}
+
+// publish sends a chunk behind its fence, without waiting.
+func (u *directUploader) publish(p *directChunk) {
+	m := nats.NewMsg(u.d.Subject)
+	m.Data = p.data
+	m.Header.Set(subjects.HeaderChunk, strconv.FormatUint(uint64(p.index), 10))
+	f := u.d.Fences[int(p.index)%len(u.d.Fences)]
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(f.Seq, 10))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, f.Subject)
+	p.sent, p.early = time.Now(), nil
+	// No retry inside nats.go: a publish it sent again later would be
+	// stored after the chunks sent behind it.
+	p.ack, p.err = u.js.PublishMsgAsync(m, jetstream.WithRetryAttempts(0))
+}
+
+// resume asks a server to put the stored chunks in order behind new
+// fences, and sends again the chunks from the first one not stored.
+func (u *directUploader) resume(ctx context.Context) error {
+	var st subjects.UploadState
+	err := u.c.do(ctx, call{subject: subjects.UploadResume, body: subjects.UploadRequest{Upload: u.st.Upload}, reply: &st})
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if st.Direct == nil || len(st.Direct.Fences) == 0 {
+		return fmt.Errorf("resume: %w: no fences for a direct upload", ErrInternal)
+	}
+	if st.NextChunk < u.stored || st.NextChunk > u.next {
+		return fmt.Errorf("resume: %w: server found chunks 0 to %d stored, the client counted %d and sent %d", ErrIntegrity, st.NextChunk, u.stored, u.next)
+	}
+	u.rep.p.Failovers++
+	u.rep.p.Instance = st.Instance
+	for len(u.pending) > 0 && u.pending[0].index < st.NextChunk {
+		u.free = append(u.free, u.pending[0].data[:cap(u.pending[0].data)])
+		u.pending = u.pending[1:]
+	}
+	u.stored, u.lastSeq = st.NextChunk, 0 // chunks sent from now on are stored after the walked ones
+	u.d.Fences = st.Direct.Fences
+	u.rep.p.Done = st.Offset
+	u.c.opts.log.Info("upload resumed", "upload", u.st.Upload, "chunk", st.NextChunk)
+	for _, p := range u.pending {
+		u.rep.p.Resent += int64(len(p.data))
+		u.publish(p)
+	}
+	return nil
+}
+
+// putDirect uploads a file of a known size over its own connection.
+func (c *Client) putDirect(ctx context.Context, name string, st subjects.UploadState, r io.Reader, size int64, o transferOptions) (FileInfo, error) {
+	var fi FileInfo
+	up := newDirectUploader(c, st, r, size, o)
+	err := up.connect(ctx)
+	if err == nil {
+		err = up.run(ctx)
+	}
+	up.close()
+	if err == nil && up.size != size {
+		err = fmt.Errorf("%w: announced %d bytes, the reader gave %d", ErrIntegrity, size, up.size)
+	}
+	if err != nil {
+		c.abort(st.Upload)
+		return fi, fmt.Errorf("put %q: %w", name, err)
+	}
+	for attempt := 0; ; attempt++ {
+		err = c.do(ctx, call{subject: subjects.UploadCommit, reply: &fi, mutating: true,
+			body: subjects.UploadCommitRequest{Upload: st.Upload, Size: up.size, Digest: digestOf(up.hash), Chunks: up.stored}})
+		if e := (*Error)(nil); errors.As(err, &e) && e.Reason == subjects.ReasonResume && attempt < 2 {
+			// Storage holds a chunk twice: a resume walks it into order.
+			if err = up.resume(ctx); err == nil && len(up.pending) == 0 {
+				continue
+			}
+		}
+		break
+	}
+	if err != nil {
+		if !errors.Is(err, ErrIntegrity) {
+			c.abort(st.Upload)
+		}
+		return fi, fmt.Errorf("put %q: %w", name, err)
+	}
+	up.rep.p.Total = up.size
+	up.rep.report(true)
+	return fi, nil
+}
