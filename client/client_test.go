@@ -416,7 +416,7 @@ func TestDownloadOfInterleavedChunks(t *testing.T) {
 	defer cancel()
 	data := randomBytes(40 * subjects.ChunkSize)
 	// Held at chunk 12, more than a window (8) in: chunks 3 to 12 are
-	// stored by then, within the first download batch (16 chunks).
+	// stored by then, within the first download batch (DownloadBatch chunks).
 	g := &gatedReader{r: bytes.NewReader(data), at: 12 * subjects.ChunkSize, gated: make(chan struct{}), open: make(chan struct{})}
 	put := make(chan error, 1)
 	go func() {

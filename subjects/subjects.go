@@ -216,8 +216,12 @@ const (
 	// UploadWindow is how many unacknowledged chunks a client may have in
 	// flight to one server; the server refuses more.
 	UploadWindow = 8
-	// DownloadBatch is how many chunks one Download request returns.
-	DownloadBatch = 16
+	// DownloadBatch is how many chunks one Download request returns. 32
+	// (16 MiB) rather than 16: fewer batch requests per file, each costing
+	// a round trip through a file server the ask-ahead does not fully hide
+	// (a 1 GiB get went from 0.82–0.89 to 0.93–0.99 of the object store's
+	// on a 2-core machine); 64 took the CLI past 100 MiB.
+	DownloadBatch = 32
 	// MaxPutSize bounds the content of a Put: one chunk. Larger files go
 	// through an upload, which survives the loss of its server.
 	MaxPutSize = ChunkSize

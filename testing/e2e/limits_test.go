@@ -210,10 +210,10 @@ func TestTransfersLimit(t *testing.T) {
 	sys.AddUser(t, "hank")
 	gina, hank := sys.Login(t, "gina"), sys.Login(t, "hank")
 	st := openStorage(t, sys)
-	// More than three download batches (16 chunks each): a client asks for
-	// one batch ahead, and a download counts until its last batch is asked
-	// for, so one stalled writing its first batch is still running.
-	big := sys.PutRandom(t, gina, "t/big", 25<<20)
+	// More than three download batches: a client asks for one batch ahead,
+	// and a download counts until its last batch is asked for, so one
+	// stalled writing its first batch is still running.
+	big := sys.PutRandom(t, gina, "t/big", 3*subjects.DownloadBatch*subjects.ChunkSize+1<<20)
 	small := sys.PutRandom(t, gina, "t/small", 1000)
 
 	up := startStalledPut(t, gina, "t/up", 0, 1<<20)
