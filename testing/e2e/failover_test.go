@@ -23,7 +23,7 @@ func TestUploadSurvivesKillOfItsServer(t *testing.T) {
 	c := sys.Login(t, "admin", client.WithRelayedUploads())
 	data := ftfstest.RandomBytes(bigFile)
 
-	killed, last, err := putAndHitHolder(t, sys, c, "big.bin", data, sys.Kill)
+	killed, last, err := putAndHitHolder(t, sys, c, "big.bin", data, sys.Kill, true)
 	if err != nil {
 		t.Fatalf("put with %s killed: %v", killed, err)
 	}
@@ -32,6 +32,36 @@ func TestUploadSurvivesKillOfItsServer(t *testing.T) {
 	}
 	t.Logf("killed %s mid-upload; failovers %d, re-sent %d bytes", killed, last.Failovers, last.Resent)
 	ftfstest.SameBytes(t, data, ftfstest.GetBytes(t, c, "big.bin"))
+
+	sys.Restart(t, killed)
+	ftfstest.SameBytes(t, data, ftfstest.GetBytes(t, c, "big.bin"))
+}
+
+// TestDirectUploadSurvivesKillOfItsServer kills (SIGKILL) the file server
+// that opened a running 64 MiB direct upload: the client goes on publishing
+// its chunks into storage without it, the commit reaches the other server,
+// and the file is byte-identical, through ftfs and the plain object store.
+func TestDirectUploadSurvivesKillOfItsServer(t *testing.T) {
+	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
+	c := sys.Login(t, "admin")
+	data := ftfstest.RandomBytes(bigFile)
+
+	killed, last, err := putAndHitHolder(t, sys, c, "big.bin", data, sys.Kill, false)
+	if err != nil {
+		t.Fatalf("put with %s killed: %v", killed, err)
+	}
+	if last.Resent >= bigFile/4 {
+		t.Fatalf("re-sent %d bytes of %d", last.Resent, bigFile)
+	}
+	t.Logf("killed %s mid-upload; failovers %d, re-sent %d bytes", killed, last.Failovers, last.Resent)
+	ftfstest.SameBytes(t, data, ftfstest.GetBytes(t, c, "big.bin"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	got, err := sys.ObjectStore(t).GetBytes(ctx, "big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ftfstest.SameBytes(t, data, got)
 
 	sys.Restart(t, killed)
 	ftfstest.SameBytes(t, data, ftfstest.GetBytes(t, c, "big.bin"))
@@ -81,7 +111,7 @@ func TestTransfersRideOverAFrozenServer(t *testing.T) {
 	c := sys.Login(t, "admin", client.WithRelayedUploads())
 	data := ftfstest.RandomBytes(bigFile)
 
-	frozen, last, err := putAndHitHolder(t, sys, c, "frozen.bin", data, sys.Freeze)
+	frozen, last, err := putAndHitHolder(t, sys, c, "frozen.bin", data, sys.Freeze, true)
 	if err != nil {
 		t.Fatalf("put with %s frozen: %v", frozen, err)
 	}
@@ -113,9 +143,10 @@ func TestTransfersRideOverAFrozenServer(t *testing.T) {
 }
 
 // putAndHitHolder uploads data and, once a part of it is stored, applies
-// fault (kill, freeze) to the file server holding the upload. It fails the
-// test unless the fault hit mid-upload and the upload moved.
-func putAndHitHolder(t *testing.T, sys *ftfstest.System, c *client.Client, name string, data []byte, fault func(testing.TB, string)) (role string, last client.Progress, err error) {
+// fault (kill, freeze) to the file server holding the upload (a direct
+// upload's: the one that opened it). It fails the test unless the fault hit
+// mid-upload and, when moves is set, the upload moved to the other server.
+func putAndHitHolder(t *testing.T, sys *ftfstest.System, c *client.Client, name string, data []byte, fault func(testing.TB, string), moves bool) (role string, last client.Progress, err error) {
 	t.Helper()
 	var once sync.Once
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -129,7 +160,7 @@ func putAndHitHolder(t *testing.T, sys *ftfstest.System, c *client.Client, name 
 			})
 		}
 	}))
-	if err == nil && (role == "" || last.Failovers == 0) {
+	if err == nil && (role == "" || moves && last.Failovers == 0) {
 		t.Fatalf("the fault did not hit mid-upload (server %q, progress %+v)", role, last)
 	}
 	return role, last, err
