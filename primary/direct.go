@@ -101,14 +101,8 @@ func (s *Server) commitDirect(c *call, r subjects.UploadCommitRequest, rec uploa
 	rec.Instance, rec.Updated = s.instance, time.Now().UTC()
 	b, _ := json.Marshal(rec)
 	newRev, err := s.kvUpdate(c.ctx, s.uploads, rec.ID, b, rev)
-	if err != nil && !storageUnavailable(err) {
-		if cur, _, lerr := s.loadUpload(c, rec.ID); lerr == nil && cur.Committed != nil {
-			return *cur.Committed, nil
-		}
-		return nil, errTakeoverRace(rec.ID)
-	}
 	if err != nil {
-		return nil, wrapStorage("claim upload", err)
+		return s.claimLost(c, rec.ID, "claim upload", err)
 	}
 	return s.publishUpload(c, rec, newRev, r.Digest)
 }

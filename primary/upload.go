@@ -532,8 +532,8 @@ func (s *Server) publishUpload(c *call, rec uploadRecord, rev uint64, digest str
 		}
 		// Checked after the name was read: a claim taken from here on
 		// comes with a meta write that fails this one's compare-and-set.
-		if other, err := s.stillHolds(c, rec.ID, rev); err != nil || other != nil {
-			return orZero(other), err
+		if fi, done, err := s.stillHolds(c, rec.ID, rev); done || err != nil {
+			return fi, err
 		}
 		if err := s.mayReplace(c, rec, replaced); err != nil {
 			s.abortUpload(c.ctx, rec.ID)
@@ -551,47 +551,45 @@ func (s *Server) publishUpload(c *call, rec uploadRecord, rev uint64, digest str
 }
 
 // stillHolds checks that upload id's record is still at rev, the revision
-// this commit claimed. Moved on, it returns the outcome another copy of the
-// commit recorded, or busy while that copy runs.
-func (s *Server) stillHolds(c *call, id string, rev uint64) (*subjects.FileInfo, error) {
+// this commit claimed. Moved on, the commit is done: with the outcome
+// another copy of it recorded, or busy while that copy runs.
+func (s *Server) stillHolds(c *call, id string, rev uint64) (fi subjects.FileInfo, done bool, err error) {
 	cur, curRev, err := s.loadUpload(c, id)
 	switch {
 	case err != nil:
-		return nil, err
+		return fi, true, err
 	case curRev == rev:
-		return nil, nil
+		return fi, false, nil
 	case cur.Committed != nil:
-		return cur.Committed, nil
+		return *cur.Committed, true, nil
 	}
-	return nil, errTakeoverRace(id)
+	return fi, true, errTakeoverRace(id)
 }
 
 // markCommitted records fi, the published version, as the outcome of the
-// commit whose claim is at rev. When another copy claimed the record
-// meantime, the answer is that copy's outcome, or busy while it runs: the
-// client must not act on this copy's success while the other may write.
+// commit whose claim is at rev.
 func (s *Server) markCommitted(c *call, rec uploadRecord, rev uint64, fi subjects.FileInfo) (subjects.FileInfo, error) {
 	rec.Committed, rec.Updated = &fi, time.Now().UTC()
 	b, _ := json.Marshal(rec)
-	_, err := s.kvUpdate(c.ctx, s.uploads, rec.ID, b, rev)
-	if err == nil {
-		return fi, nil
+	if _, err := s.kvUpdate(c.ctx, s.uploads, rec.ID, b, rev); err != nil {
+		return s.claimLost(c, rec.ID, "mark upload committed", err)
 	}
-	if cur, _, lerr := s.loadUpload(c, rec.ID); lerr == nil && cur.Committed != nil {
+	return fi, nil
+}
+
+// claimLost answers a commit whose write to upload id's record (its claim,
+// or the mark of its outcome) failed with err: the outcome another copy of
+// the commit recorded, or err while storage is unavailable, or busy while
+// another copy holds the claim. The client must not act on this copy's
+// success while the other may still write.
+func (s *Server) claimLost(c *call, id, what string, err error) (subjects.FileInfo, error) {
+	if cur, _, lerr := s.loadUpload(c, id); lerr == nil && cur.Committed != nil {
 		return *cur.Committed, nil
 	}
 	if storageUnavailable(err) {
-		return subjects.FileInfo{}, wrapStorage("mark upload committed", err)
+		return subjects.FileInfo{}, wrapStorage(what, err)
 	}
-	return subjects.FileInfo{}, errTakeoverRace(rec.ID)
-}
-
-func orZero[T any](p *T) T {
-	var zero T
-	if p == nil {
-		return zero
-	}
-	return *p
+	return subjects.FileInfo{}, errTakeoverRace(id)
 }
 
 // mayReplace checks that the version rec describes may take its name from
