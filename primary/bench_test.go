@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"strconv"
 	"sync"
 	"testing"
@@ -57,8 +55,7 @@ func (u *rawUser) pipelinedPut(name string, data []byte) error {
 			return nats.ErrTimeout
 		}
 	}
-	sum := sha256.Sum256(data)
-	return u.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])}, nil)
+	return u.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: digestBytes(data)}, nil)
 }
 
 // BenchmarkPutVersusObjectStore compares an ftfs upload with nats.go's own

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -159,9 +158,8 @@ func (u *rawUser) put(name string, data []byte) (subjects.FileInfo, error) {
 			return subjects.FileInfo{}, fmt.Errorf("chunk %d: %w", i, err)
 		}
 	}
-	sum := sha256.Sum256(data)
 	var fi subjects.FileInfo
-	err := u.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])}, &fi)
+	err := u.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: digestBytes(data)}, &fi)
 	return fi, err
 }
 
@@ -176,8 +174,7 @@ func TestUploadListDownloadThroughObjectStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(data)
-	if fi.Size != int64(len(data)) || fi.Digest != "SHA-256="+base64.URLEncoding.EncodeToString(sum[:]) || fi.Owner != AdminUser {
+	if fi.Size != int64(len(data)) || fi.Digest != digestBytes(data) || fi.Owner != AdminUser {
 		t.Fatalf("file info %+v", fi)
 	}
 
@@ -287,9 +284,8 @@ func TestResumeOnAnotherServerAfterHolderStops(t *testing.T) {
 		t.Fatalf("resume state %+v", st2)
 	}
 	send(st2, 20, 41)
-	sum := sha256.Sum256(data)
 	var fi subjects.FileInfo
-	if err := admin.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])}, &fi); err != nil {
+	if err := admin.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: digestBytes(data)}, &fi); err != nil {
 		t.Fatal(err)
 	}
 	if fi.Size != int64(len(data)) || fi.Chunks != 41 {
@@ -336,4 +332,38 @@ func TestBucketsReadThroughTheirLeader(t *testing.T) {
 			t.Errorf("bind %s: %v", b, err)
 		}
 	}
+}
+
+// digestBytes is data's digest as uploads carry it (digestOf).
+func digestBytes(data []byte) string {
+	h := sha256.New()
+	h.Write(data)
+	return digestOf(h)
+}
+
+// storedUpload reads upload id's record and its revision.
+func storedUpload(ctx context.Context, t testing.TB, s *Server, id string) (uploadRecord, uint64) {
+	t.Helper()
+	e, err := s.uploads.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec uploadRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	return rec, e.Revision()
+}
+
+// rewriteUpload stores rec over its upload's record, whatever that holds
+// now, and returns the new revision.
+func rewriteUpload(ctx context.Context, t testing.TB, s *Server, rec uploadRecord) uint64 {
+	t.Helper()
+	_, cur := storedUpload(ctx, t, s, rec.ID)
+	b, _ := json.Marshal(rec)
+	rev, err := s.uploads.Update(ctx, rec.ID, b, cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
 }

@@ -3,8 +3,6 @@ package primary
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"strconv"
 	"testing"
@@ -233,17 +231,9 @@ func TestAStaleCopyOfACommitPublishesNothing(t *testing.T) {
 		if _, err := admin.sendChunk(st, 0, data); err != nil {
 			t.Fatal(err)
 		}
-		e, err := s.uploads.Get(ctx, st.Upload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rec uploadRecord
-		if err := json.Unmarshal(e.Value(), &rec); err != nil {
-			t.Fatal(err)
-		}
+		rec, rev := storedUpload(ctx, t, s, st.Upload)
 		rec.Chunks, rec.Bytes = 1, int64(len(data))
-		sum := sha256.Sum256(data)
-		return rec, e.Revision(), subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])}
+		return rec, rev, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: digestBytes(data)}
 	}
 	unchanged := func(name string, want object) {
 		t.Helper()
@@ -271,15 +261,7 @@ func TestAStaleCopyOfACommitPublishesNothing(t *testing.T) {
 	// The same, but the lagging copy's claim is the latest: the answering
 	// copy could not mark the record committed. The tombstone still names
 	// the version, published once.
-	e, err := s.uploads.Get(ctx, rec.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(rec)
-	rev, err = s.uploads.Update(ctx, rec.ID, b, e.Revision())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rev = rewriteUpload(ctx, t, s, rec)
 	if _, err := s.publishUpload(c, rec, rev, commit.Digest); err != nil {
 		t.Errorf("latest claim after a delete: %v", err)
 	}

@@ -2,7 +2,6 @@ package primary
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -360,21 +359,9 @@ func TestALongDirectUploadCountsAsATransfer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Opened a minute ago, as far as its record tells.
-	e, err := s.uploads.Get(ctx, st.Upload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec uploadRecord
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		t.Fatal(err)
-	}
+	rec, _ := storedUpload(ctx, t, s, st.Upload)
 	rec.Updated = time.Now().Add(-time.Minute)
-	b, _ := json.Marshal(rec)
-	rev, err := s.uploads.Update(ctx, st.Upload, b, e.Revision())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.usage.waitFor(ctx, 0, rev); err != nil {
+	if err := s.usage.waitFor(ctx, 0, rewriteUpload(ctx, t, s, rec)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.checkTransfers(ctx, AdminUser, downloadKey{}, false); err != nil {

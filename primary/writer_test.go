@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"slices"
 	"strconv"
@@ -194,9 +193,8 @@ func TestWriterRepairsAfterFailedStores(t *testing.T) {
 	if err := <-restored; err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(data)
 	var fi subjects.FileInfo
-	if err := admin.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])}, &fi); err != nil {
+	if err := admin.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: digestBytes(data)}, &fi); err != nil {
 		t.Fatalf("commit: %v", err)
 	}
 	info, err := s.stream.Info(ctx)
