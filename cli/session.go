@@ -232,7 +232,9 @@ until it expires or you log out.`,
 			if err != nil {
 				return err
 			}
-			if err := saveSession(savedSession{User: sess.User, Token: sess.Token, Expires: sess.Expires, Servers: servers, TLSCA: ca}); err != nil {
+			// Keep every broker the cluster announced, so that later
+			// commands need not reach the one broker login was given.
+			if err := saveSession(savedSession{User: sess.User, Token: sess.Token, Expires: sess.Expires, Servers: c.Brokers(), TLSCA: ca}); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "Logged in as %s (session valid until %s)\n", sess.User, sess.Expires.Local().Format(time.DateTime))

@@ -125,7 +125,13 @@ func printBrokers(w io.Writer, st client.Status) {
 			time.Since(r.Started).Round(time.Second), r.Connections, orDash(strings.Join(servedBy[r.Name], ", ")), r.Version)
 	}
 	for _, name := range st.UnreachableBrokers {
-		fmt.Fprintf(w, "%s\tunreachable\t-\t%s\t-\t-\t-\t-\n", name, meta(name))
+		// The meta leader goes on calling a dead peer current for a
+		// while: say only what it has noticed.
+		m := "-"
+		if p, ok := peers[name]; ok && p.Offline {
+			m = "offline"
+		}
+		fmt.Fprintf(w, "%s\tunreachable\t-\t%s\t-\t-\t-\t-\n", name, m)
 	}
 	if leader == "" && st.Brokers[0].JetStream {
 		fmt.Fprintln(w, "warning: no JetStream meta leader: too few brokers are up for a quorum")

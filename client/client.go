@@ -188,6 +188,12 @@ func connOptions(ctx context.Context, o options, name, user string) []nats.Optio
 // Close closes the connection.
 func (c *Client) Close() { c.nc.Close() }
 
+// Brokers returns the URL of every broker the connection knows: those it
+// was given and those the cluster has announced since. A caller that keeps
+// them (the CLI's saved session does) reaches the cluster later through
+// any broker, not only the one it was first given.
+func (c *Client) Brokers() []string { return c.nc.Servers() }
+
 // User is the user this client acts as.
 func (c *Client) User() string { return c.user }
 

@@ -71,7 +71,16 @@ func TestStatusShowsBrokersAndBuckets(t *testing.T) {
 	if leader == victim {
 		victim = "broker2"
 	}
+	// A user who logged in through the victim alone must go on working
+	// through the brokers the cluster announced at login.
+	through := sys.CLI(t)
+	if _, stderr, code := through.Run(t, nil, []string{"NATS_URL=" + sys.Process(victim).URL(), "FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
+		t.Fatal(stderr)
+	}
 	sys.Kill(t, victim)
+	if _, stderr, code := through.Run(t, nil, []string{"NATS_URL="}, "ls"); code != 0 {
+		t.Fatalf("ftfs ls after the only broker given at login died: exit %d: %s", code, stderr)
+	}
 	ftfstest.Eventually(t, 60*time.Second, victim+" unreachable and every bucket led by another", func() bool {
 		var ok bool
 		if st, ok = status(); !ok || len(st.Brokers) != 2 || st.ReadOnly {
@@ -96,7 +105,7 @@ func TestStatusShowsBrokersAndBuckets(t *testing.T) {
 			line = l
 		}
 	}
-	if !strings.Contains(line, "unreachable") || !strings.Contains(out, "meta leader") || strings.Contains(out, "READ-ONLY") {
+	if !strings.Contains(line, "unreachable") || strings.Contains(line, "current") || !strings.Contains(out, "meta leader") || strings.Contains(out, "READ-ONLY") {
 		t.Fatalf("text status does not show %s unreachable beside a meta leader:\n%s", victim, out)
 	}
 
