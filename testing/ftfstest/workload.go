@@ -3,10 +3,13 @@ package ftfstest
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	mrand "math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -43,6 +46,7 @@ type Workload struct {
 // opSpan is one operation's time span.
 type opSpan struct {
 	kind       string // operation and size: spans of one kind compare
+	what       string // which client did what, to find it in the logs
 	size       int    // bytes moved (puts and gets)
 	start, end time.Time
 	ok         bool
@@ -59,7 +63,12 @@ func (sys *System) StartWorkload(t testing.TB, n int, sizes ...int) *Workload {
 		name := fmt.Sprintf("load%d", sys.loadUsers)
 		sys.mu.Unlock()
 		sys.AddUser(t, name)
-		w.clients = append(w.clients, sys.Login(t, name))
+		var opts []client.Option
+		if *workloadLog {
+			h := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
+			opts = append(opts, client.WithLogger(slog.New(h).With("client", name)))
+		}
+		w.clients = append(w.clients, sys.Login(t, name, opts...))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
@@ -73,6 +82,10 @@ func (sys *System) StartWorkload(t testing.TB, n int, sizes ...int) *Workload {
 	t.Cleanup(w.Stop)
 	return w
 }
+
+// workloadLog gives every workload client a logger: a failover's client
+// side (requests sent again, uploads resumed) next to the servers' logs.
+var workloadLog = flag.Bool("workload.log", false, "log the workload clients' events to stderr (debug level)")
 
 // opTimeout bounds one operation: longer than any failover should take.
 const opTimeout = 90 * time.Second
@@ -149,7 +162,7 @@ func (w *Workload) run(ctx context.Context, id int, c *client.Client) {
 			w.slowest, w.slowOp = took, fmt.Sprintf("client %d: %s at %s", id, what, start.Format("15:04:05.000"))
 		}
 		if ctx.Err() == nil {
-			w.done = append(w.done, opSpan{kind: kind, size: moved, start: start, end: start.Add(took), ok: err == nil})
+			w.done = append(w.done, opSpan{kind: kind, what: fmt.Sprintf("client %d: %s", id, what), size: moved, start: start, end: start.Add(took), ok: err == nil})
 		}
 		if err != nil && ctx.Err() == nil {
 			w.failures = append(w.failures, fmt.Errorf("client %d: %s after %v: %w", id, what, took.Round(time.Millisecond), err))
@@ -355,7 +368,7 @@ func (w *Workload) FiguresSince(fault time.Time) Figures {
 		extra = append(extra, e)
 		if e >= worst {
 			worst = e
-			f.Worst = fmt.Sprintf("%s took %v, reference %v (%s)", op.kind, op.end.Sub(op.start).Round(time.Millisecond), ref.Round(time.Millisecond), how)
+			f.Worst = fmt.Sprintf("%s at %s took %v, reference %v (%s)", op.what, op.start.Format("15:04:05.000"), op.end.Sub(op.start).Round(time.Millisecond), ref.Round(time.Millisecond), how)
 		}
 	}
 	f.InFlight = len(inflight)
