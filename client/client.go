@@ -270,11 +270,24 @@ func (c *Client) do(ctx context.Context, r call) error {
 		if id != "" {
 			m.Header.Set(subjects.HeaderRequestID, id)
 		}
-		if err := c.nc.PublishMsg(m); err != nil && !retryable(err) {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		perr := c.nc.PublishMsg(m)
+		if perr != nil && !retryable(perr) {
+			return fmt.Errorf("%w: %v", ErrUnavailable, perr)
 		}
 		silence.Reset(c.opts.timeout)
 		resp, err := c.await(ctx, msgs, silence, c.replies.serverGone())
+		for errors.Is(err, errSilent) && perr == nil && !c.nc.IsConnected() {
+			// Sent while the connection was down, the request waits in
+			// its buffer and goes out on reconnect; sent again as well,
+			// it would reach the servers twice, and two resumes of one
+			// upload undo each other's fences. Once reconnected, a
+			// server working on it sends keepalives again.
+			if werr := c.waitConnected(ctx); werr != nil {
+				return gaveUp(last, werr)
+			}
+			silence.Reset(c.opts.timeout)
+			resp, err = c.await(ctx, msgs, silence, c.replies.serverGone())
+		}
 		switch {
 		case errors.Is(err, errSilent):
 			c.opts.log.Debug("file server silent; sending the request again", "subject", r.subject)
@@ -318,6 +331,21 @@ func (c *Client) do(ctx context.Context, r call) error {
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// waitConnected waits until the connection is up again, or ctx ends.
+func (c *Client) waitConnected(ctx context.Context) error {
+	for !c.nc.IsConnected() {
+		if c.nc.IsClosed() {
+			return nats.ErrConnectionClosed
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // gaveUp is the error of a request whose time ran out: the last answer a

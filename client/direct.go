@@ -290,6 +290,12 @@ func (u *directUploader) resume(ctx context.Context) error {
 	u.d.Fences = st.Direct.Fences
 	u.rep.p.Done = st.Offset
 	u.c.opts.log.Info("upload resumed", "upload", u.st.Upload, "chunk", st.NextChunk)
+	// A reconnect until now lost nothing the chunks about to be sent
+	// again could miss: it needs no resume of its own.
+	select {
+	case <-u.reconnected:
+	default:
+	}
 	for _, p := range u.pending {
 		u.rep.p.Resent += int64(len(p.data))
 		u.publish(p)

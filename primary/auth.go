@@ -125,7 +125,7 @@ func (s *Server) putUser(ctx context.Context, u userRecord, create bool) error {
 			return subjects.Errorf(subjects.CodeConflict, "user %q exists already", u.Name)
 		}
 	} else {
-		err = s.retryFor(ctx, func(ctx context.Context) error {
+		err = s.retryFor(ctx, subjects.KVStream(s.users.Bucket()), func(ctx context.Context) error {
 			_, err := s.users.Put(ctx, u.Name, b)
 			return err
 		})

@@ -112,7 +112,7 @@ func (s *Server) commitDirect(c *call, r subjects.UploadCommitRequest, rec uploa
 func (s *Server) storedChunks(ctx context.Context, id string) (uint64, error) {
 	subj := s.chunkSubject(id)
 	var n uint64
-	err := s.retryRead(ctx, func(ctx context.Context) error {
+	err := s.retryRead(ctx, s.filesStream(), func(ctx context.Context) error {
 		info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(subj))
 		if err != nil {
 			return err

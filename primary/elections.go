@@ -1,6 +1,8 @@
 package primary
 
 import (
+	"context"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -15,37 +17,62 @@ import (
 // every election (subjects.StreamLeaderElected): a retry waiting to go
 // again goes at that moment instead.
 
-// elections hands out a channel closed at the next stream leader election
-// this server hears of. The zero value is ready to use.
+// elections hands out contexts ended at the next stream leader election
+// this server hears of: of any stream, or of one. The zero value is ready
+// to use.
 type elections struct {
-	mu   sync.Mutex
-	next chan struct{}
+	mu      sync.Mutex
+	any     *epoch
+	streams map[string]*epoch
 }
 
-// wait returns a channel closed at the next election after this call.
-func (e *elections) wait() <-chan struct{} {
+// epoch lasts until the next election.
+type epoch struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newEpoch() *epoch {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &epoch{ctx, cancel}
+}
+
+// wait returns a context done at the next election of any stream after
+// this call, and one done at the next election of stream.
+func (e *elections) wait(stream string) (anyStream, this context.Context) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.next == nil {
-		e.next = make(chan struct{})
+	if e.any == nil {
+		e.any = newEpoch()
 	}
-	return e.next
+	if e.streams == nil {
+		e.streams = map[string]*epoch{}
+	}
+	if e.streams[stream] == nil {
+		e.streams[stream] = newEpoch()
+	}
+	return e.any.ctx, e.streams[stream].ctx
 }
 
-// elected wakes everything waiting for an election.
-func (e *elections) elected() {
+// elected wakes everything waiting for an election, of stream or of any.
+func (e *elections) elected(stream string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.next != nil {
-		close(e.next)
-		e.next = nil
+	if e.any != nil {
+		e.any.cancel()
+		e.any = nil
+	}
+	if ep := e.streams[stream]; ep != nil {
+		ep.cancel()
+		delete(e.streams, stream)
 	}
 }
 
 // followElections listens for stream leader elections until the server
 // stops. Without it retries still happen, on their back-off.
 func (s *Server) followElections() {
-	sub, err := s.nc.Subscribe(subjects.StreamLeaderElected("*"), func(*nats.Msg) { s.elections.elected() })
+	prefix := strings.TrimSuffix(subjects.StreamLeaderElected("*"), "*")
+	sub, err := s.nc.Subscribe(prefix+"*", func(m *nats.Msg) { s.elections.elected(strings.TrimPrefix(m.Subject, prefix)) })
 	if err != nil {
 		s.log.Warn("cannot follow stream leader elections; retries after one wait for their back-off", "err", err)
 		return

@@ -3,6 +3,7 @@ package primary
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ func TestRetriesGoAgainAtALeaderElection(t *testing.T) {
 
 	const failures = 12
 	attempts := 0
-	err := s.retryStorage(ctx, time.Second, time.Hour, func(context.Context) error {
+	err := s.retryStorage(ctx, subjects.ObjectStream(subjects.FilesBucket), time.Second, time.Hour, func(context.Context) error {
 		attempts++
 		if attempts <= failures {
 			return nats.ErrNoResponders // as while the stream has no leader
@@ -50,6 +51,45 @@ func TestRetriesGoAgainAtALeaderElection(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("after %d attempts: %v", attempts, err)
+	}
+}
+
+// TestAnUnansweredCallGoesAgainAtALeaderElection checks that a storage call
+// sent to a leader that died (never answered) is sent again when a new
+// leader is announced, not at the end of its attempt.
+func TestAnUnansweredCallGoesAgainAtALeaderElection(t *testing.T) {
+	s := startTestServer(t, startTestBroker(t), RolePrimary)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	announced := make(chan struct{})
+	var attempts atomic.Int32
+	start := time.Now()
+	stream := subjects.ObjectStream(subjects.FilesBucket)
+	err := s.retryStorage(ctx, stream, 15*time.Second, time.Second, func(actx context.Context) error {
+		if attempts.Add(1) > 1 {
+			return nil
+		}
+		// The first one goes unanswered until its stream's leader is
+		// elected, and past it; another stream's election first changes
+		// nothing.
+		go func() {
+			defer close(announced)
+			_ = s.nc.Publish(subjects.StreamLeaderElected(subjects.KVStream(subjects.UsersBucket)), []byte("{}"))
+			time.Sleep(600 * time.Millisecond)
+			if attempts.Load() != 1 {
+				t.Error("another stream's election cut the call short")
+			}
+			_ = s.nc.Publish(subjects.StreamLeaderElected(stream), []byte("{}"))
+		}()
+		<-actx.Done()
+		return actx.Err()
+	})
+	<-announced
+	if err != nil || attempts.Load() != 2 {
+		t.Fatalf("retryStorage = %v after %d attempts; want success at the second", err, attempts.Load())
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the call went again after %v: it waited for its attempt's end, not for the election", took)
 	}
 }
 

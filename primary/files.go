@@ -100,7 +100,7 @@ func (s *Server) putMeta(ctx context.Context, info jetstream.ObjectInfo, expectS
 	m.Header.Set(jetstream.MsgIDHeader, hex.EncodeToString(sum[:16]))
 	m.Data = data
 	var ack *jetstream.PubAck
-	err = s.retryFor(ctx, func(ctx context.Context) (err error) {
+	err = s.retryFor(ctx, s.filesStream(), func(ctx context.Context) (err error) {
 		ack, err = s.js.PublishMsg(ctx, m)
 		return err
 	})

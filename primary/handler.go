@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -133,6 +134,20 @@ func (s *Server) authed(f op) func(micro.Request) {
 	return func(req micro.Request) {
 		ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
 		defer cancel()
+		// Keepalives start once the reply subject is known to be the
+		// user's own inbox. A token's user never changes, so the sessions
+		// mirror tells whose it is at once; the session's read, which must
+		// see a revocation, may wait out its stream's election for a
+		// second, long enough for the client to send the request again.
+		var stopKeepalive func()
+		if user, ok := s.sessionsMirror.sessionUser(req.Headers().Get(subjects.HeaderSession)); ok && ownInbox(req, user) {
+			stopKeepalive = s.keepalive(req.Reply())
+		}
+		defer func() {
+			if stopKeepalive != nil {
+				stopKeepalive()
+			}
+		}()
 		c, err := s.authenticate(ctx, req)
 		if errors.Is(err, errForeignReply) {
 			// Answering would deliver to someone else: say nothing.
@@ -143,8 +158,9 @@ func (s *Server) authed(f op) func(micro.Request) {
 			s.reply(req, nil, err)
 			return
 		}
-		// Only now: the reply subject is the user's own inbox.
-		defer s.keepalive(req.Reply())()
+		if stopKeepalive == nil {
+			stopKeepalive = s.keepalive(req.Reply()) // the inbox is the user's
+		}
 		v, err := f(c)
 		if _, ok := v.(noReply); !ok || err != nil {
 			s.reply(req, v, err)
@@ -364,26 +380,41 @@ func (s *Server) instanceAlive(ctx context.Context, instance string) bool {
 // one that was stored is harmless.
 const writeAttempt = 2 * time.Second
 
-// retryFor retries a storage write f with backoff until it succeeds, ctx
-// ends or storage turns read-only, writeAttempt at a time.
-func (s *Server) retryFor(ctx context.Context, f func(context.Context) error) error {
-	return s.retryStorage(ctx, writeAttempt, time.Second, f)
+// retryFor retries a storage write f on stream with backoff until it
+// succeeds, ctx ends or storage turns read-only, writeAttempt at a time.
+func (s *Server) retryFor(ctx context.Context, stream string, f func(context.Context) error) error {
+	return s.retryStorage(ctx, stream, writeAttempt, time.Second, f)
 }
 
-// retryStorage runs a storage call f, each attempt bounded by attempt, again
-// after a timeout or a moment of unavailability (backing off up to
-// maxBackoff), until it succeeds, ctx ends or storage turns read-only. A
-// stream leader elected meanwhile ends the back-off at once. (An attempt
-// in flight is left to its bound: sent again at an election, every call
-// waiting on a leader that is slow rather than dead would be sent twice,
-// and on brokers stalled by their disk, elections come often.)
-func (s *Server) retryStorage(ctx context.Context, attempt, maxBackoff time.Duration, f func(context.Context) error) error {
+// retryStorage runs a storage call f on stream, each attempt bounded by
+// attempt, again after a timeout or a moment of unavailability (backing
+// off up to maxBackoff), until it succeeds, ctx ends or storage turns
+// read-only. A stream leader elected meanwhile ends the back-off at once.
+// An attempt in flight goes again at once when its own stream elects a
+// leader while it waits: it was sent to the leader that died, and the new
+// one never answers it. (At an election of any stream, every call waiting
+// on a leader that is slow rather than dead would be sent twice, and on
+// brokers stalled by their disk, elections come often. Calls sent twice
+// are made harmless by their callers: message IDs, expected sequences.)
+func (s *Server) retryStorage(ctx context.Context, stream string, attempt, maxBackoff time.Duration, f func(context.Context) error) error {
 	backoff := 50 * time.Millisecond
 	for {
-		elected := s.elections.wait()
+		elected, streamElected := s.elections.wait(stream)
 		actx, cancel := context.WithTimeout(ctx, attempt)
+		start := time.Now()
+		var orphaned atomic.Bool
+		stop := context.AfterFunc(streamElected, func() {
+			time.AfterFunc(max(0, orphanAfter-time.Since(start)), func() {
+				orphaned.Store(true)
+				cancel()
+			})
+		})
 		err := f(actx)
+		stop()
 		cancel()
+		if err != nil && orphaned.Load() && errors.Is(err, context.Canceled) && ctx.Err() == nil {
+			err = errOrphaned
+		}
 		if err == nil || !storageUnavailable(err) || ctx.Err() != nil {
 			return err
 		}
@@ -393,7 +424,7 @@ func (s *Server) retryStorage(ctx context.Context, attempt, maxBackoff time.Dura
 		select {
 		case <-ctx.Done():
 			return err
-		case <-elected: // back-off kept: elections come in bursts
+		case <-elected.Done(): // back-off kept: elections come in bursts
 			continue
 		case <-time.After(backoff):
 		}
@@ -449,12 +480,20 @@ func (s *Server) reply(req micro.Request, v any, err error) {
 
 // storageUnavailable says whether err is JetStream being briefly unreachable
 // (leader election, broker restart): the client should retry.
+// orphanAfter is how long a storage call may have gone unanswered for a
+// leader election to cut it short.
+const orphanAfter = 250 * time.Millisecond
+
+// errOrphaned: a storage call cut short by a leader election (retryStorage).
+var errOrphaned = errors.New("storage call unanswered across a leader election")
+
 func storageUnavailable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && (apiErr.Code == 503 || writeInProcess(apiErr)) {
 		return true
 	}
 	return errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, errOrphaned) ||
 		errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse) ||

@@ -18,7 +18,7 @@ import (
 // kvGet reads key, readAttempt at a time.
 func (s *Server) kvGet(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
 	var e jetstream.KeyValueEntry
-	err := s.retryRead(ctx, func(ctx context.Context) (err error) {
+	err := s.retryRead(ctx, subjects.KVStream(kv.Bucket()), func(ctx context.Context) (err error) {
 		e, err = kv.Get(ctx, key)
 		return err
 	})
@@ -46,7 +46,7 @@ func (s *Server) kvUpdate(ctx context.Context, kv jetstream.KeyValue, key string
 func (s *Server) kvWrite(ctx context.Context, kv jetstream.KeyValue, key string, value []byte, rev uint64) (uint64, error) {
 	var newRev uint64
 	tried := false
-	err := s.retryFor(ctx, func(actx context.Context) (err error) {
+	err := s.retryFor(ctx, subjects.KVStream(kv.Bucket()), func(actx context.Context) (err error) {
 		if rev == 0 {
 			newRev, err = kv.Create(actx, key, value)
 		} else {
@@ -91,7 +91,7 @@ func (s *Server) kvHolds(ctx context.Context, kv jetstream.KeyValue, key string,
 // kvPurge removes key and its history, writeAttempt at a time; a key
 // already gone is no error.
 func (s *Server) kvPurge(ctx context.Context, kv jetstream.KeyValue, key string) error {
-	err := s.retryFor(ctx, func(ctx context.Context) error {
+	err := s.retryFor(ctx, subjects.KVStream(kv.Bucket()), func(ctx context.Context) error {
 		return kv.Purge(ctx, key)
 	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {

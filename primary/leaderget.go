@@ -18,8 +18,11 @@ import (
 // latest writes; the decisions a file server takes (does this name exist,
 // which chunk comes next) must see every acknowledged write.
 func (s *Server) leaderGet(ctx context.Context, req leaderGetRequest) (*jetstream.RawStreamMsg, error) {
-	return s.leaderGetFrom(ctx, s.stream.CachedInfo().Config.Name, req)
+	return s.leaderGetFrom(ctx, s.filesStream(), req)
 }
+
+// filesStream is the name of the files bucket's stream.
+func (s *Server) filesStream() string { return s.stream.CachedInfo().Config.Name }
 
 // leaderGetFrom is leaderGet on the stream named stream.
 func (s *Server) leaderGetFrom(ctx context.Context, stream string, req leaderGetRequest) (*jetstream.RawStreamMsg, error) {
@@ -28,7 +31,7 @@ func (s *Server) leaderGetFrom(ctx context.Context, stream string, req leaderGet
 		return nil, err
 	}
 	var resp *nats.Msg
-	err = s.retryRead(ctx, func(ctx context.Context) error {
+	err = s.retryRead(ctx, stream, func(ctx context.Context) error {
 		resp, err = s.nc.RequestWithContext(ctx, subjects.StreamMsgGet(stream), body)
 		return err
 	})

@@ -108,6 +108,20 @@ type mirror struct {
 
 func newMirror() *mirror { return &mirror{entries: map[string][]byte{}} }
 
+// sessionUser is the user of the session token, if this mirror of the
+// sessions bucket holds it (however current it is).
+func (m *mirror) sessionUser(token string) (string, bool) {
+	if token == "" {
+		return "", false
+	}
+	v, ok := m.get(sessionKey(token))
+	var sess sessionRecord
+	if !ok || json.Unmarshal(v, &sess) != nil || sess.User == "" {
+		return "", false
+	}
+	return sess.User, true
+}
+
 func (m *mirror) get(key string) ([]byte, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -211,7 +225,7 @@ func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror,
 			s.log.Debug("bucket unavailable; answering from its mirror", "bucket", kv.Bucket(), "err", err)
 			return v, nil
 		}
-		if err = s.retryRead(ctx, read); err == nil {
+		if err = s.retryRead(ctx, subjects.KVStream(kv.Bucket()), read); err == nil {
 			return e.Value(), nil
 		}
 		if !errors.Is(err, errReadOnly) {
@@ -236,8 +250,8 @@ const readAttempt = 2 * time.Second
 
 // retryRead runs a storage read, again after a timeout or a moment of
 // unavailability, until ctx ends or storage turns read-only.
-func (s *Server) retryRead(ctx context.Context, read func(context.Context) error) error {
-	return s.retryStorage(ctx, readAttempt, 500*time.Millisecond, read)
+func (s *Server) retryRead(ctx context.Context, stream string, read func(context.Context) error) error {
+	return s.retryStorage(ctx, stream, readAttempt, 500*time.Millisecond, read)
 }
 
 // quorumReachable says whether enough brokers answer (each for itself, on

@@ -138,7 +138,7 @@ func (s *Server) sweepStorage(ctx context.Context, age time.Duration) (sweepResu
 // their message counts.
 func (s *Server) subjectsOf(ctx context.Context, name, filter string) (map[string]uint64, error) {
 	var info *jetstream.StreamInfo
-	err := s.retryRead(ctx, func(ctx context.Context) error {
+	err := s.retryRead(ctx, name, func(ctx context.Context) error {
 		st, err := s.js.Stream(ctx, name)
 		if err == nil {
 			info, err = st.Info(ctx, jetstream.WithSubjectFilter(filter))

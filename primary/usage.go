@@ -151,15 +151,15 @@ func (u *usage) putUpload(seq uint64, id string, rec *uploadRecord) {
 func (u *usage) waitFor(ctx context.Context, filesSeq, uploadsSeq uint64) error {
 	for {
 		u.mu.Lock()
-		done := u.filesSeq >= filesSeq && u.uploadsSeq >= uploadsSeq
+		atFiles, atUploads := u.filesSeq, u.uploadsSeq
 		changed := u.changed
 		u.mu.Unlock()
-		if done {
+		if atFiles >= filesSeq && atUploads >= uploadsSeq {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("usage index at files %d, uploads %d: %w", filesSeq, uploadsSeq, ctx.Err())
+			return fmt.Errorf("usage index at files %d, uploads %d of %d, %d: %w", atFiles, atUploads, filesSeq, uploadsSeq, ctx.Err())
 		case <-changed:
 		}
 	}
@@ -453,7 +453,7 @@ func (s *Server) syncUsage(ctx context.Context) error {
 		}
 	}
 	var uploadsSeq uint64
-	err := s.retryRead(ctx, func(ctx context.Context) error {
+	err := s.retryRead(ctx, subjects.KVStream(subjects.UploadsBucket), func(ctx context.Context) error {
 		st, err := s.js.Stream(ctx, subjects.KVStream(subjects.UploadsBucket))
 		if err == nil {
 			uploadsSeq = st.CachedInfo().State.LastSeq
@@ -500,14 +500,19 @@ func lowered[N int | int64](limit N, near bool) N {
 // admitUpload checks that user may open an upload of size bytes (-1:
 // unknown); credit is the size of the user's own file it replaces. An open
 // starts a transfer of more than one request, so it can afford to check on
-// indexes brought up to date, always.
+// indexes brought up to date, which takes a moment: an index lagging by two
+// opens made on the other server would let a third one past a limit of
+// two. When they cannot be brought up to date at once (a broker's death
+// leaves a watch behind, or its stream without a leader, for seconds), a
+// check with a quarter of every limit to spare is enough, as for any other
+// request, and only an open near a limit waits for them.
 func (s *Server) admitUpload(ctx context.Context, user string, size, credit int64) error {
 	if s.cfg.MaxOpenUploads <= 0 && s.cfg.MaxTransfers <= 0 && s.cfg.UserQuota <= 0 {
 		return nil
 	}
-	return s.synced(ctx, func(near bool) error {
+	check := func(near bool) error {
 		if limit := s.cfg.MaxOpenUploads; limit > 0 {
-			if n := s.usage.openUploads(user); n >= limit {
+			if n := s.usage.openUploads(user); n >= lowered(limit, near) {
 				return subjects.Errorf(subjects.CodeQuota, "%s has %d unfinished uploads, the most a user may have: finish or abort one (an upload idle for %v is dropped)", user, n, s.cfg.UploadIdle)
 			}
 		}
@@ -515,8 +520,24 @@ func (s *Server) admitUpload(ctx context.Context, user string, size, credit int6
 			return err
 		}
 		return s.checkQuota(user, "", max(size, 0), credit, near)
-	})
+	}
+	quick, cancel := context.WithTimeout(ctx, syncQuick)
+	err := s.syncUsage(quick)
+	cancel()
+	if err == nil {
+		return check(false)
+	}
+	if check(true) == nil {
+		return nil
+	}
+	return s.synced(ctx, check)
 }
+
+// syncQuick is how long an upload's open waits for the indexes before it
+// settles for a check with room to spare: bringing them up to date takes
+// milliseconds while every stream has its leader and every watch its
+// consumer.
+const syncQuick = time.Second
 
 // checkTransfers refuses a transfer to a user running the most at once
 // (lowered when near).

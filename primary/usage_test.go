@@ -2,6 +2,7 @@ package primary
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -372,5 +373,39 @@ func TestALongDirectUploadCountsAsATransfer(t *testing.T) {
 	}
 	if err := s.checkTransfers(ctx, AdminUser, downloadKey{}, false); subjects.CodeOf(err) != subjects.CodeQuota {
 		t.Fatalf("an upload that stored a chunk just now: %v, want it counted", err)
+	}
+}
+
+// TestAnOpenFarFromEveryLimitGoesAheadOnALaggingIndex checks what an
+// upload's open does when the indexes cannot be brought up to date (their
+// watch died with its broker): far from every limit it goes ahead within a
+// second, near one it waits for them as long as any refusal would.
+func TestAnOpenFarFromEveryLimitGoesAheadOnALaggingIndex(t *testing.T) {
+	started := startTestServer(t, startTestBroker(t), RolePrimary)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := started.uploads.Create(ctx, "someone-elses", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	// A server whose index nothing feeds: it lags the bucket for good.
+	s := &Server{cfg: Config{MaxOpenUploads: 4}, usage: newUsage(), js: started.js, log: started.log}
+
+	start := time.Now()
+	if err := s.admitUpload(ctx, "alice", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= syncWait {
+		t.Fatalf("an open far from every limit waited %v for the index", took)
+	}
+
+	for i := range 3 { // one short of the limit: near it
+		s.usage.putUpload(0, fmt.Sprint("open", i), &uploadRecord{Owner: "alice"})
+	}
+	start = time.Now()
+	if err := s.admitUpload(ctx, "alice", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < syncWait {
+		t.Fatalf("an open near a limit went ahead after %v, without waiting for the index", took)
 	}
 }

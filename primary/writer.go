@@ -332,7 +332,7 @@ func (u *upload) recover(err error) bool {
 	if u.failingSince.IsZero() {
 		u.failingSince = time.Now()
 	}
-	elected := s.elections.wait()
+	elected, _ := s.elections.wait("")
 	for {
 		log := s.log.Warn
 		if !(isTooManyRequests(err) || storageUnavailable(err) || errors.Is(err, errStoreTimeout)) {
@@ -342,11 +342,11 @@ func (u *upload) recover(err error) bool {
 		select {
 		case <-u.ctx.Done():
 			return false
-		case <-elected: // a stream leader lost is back (back-off kept)
+		case <-elected.Done(): // a stream leader lost is back (back-off kept)
 		case <-time.After(u.backoff):
 			u.backoff = min(max(2*u.backoff, 50*time.Millisecond), time.Second)
 		}
-		elected = s.elections.wait()
+		elected, _ = s.elections.wait("")
 		err = u.repair()
 		switch {
 		case err == nil:
@@ -455,7 +455,7 @@ func (s *Server) moveFence(ctx context.Context, subj string, seq *uint64, read b
 	msg := nats.NewMsg(subj)
 	msg.Header.Set(headerFence, mark)
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*seq, 10))
-	err := s.retryFor(ctx, func(ctx context.Context) error {
+	err := s.retryFor(ctx, s.filesStream(), func(ctx context.Context) error {
 		ack, err := s.js.PublishMsg(ctx, msg)
 		if err == nil {
 			*seq = ack.Sequence
