@@ -121,6 +121,19 @@ func (u *directUploader) connect(ctx context.Context) error {
 	return nil
 }
 
+// settle waits, up to directAckWait, until the chunks in flight are
+// stored or refused: an abort sent while some are on their way (a reader
+// that gave more than it announced stops the upload mid-window) would
+// purge the upload's chunks before they land, and leave them stored.
+func (u *directUploader) settle() {
+	t := time.NewTimer(directAckWait)
+	defer t.Stop()
+	select {
+	case <-u.js.PublishAsyncComplete():
+	case <-t.C:
+	}
+}
+
 func (u *directUploader) close() {
 	if u.nc != nil {
 		u.nc.Close()
@@ -309,7 +322,9 @@ func (c *Client) putDirect(ctx context.Context, name string, st subjects.UploadS
 	up := newDirectUploader(c, st, r, size, o)
 	err := up.connect(ctx)
 	if err == nil {
-		err = up.run(ctx)
+		if err = up.run(ctx); err != nil {
+			up.settle()
+		}
 	}
 	up.close()
 	if err == nil && up.size != size {
