@@ -30,14 +30,6 @@ func (s *Server) leaderGetFrom(ctx context.Context, stream string, req leaderGet
 	if err != nil {
 		return nil, err
 	}
-	var resp *nats.Msg
-	err = s.retryRead(ctx, stream, func(ctx context.Context) error {
-		resp, err = s.nc.RequestWithContext(ctx, subjects.StreamMsgGet(stream), body)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
 	var r struct {
 		Message *struct {
 			Subject string    `json:"subject"`
@@ -48,8 +40,25 @@ func (s *Server) leaderGetFrom(ctx context.Context, stream string, req leaderGet
 		} `json:"message"`
 		Error *jetstream.APIError `json:"error"`
 	}
-	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return nil, fmt.Errorf("stream message get: %w", err)
+	err = s.retryRead(ctx, stream, func(ctx context.Context) error {
+		resp, err := s.nc.RequestWithContext(ctx, subjects.StreamMsgGet(stream), body)
+		if err != nil {
+			return err
+		}
+		r.Message, r.Error = nil, nil
+		if err := json.Unmarshal(resp.Data, &r); err != nil {
+			return fmt.Errorf("stream message get: %w", err)
+		}
+		if r.Error != nil && r.Error.Code == 503 {
+			// No leader (an election under way): asked again here, at
+			// the election, rather than answered to the client, which
+			// would ask again on its own back-off.
+			return r.Error
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if r.Error != nil {
 		if r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
