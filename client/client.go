@@ -282,7 +282,7 @@ func (c *Client) do(ctx context.Context, r call) error {
 			// it would reach the servers twice, and two resumes of one
 			// upload undo each other's fences. Once reconnected, a
 			// server working on it sends keepalives again.
-			if werr := c.waitConnected(ctx); werr != nil {
+			if werr := waitConnected(ctx, c.nc); werr != nil {
 				return gaveUp(last, werr)
 			}
 			silence.Reset(c.opts.timeout)
@@ -333,10 +333,10 @@ func (c *Client) do(ctx context.Context, r call) error {
 	}
 }
 
-// waitConnected waits until the connection is up again, or ctx ends.
-func (c *Client) waitConnected(ctx context.Context) error {
-	for !c.nc.IsConnected() {
-		if c.nc.IsClosed() {
+// waitConnected waits until nc is connected, or ctx ends.
+func waitConnected(ctx context.Context, nc *nats.Conn) error {
+	for !nc.IsConnected() {
+		if nc.IsClosed() {
 			return nats.ErrConnectionClosed
 		}
 		select {

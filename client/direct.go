@@ -104,13 +104,9 @@ func (u *directUploader) connect(ctx context.Context) error {
 	}
 	wait, stop := context.WithTimeout(ctx, defaultBudget)
 	defer stop()
-	for !nc.IsConnected() {
-		select {
-		case <-wait.Done():
-			nc.Close()
-			return fmt.Errorf("%w: upload connection: no broker accepted it in %v", ErrUnavailable, defaultBudget)
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := waitConnected(wait, nc); err != nil {
+		nc.Close()
+		return fmt.Errorf("%w: upload connection: no broker accepted it in %v", ErrUnavailable, defaultBudget)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -478,8 +478,6 @@ func (s *Server) reply(req micro.Request, v any, err error) {
 	}
 }
 
-// storageUnavailable says whether err is JetStream being briefly unreachable
-// (leader election, broker restart): the client should retry.
 // orphanAfter is how long a storage call may have gone unanswered for a
 // leader election to cut it short.
 const orphanAfter = 250 * time.Millisecond
@@ -487,6 +485,8 @@ const orphanAfter = 250 * time.Millisecond
 // errOrphaned: a storage call cut short by a leader election (retryStorage).
 var errOrphaned = errors.New("storage call unanswered across a leader election")
 
+// storageUnavailable says whether err is JetStream being briefly unreachable
+// (leader election, broker restart): the client should retry.
 func storageUnavailable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && (apiErr.Code == 503 || writeInProcess(apiErr)) {

@@ -23,15 +23,7 @@ func TestUploadSurvivesKillOfItsServer(t *testing.T) {
 	c := sys.Login(t, "admin", client.WithRelayedUploads())
 	data := ftfstest.RandomBytes(bigFile)
 
-	killed, last, err := putAndHitHolder(t, sys, c, "big.bin", data, sys.Kill, true)
-	if err != nil {
-		t.Fatalf("put with %s killed: %v", killed, err)
-	}
-	if last.Resent >= bigFile/4 {
-		t.Fatalf("re-sent %d bytes of %d: not resumed", last.Resent, bigFile)
-	}
-	t.Logf("killed %s mid-upload; failovers %d, re-sent %d bytes", killed, last.Failovers, last.Resent)
-	ftfstest.SameBytes(t, data, ftfstest.GetBytes(t, c, "big.bin"))
+	killed := putKillingHolder(t, sys, c, data, true)
 
 	sys.Restart(t, killed)
 	ftfstest.SameBytes(t, data, ftfstest.GetBytes(t, c, "big.bin"))
@@ -46,15 +38,7 @@ func TestDirectUploadSurvivesKillOfItsServer(t *testing.T) {
 	c := sys.Login(t, "admin")
 	data := ftfstest.RandomBytes(bigFile)
 
-	killed, last, err := putAndHitHolder(t, sys, c, "big.bin", data, sys.Kill, false)
-	if err != nil {
-		t.Fatalf("put with %s killed: %v", killed, err)
-	}
-	if last.Resent >= bigFile/4 {
-		t.Fatalf("re-sent %d bytes of %d", last.Resent, bigFile)
-	}
-	t.Logf("killed %s mid-upload; failovers %d, re-sent %d bytes", killed, last.Failovers, last.Resent)
-	ftfstest.SameBytes(t, data, ftfstest.GetBytes(t, c, "big.bin"))
+	killed := putKillingHolder(t, sys, c, data, false)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	got, err := sys.ObjectStore(t).GetBytes(ctx, "big.bin")
@@ -140,6 +124,24 @@ func TestTransfersRideOverAFrozenServer(t *testing.T) {
 	if !w.Hit() {
 		t.Fatal("primary was not frozen mid-download")
 	}
+}
+
+// putKillingHolder puts data as big.bin, SIGKILLing the file server that
+// holds the upload (or opened it, moves false) part of the way in, and
+// checks that the put succeeds without re-sending a quarter of the file and
+// reads back byte-identical. It returns the server killed.
+func putKillingHolder(t *testing.T, sys *ftfstest.System, c *client.Client, data []byte, moves bool) string {
+	t.Helper()
+	killed, last, err := putAndHitHolder(t, sys, c, "big.bin", data, sys.Kill, moves)
+	if err != nil {
+		t.Fatalf("put with %s killed: %v", killed, err)
+	}
+	if last.Resent >= bigFile/4 {
+		t.Fatalf("re-sent %d bytes of %d: not resumed", last.Resent, bigFile)
+	}
+	t.Logf("killed %s mid-upload; failovers %d, re-sent %d bytes", killed, last.Failovers, last.Resent)
+	ftfstest.SameBytes(t, data, ftfstest.GetBytes(t, c, "big.bin"))
+	return killed
 }
 
 // putAndHitHolder uploads data and, once a part of it is stored, applies
