@@ -111,16 +111,8 @@ func (s *Server) commitDirect(c *call, r subjects.UploadCommitRequest, rec uploa
 // stream leader has them.
 func (s *Server) storedChunks(ctx context.Context, id string) (uint64, error) {
 	subj := s.chunkSubject(id)
-	var n uint64
-	err := s.retryRead(ctx, s.filesStream(), func(ctx context.Context) error {
-		info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(subj))
-		if err != nil {
-			return err
-		}
-		n = info.State.Subjects[subj]
-		return nil
-	})
-	return n, err
+	counts, err := s.leaderSubjects(ctx, s.filesStream(), subj)
+	return counts[subj], err
 }
 
 // grant is what the auth callout lets a connection do.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -86,4 +87,84 @@ type leaderGetRequest struct {
 	Seq     uint64 `json:"seq,omitempty"`
 	LastFor string `json:"last_by_subj,omitempty"`
 	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+// leaderSubjects counts the messages of each subject of stream that
+// matches filter, as the stream's leader has them. nats.go's Stream.Info
+// takes the first answer, and in a cluster a replica that believes its
+// stream leaderless answers too, from its own state: the chaos soak had an
+// upload's commit told, three times over, the chunk count a restarted
+// broker still catching up held ("storage holds 50 chunks, the client
+// counted 131"). Those answers name no leader and are passed over.
+func (s *Server) leaderSubjects(ctx context.Context, stream, filter string) (map[string]uint64, error) {
+	counts := map[string]uint64{}
+	for offset := 0; ; {
+		var page streamInfoPage
+		err := s.retryRead(ctx, stream, func(ctx context.Context) (err error) {
+			page, err = s.leaderStreamInfo(ctx, stream, streamInfoRequest{Filter: filter, Offset: offset})
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("subjects of %s: %w", stream, err)
+		}
+		maps.Copy(counts, page.State.Subjects)
+		offset += len(page.State.Subjects)
+		if len(page.State.Subjects) == 0 || offset >= page.Total {
+			return counts, nil
+		}
+	}
+}
+
+// leaderStreamInfo asks for stream's info and waits, until ctx ends, for
+// the answer of its leader.
+func (s *Server) leaderStreamInfo(ctx context.Context, stream string, req streamInfoRequest) (streamInfoPage, error) {
+	var page streamInfoPage
+	body, err := json.Marshal(req)
+	if err != nil {
+		return page, err
+	}
+	inbox := s.nc.NewInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
+	if err != nil {
+		return page, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := s.nc.PublishRequest(subjects.StreamInfo(stream), inbox, body); err != nil {
+		return page, err
+	}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return page, err
+		}
+		page = streamInfoPage{}
+		if err := json.Unmarshal(m.Data, &page); err != nil {
+			return page, fmt.Errorf("stream info: %w", err)
+		}
+		switch {
+		case page.Error != nil:
+			return page, page.Error
+		case page.Cluster != nil && page.Cluster.Leader == "":
+			continue // a replica's own state, perhaps far behind
+		}
+		return page, nil
+	}
+}
+
+// streamInfoRequest and streamInfoPage are the STREAM.INFO request and
+// answer, as far as leaderSubjects reads them.
+type streamInfoRequest struct {
+	Offset int    `json:"offset,omitempty"`
+	Filter string `json:"subjects_filter,omitempty"`
+}
+
+type streamInfoPage struct {
+	Error   *jetstream.APIError `json:"error"`
+	Total   int                 `json:"total"`
+	Cluster *struct {
+		Leader string `json:"leader"`
+	} `json:"cluster"`
+	State struct {
+		Subjects map[string]uint64 `json:"subjects"`
+	} `json:"state"`
 }

@@ -75,11 +75,11 @@ func (s *Server) sweepStorage(ctx context.Context, age time.Duration) (sweepResu
 	var r sweepResult
 	// Chunks first: a version whose chunks are listed here and whose meta
 	// is written after the metas are read below is younger than age.
-	chunkSubjects, err := s.subjectsOf(ctx, s.stream.CachedInfo().Config.Name, subjects.ObjectChunksAll(s.cfg.Bucket))
+	chunkSubjects, err := s.leaderSubjects(ctx, s.stream.CachedInfo().Config.Name, subjects.ObjectChunksAll(s.cfg.Bucket))
 	if err != nil {
 		return r, err
 	}
-	uploads, err := s.subjectsOf(ctx, subjects.KVStream(subjects.UploadsBucket), subjects.KVSubjects(subjects.UploadsBucket))
+	uploads, err := s.leaderSubjects(ctx, subjects.KVStream(subjects.UploadsBucket), subjects.KVSubjects(subjects.UploadsBucket))
 	if err != nil {
 		return r, err
 	}
@@ -134,23 +134,6 @@ func (s *Server) sweepStorage(ctx context.Context, age time.Duration) (sweepResu
 	return r, nil
 }
 
-// subjectsOf lists the subjects of stream name that match filter, with
-// their message counts.
-func (s *Server) subjectsOf(ctx context.Context, name, filter string) (map[string]uint64, error) {
-	var info *jetstream.StreamInfo
-	err := s.retryRead(ctx, name, func(ctx context.Context) error {
-		st, err := s.js.Stream(ctx, name)
-		if err == nil {
-			info, err = st.Info(ctx, jetstream.WithSubjectFilter(filter))
-		}
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("subjects of %s: %w", name, err)
-	}
-	return info.State.Subjects, nil
-}
-
 // purgeUpTo purges subject's messages up to and including stream sequence
 // seq: one stored after it stays.
 func (s *Server) purgeUpTo(ctx context.Context, subject string, seq uint64) error {
@@ -171,7 +154,7 @@ type metaMessage struct {
 // readMetas reads the last message of every meta subject through the
 // stream leader, tombstones included; an unreadable one fails it all.
 func (s *Server) readMetas(ctx context.Context) ([]metaMessage, error) {
-	metaSubjects, err := s.subjectsOf(ctx, s.stream.CachedInfo().Config.Name, subjects.ObjectMetas(s.cfg.Bucket))
+	metaSubjects, err := s.leaderSubjects(ctx, s.stream.CachedInfo().Config.Name, subjects.ObjectMetas(s.cfg.Bucket))
 	if err != nil {
 		return nil, err
 	}

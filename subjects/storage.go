@@ -37,6 +37,12 @@ func ObjectChunksAll(bucket string) string { return "$O." + bucket + ".C.>" }
 // answered by the stream leader only.
 func StreamMsgGet(stream string) string { return "$JS.API.STREAM.MSG.GET." + stream }
 
+// StreamInfo is the subject of JetStream's stream info request. Unlike
+// StreamMsgGet it is answered, besides the leader, by every replica that
+// believes its stream leaderless, from its own state: a reader that must
+// see every acknowledged write takes the answer naming a leader.
+func StreamInfo(stream string) string { return "$JS.API.STREAM.INFO." + stream }
+
 // DirectGet is the subject of JetStream direct gets on a stream.
 func DirectGet(stream string) string { return "$JS.API.DIRECT.GET." + stream }
 
