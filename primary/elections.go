@@ -37,21 +37,33 @@ func newEpoch() *epoch {
 	return &epoch{ctx, cancel}
 }
 
+// waitAny returns a context done at the next election of any stream after
+// this call.
+func (e *elections) waitAny() context.Context {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.anyLocked()
+}
+
+func (e *elections) anyLocked() context.Context {
+	if e.any == nil {
+		e.any = newEpoch()
+	}
+	return e.any.ctx
+}
+
 // wait returns a context done at the next election of any stream after
 // this call, and one done at the next election of stream.
 func (e *elections) wait(stream string) (anyStream, this context.Context) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.any == nil {
-		e.any = newEpoch()
-	}
 	if e.streams == nil {
 		e.streams = map[string]*epoch{}
 	}
 	if e.streams[stream] == nil {
 		e.streams[stream] = newEpoch()
 	}
-	return e.any.ctx, e.streams[stream].ctx
+	return e.anyLocked(), e.streams[stream].ctx
 }
 
 // elected wakes everything waiting for an election, of stream or of any.

@@ -123,15 +123,11 @@ func (s *Server) leaderStreamInfo(ctx context.Context, stream string, req stream
 	if err != nil {
 		return page, err
 	}
-	inbox := s.nc.NewInbox()
-	sub, err := s.nc.SubscribeSync(inbox)
+	sub, err := s.requestAll(subjects.StreamInfo(stream), body)
 	if err != nil {
 		return page, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := s.nc.PublishRequest(subjects.StreamInfo(stream), inbox, body); err != nil {
-		return page, err
-	}
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ftfs/ftfs/subjects"
@@ -254,19 +255,30 @@ func (s *Server) retryRead(ctx context.Context, stream string, read func(context
 	return s.retryStorage(ctx, stream, readAttempt, 500*time.Millisecond, read)
 }
 
+// requestAll sends a request that several may answer, and returns the
+// subscription its answers arrive on; the caller unsubscribes.
+func (s *Server) requestAll(subject string, body []byte) (*nats.Subscription, error) {
+	inbox := s.nc.NewInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.nc.PublishRequest(subject, inbox, body); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
+	return sub, nil
+}
+
 // quorumReachable says whether enough brokers answer (each for itself, on
 // subjects.BrokerInfo) for the meta group to elect a leader. Only brokers
 // this server's broker can reach answer.
 func (s *Server) quorumReachable() bool {
-	inbox := s.nc.NewInbox()
-	sub, err := s.nc.SubscribeSync(inbox)
+	sub, err := s.requestAll(subjects.BrokerInfo, nil)
 	if err != nil {
 		return false
 	}
-	defer sub.Unsubscribe()
-	if err := s.nc.PublishRequest(subjects.BrokerInfo, inbox, nil); err != nil {
-		return false
-	}
+	defer func() { _ = sub.Unsubscribe() }()
 	up := map[string]bool{}
 	need := 0
 	deadline := time.Now().Add(300 * time.Millisecond)

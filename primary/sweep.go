@@ -75,7 +75,7 @@ func (s *Server) sweepStorage(ctx context.Context, age time.Duration) (sweepResu
 	var r sweepResult
 	// Chunks first: a version whose chunks are listed here and whose meta
 	// is written after the metas are read below is younger than age.
-	chunkSubjects, err := s.leaderSubjects(ctx, s.stream.CachedInfo().Config.Name, subjects.ObjectChunksAll(s.cfg.Bucket))
+	chunkSubjects, err := s.leaderSubjects(ctx, s.filesStream(), subjects.ObjectChunksAll(s.cfg.Bucket))
 	if err != nil {
 		return r, err
 	}
@@ -154,7 +154,7 @@ type metaMessage struct {
 // readMetas reads the last message of every meta subject through the
 // stream leader, tombstones included; an unreadable one fails it all.
 func (s *Server) readMetas(ctx context.Context) ([]metaMessage, error) {
-	metaSubjects, err := s.leaderSubjects(ctx, s.stream.CachedInfo().Config.Name, subjects.ObjectMetas(s.cfg.Bucket))
+	metaSubjects, err := s.leaderSubjects(ctx, s.filesStream(), subjects.ObjectMetas(s.cfg.Bucket))
 	if err != nil {
 		return nil, err
 	}

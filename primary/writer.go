@@ -332,7 +332,7 @@ func (u *upload) recover(err error) bool {
 	if u.failingSince.IsZero() {
 		u.failingSince = time.Now()
 	}
-	elected, _ := s.elections.wait("")
+	elected := s.elections.waitAny()
 	for {
 		log := s.log.Warn
 		if !(isTooManyRequests(err) || storageUnavailable(err) || errors.Is(err, errStoreTimeout)) {
@@ -346,7 +346,7 @@ func (u *upload) recover(err error) bool {
 		case <-time.After(u.backoff):
 			u.backoff = min(max(2*u.backoff, 50*time.Millisecond), time.Second)
 		}
-		elected, _ = s.elections.wait("")
+		elected = s.elections.waitAny()
 		err = u.repair()
 		switch {
 		case err == nil:
