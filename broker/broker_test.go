@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,7 +62,7 @@ func TestServiceIdentityUsesJetStream(t *testing.T) {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "t"})
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: subjects.UsersBucket})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +71,14 @@ func TestServiceIdentityUsesJetStream(t *testing.T) {
 	}
 	if e, err := kv.Get(ctx, "k"); err != nil || string(e.Value()) != "v" {
 		t.Fatalf("get: %v", err)
+	}
+	// And nothing else: a bucket that is not ftfs's cannot be written.
+	other, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Put(ctx, "k", []byte("v")); err == nil {
+		t.Fatal("the service identity wrote into a bucket that is not ftfs's")
 	}
 }
 
@@ -209,20 +218,25 @@ func TestEveryBrokerReportsTheSameMetaLeader(t *testing.T) {
 		t.Skip("cluster start takes seconds")
 	}
 	urls, _ := startCluster(t, Config{})
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(subjects.ServiceUser, pw), nats.Timeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	authorizeEveryone(t, strings.Join(urls, ","))
+	nc := dialUser(t, strings.Join(urls, ","), "alice")
+	bob := dialUser(t, strings.Join(urls, ","), "bob")
 
 	gather := func(reply string) []subjects.BrokerReport {
 		t.Helper()
-		sub, err := nc.SubscribeSync(reply)
+		on := nc
+		if strings.HasPrefix(reply, subjects.Inbox("bob")) {
+			on = bob
+		}
+		sub, err := on.SubscribeSync(reply)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer sub.Unsubscribe()
-		if err := nc.PublishRequest(subjects.BrokerInfo, reply, nil); err != nil {
+		if err := on.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.PublishRequest(subjects.For("alice", subjects.BrokerInfo), reply, nil); err != nil {
 			t.Fatal(err)
 		}
 		var out []subjects.BrokerReport
@@ -261,10 +275,10 @@ func TestEveryBrokerReportsTheSameMetaLeader(t *testing.T) {
 		}
 	}
 
-	// A reply subject outside an inbox would have a broker publish with
-	// the service identity's rights: no broker answers there.
-	if got := gather(subjects.Prefix + ".not-an-inbox"); len(got) != 0 {
-		t.Fatalf("%d brokers answered to a reply subject outside an inbox", len(got))
+	// A reply subject outside the asking user's inbox, even another
+	// user's inbox, gets no answer from any broker.
+	if got := gather(subjects.Inbox("bob") + ".not-alices"); len(got) != 0 {
+		t.Fatalf("%d brokers answered alice's request into bob's inbox", len(got))
 	}
 }
 
@@ -345,7 +359,9 @@ func TestTLSBrokerRefusesPlainConnections(t *testing.T) {
 		t.Fatalf("TLS state: %v", err)
 	}
 	// The status responder answers through its in-process connection.
-	m, err := nc.Request(subjects.BrokerInfo, nil, 5*time.Second)
+	authorizeEveryone(t, "nats://"+addr, nats.RootCAs(ca))
+	user := dialUser(t, "nats://"+addr, "alice", nats.RootCAs(ca))
+	m, err := user.Request(subjects.For("alice", subjects.BrokerInfo), nil, 5*time.Second)
 	if err != nil {
 		t.Fatalf("broker info over TLS: %v", err)
 	}
@@ -454,4 +470,44 @@ func TestTLSClusterRoutes(t *testing.T) {
 		info := st.(*jetstream.KeyValueBucketStatus).StreamInfo()
 		return info.Cluster != nil && info.Cluster.Leader != "" && len(info.Cluster.Replicas) == 2
 	})
+}
+
+// The monitoring port: every nats-server endpoint by default, /healthz
+// alone with MonitorHealth, nothing with MonitorOff; on loopback unless
+// told otherwise, whatever host the client port listens on.
+func TestMonitoringPortServesWhatItIsTold(t *testing.T) {
+	get := func(url string) int {
+		t.Helper()
+		c := http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	full := start(t, Config{Host: "0.0.0.0"})
+	if u := full.MonitorURL(); !strings.HasPrefix(u, "http://127.0.0.1:") {
+		t.Fatalf("monitoring port at %s with the client port on 0.0.0.0, want loopback", u)
+	}
+	for _, path := range []string{"/healthz", "/varz", "/connz"} {
+		if code := get(full.MonitorURL() + path); code != http.StatusOK {
+			t.Errorf("full monitoring: %s answered %d", path, code)
+		}
+	}
+	health := start(t, Config{Monitor: MonitorHealth})
+	if code := get(health.MonitorURL() + "/healthz"); code != http.StatusOK {
+		t.Errorf("health only: /healthz answered %d", code)
+	}
+	for _, path := range []string{"/varz", "/connz", "/jsz", "/accountz"} {
+		if code := get(health.MonitorURL() + path); code != http.StatusNotFound {
+			t.Errorf("health only: %s answered %d, want 404", path, code)
+		}
+	}
+	if off := start(t, Config{Monitor: MonitorOff}); off.MonitorURL() != "" {
+		t.Errorf("monitoring off, yet a port at %s", off.MonitorURL())
+	}
+	if _, err := (Config{Monitor: "some", ServicePassword: pw}).Options(); err == nil || !strings.Contains(err.Error(), "monitoring") {
+		t.Errorf("an unknown monitoring mode: %v", err)
+	}
 }

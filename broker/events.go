@@ -42,9 +42,11 @@ func (b *Broker) startEvents(password string) error {
 	}
 	out := b.status.nc
 	self := b.srv.Name()
-	_, err = nc.Subscribe(subjects.DisconnectEvents(subjects.Account), func(m *nats.Msg) {
+	// A file server takes requests on its front connection, in the
+	// users' account: its closing loses them.
+	_, err = nc.Subscribe(subjects.DisconnectEvents(subjects.UsersAccount), func(m *nats.Msg) {
 		var ev disconnectEvent
-		if json.Unmarshal(m.Data, &ev) != nil || ev.Server.Name != self || ev.Client.User != subjects.ServiceUser {
+		if json.Unmarshal(m.Data, &ev) != nil || ev.Server.Name != self || ev.Client.User != subjects.FrontUser {
 			return // another broker announces its own
 		}
 		if ev.Client.Name != subjects.ConnNamePrimary && ev.Client.Name != subjects.ConnNameBackup {

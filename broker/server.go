@@ -1,16 +1,21 @@
 // Package broker runs the ftfs broker: an embedded NATS server with
 // JetStream on disk, alone or as one member of a three-node cluster.
 //
-// Security model: two accounts. FTFS holds JetStream, the file servers (user
-// subjects.ServiceUser, authenticated by the service password) and every
-// end-user connection; SYS is the system account (user subjects.SystemUser,
-// only when a system password is set). Every connection that is not a
-// service identity is authorized by the file servers through NATS auth
-// callout, signed with the key derived from the service password
-// (subjects.IssuerKey), so authorization fails over like every other
-// endpoint and no user password is known to the broker.
+// Security model: four accounts (authConfig). FTFS holds JetStream and the
+// file servers' storage connections (subjects.ServiceUser); FTFS_USERS the
+// users and the front connections that answer them (subjects.FrontUser);
+// FTFS_UPLOADS the direct upload connections; SYS is the system account
+// (subjects.SystemUser, only when a system password is set). No subject a
+// user names, as a subject or a reply, reaches FTFS. Every connection that
+// is not a service or operator identity is authorized by the file servers
+// through NATS auth callout, signed with the key derived from the service
+// password (subjects.IssuerKey), so authorization fails over like every
+// other endpoint and no user password is known to the broker. The broker
+// cuts the connections of direct uploads that have ended or overrun
+// (uploads.go).
 //
-// Defaults: client port 4222 and monitoring port 8222 on 127.0.0.1, data in
+// Defaults: client port 4222 and monitoring port 8222 (every nats-server
+// endpoint; see Config.Monitor) on 127.0.0.1, data in
 // ./data/broker, and a 2 s ping interval with 2 missed pings allowed, so a
 // frozen (SIGSTOPped) client is dropped within about 6 s instead of the 4
 // minutes of the NATS defaults. File servers are watched more closely: one
@@ -38,10 +43,18 @@ import (
 
 // Config configures a broker. Zero values take the defaults.
 type Config struct {
-	Name        string // server name; unique in a cluster
-	Host        string // listen host for clients, default 127.0.0.1
-	Port        int    // client port, default 4222; -1 picks a free one
-	HTTPPort    int    // monitoring port, default 8222; -1 picks a free one
+	Name     string // server name; unique in a cluster
+	Host     string // listen host for clients, default 127.0.0.1
+	Port     int    // client port, default 4222; -1 picks a free one
+	HTTPPort int    // monitoring port, default 8222; -1 picks a free one
+	// HTTPHost is where the monitoring port listens, default 127.0.0.1
+	// (not Host: the port tells connection and user names, subscriptions
+	// and stream names to whoever reaches it; see SECURITY.md).
+	HTTPHost string
+	// Monitor says what the monitoring port serves: MonitorFull (the
+	// default: every nats-server endpoint, /healthz, /varz, /connz,
+	// /jsz...), MonitorHealth (/healthz alone) or MonitorOff (no port).
+	Monitor     string
 	DataDir     string // JetStream store, default ./data/broker
 	ConfigFile  string // a standard nats-server configuration file
 	Cluster     string // cluster name; empty runs a single node
@@ -84,7 +97,19 @@ type Broker struct {
 	// stopWatch stops the watch of frozen file servers (watchdog.go); nil
 	// when it did not start.
 	stopWatch func()
+	// stopUploads stops the watch of upload connections (uploads.go); nil
+	// when it did not start.
+	stopUploads func()
+	// health serves /healthz alone (MonitorHealth); nil otherwise.
+	health *healthServer
 }
+
+// What the monitoring port serves (Config.Monitor).
+const (
+	MonitorFull   = "full"
+	MonitorHealth = "health"
+	MonitorOff    = "off"
+)
 
 func (cfg *Config) defaults() {
 	if cfg.Host == "" {
@@ -95,6 +120,12 @@ func (cfg *Config) defaults() {
 	}
 	if cfg.HTTPPort == 0 {
 		cfg.HTTPPort = 8222
+	}
+	if cfg.HTTPHost == "" {
+		cfg.HTTPHost = "127.0.0.1"
+	}
+	if cfg.Monitor == "" {
+		cfg.Monitor = MonitorFull
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = "./data/broker"
@@ -143,9 +174,16 @@ func (cfg Config) Options() (*server.Options, error) {
 			opts.ServerName = fmt.Sprintf("ftfs-%s-%d", host, cfg.Port)
 		}
 	}
+	switch cfg.Monitor {
+	case MonitorFull, MonitorHealth, MonitorOff:
+	default:
+		return nil, fmt.Errorf("broker: monitoring %q: want %q, %q or %q", cfg.Monitor, MonitorFull, MonitorHealth, MonitorOff)
+	}
 	if cfg.ConfigFile == "" {
 		opts.Host, opts.Port = cfg.Host, cfg.Port
-		opts.HTTPHost, opts.HTTPPort = cfg.Host, cfg.HTTPPort
+		if cfg.Monitor == MonitorFull {
+			opts.HTTPHost, opts.HTTPPort = cfg.HTTPHost, cfg.HTTPPort
+		}
 		opts.JetStream = true
 		opts.StoreDir = cfg.DataDir
 		opts.PingInterval, opts.MaxPingsOut = cfg.PingInterval, cfg.MaxPingsOut
@@ -199,6 +237,16 @@ func (cfg Config) tlsOptions(opts *server.Options) error {
 
 // authConfig is the accounts and auth callout block for a service password.
 // The broker keeps only bcrypt hashes of the passwords it is given.
+//
+// Accounts (subjects.Account and the two beside it): JetStream lives in
+// FTFS, with the file servers' storage connections; users and the front
+// connections that answer them in FTFS_USERS; direct upload connections in
+// FTFS_UPLOADS. FTFS exports two services, each imported under NATS's
+// reserved reply prefix: JetStream's direct get on the files stream (the
+// front connections' downloads) and the files stream's chunk subjects (the
+// upload connections' chunks). Nothing else of FTFS is reachable from the
+// other two accounts, so no subject a user names, as a subject or as a
+// reply, can touch storage.
 func authConfig(cfg Config) (string, error) {
 	kp, err := subjects.IssuerKey(cfg.ServicePassword)
 	if err != nil {
@@ -209,7 +257,7 @@ func authConfig(cfg Config) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("service password: %w", err)
 	}
-	authUsers := []string{strconv.Quote(subjects.ServiceUser)}
+	authUsers := []string{strconv.Quote(subjects.ServiceUser), strconv.Quote(subjects.FrontUser)}
 	var sysUsers []string
 	for _, u := range []struct{ name, password string }{
 		{subjects.SystemUser, cfg.SystemPassword},
@@ -225,23 +273,61 @@ func authConfig(cfg Config) (string, error) {
 		sysUsers = append(sysUsers, fmt.Sprintf("{user: %s, password: %s}", strconv.Quote(u.name), strconv.Quote(string(hash))))
 		authUsers = append(authUsers, strconv.Quote(u.name))
 	}
+	operator := ""
+	if cfg.SystemPassword != "" {
+		hash, err := bcrypt.GenerateFromPassword([]byte(cfg.SystemPassword), bcrypt.DefaultCost)
+		if err != nil {
+			return "", fmt.Errorf("system password: %w", err)
+		}
+		operator = fmt.Sprintf(", {user: %s, password: %s}", strconv.Quote(subjects.OperatorUser), strconv.Quote(string(hash)))
+		authUsers = append(authUsers, strconv.Quote(subjects.OperatorUser))
+	}
+	download := subjects.DirectGet(subjects.ObjectStream(subjects.FilesBucket))
+	chunks := subjects.ObjectChunks(subjects.FilesBucket, "*")
 	return fmt.Sprintf(`
 accounts {
-  %s { jetstream: enabled, users: [ {user: %s, password: %s} ] }
-  %s { users: [ %s ] }
+  %[1]s {
+    jetstream: enabled
+    users: [ {user: %[2]s, password: %[3]s, permissions: {publish: {allow: %[4]s}, allow_responses: true}}%[18]s ]
+    exports: [
+      {service: %[5]s, response_type: stream, response_threshold: "1m"}
+      {service: %[6]s}
+    ]
+  }
+  %[7]s {
+    users: [ {user: %[8]s, password: %[3]s, permissions: {publish: {allow: %[9]s}, subscribe: {allow: %[10]s}}} ]
+    imports: [ {service: {account: %[1]s, subject: %[5]s}, to: %[11]s} ]
+  }
+  %[12]s {
+    imports: [ {service: {account: %[1]s, subject: %[6]s}, to: %[13]s} ]
+  }
+  %[14]s { users: [ %[15]s ] }
 }
-system_account: %s
+system_account: %[14]s
 authorization {
   timeout: 5
   auth_callout {
-    issuer: %s
-    account: %s
-    auth_users: [ %s ]
+    issuer: %[16]s
+    account: %[1]s
+    auth_users: [ %[17]s ]
   }
 }
 `, subjects.Account, strconv.Quote(subjects.ServiceUser), strconv.Quote(string(serviceHash)),
-		subjects.SystemAccount, strings.Join(sysUsers, ", "), subjects.SystemAccount,
-		strconv.Quote(issuer), subjects.Account, strings.Join(authUsers, ", ")), nil
+		quoteList(subjects.ServicePublish()), strconv.Quote(download), strconv.Quote(chunks),
+		subjects.UsersAccount, strconv.Quote(subjects.FrontUser), quoteList(subjects.FrontPublish()), quoteList(subjects.FrontSubscribe()),
+		strconv.Quote(subjects.DownloadImport),
+		subjects.UploadsAccount, strconv.Quote(subjects.UploadChunksAll),
+		subjects.SystemAccount, strings.Join(sysUsers, ", "),
+		strconv.Quote(issuer), strings.Join(authUsers, ", "), operator), nil
+}
+
+// quoteList writes subjects as a configuration list.
+func quoteList(subjects []string) string {
+	q := make([]string, len(subjects))
+	for i, s := range subjects {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // readyWithin bounds a broker's start, JetStream recovery included.
@@ -256,11 +342,11 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	for _, p := range []struct {
-		what string
-		port int
-	}{{"client", opts.Port}, {"monitoring", opts.HTTPPort}} {
+		what, host string
+		port       int
+	}{{"client", opts.Host, opts.Port}, {"monitoring", opts.HTTPHost, opts.HTTPPort}} {
 		if p.port > 0 {
-			l, err := net.Listen("tcp", net.JoinHostPort(opts.Host, strconv.Itoa(p.port)))
+			l, err := net.Listen("tcp", net.JoinHostPort(p.host, strconv.Itoa(p.port)))
 			if err != nil {
 				return nil, fmt.Errorf("broker: %s port %d: %w", p.what, p.port, err)
 			}
@@ -273,11 +359,19 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	b := &Broker{srv: srv, log: cfg.Logger.With("broker", opts.ServerName), started: time.Now().UTC()}
 	srv.SetLoggerV2(&slogAdapter{log: b.log}, cfg.Debug, false, false)
+	if cfg.Monitor == MonitorHealth && cfg.ConfigFile == "" {
+		// Listening before the server starts, as nats-server's own port
+		// does: /healthz says 503 until the broker is ready.
+		if b.health, err = startHealth(srv, cfg.HTTPHost, cfg.HTTPPort); err != nil {
+			return nil, fmt.Errorf("broker: monitoring port: %w", err)
+		}
+	}
 	go srv.Start()
 	// JetStream rebuilds the state of its streams before the broker
 	// listens: after a crash, with gigabytes stored, that takes minutes.
 	if !srv.ReadyForConnections(readyWithin) {
 		srv.Shutdown()
+		b.health.close()
 		return nil, fmt.Errorf("broker: not ready for connections after %v (see the log)", readyWithin)
 	}
 	// Status is a report, not a service: a broker that cannot give it
@@ -286,6 +380,9 @@ func Start(cfg Config) (*Broker, error) {
 		b.log.Warn("broker status responder not running: `ftfs status` will not list this broker", "err", err)
 	} else {
 		b.startWatchdog()
+		if b.stopUploads, err = b.startUploadGuard(); err != nil {
+			b.log.Error("upload connections not watched: an ended or overrunning direct upload is cut only by its connection's expiry", "err", err)
+		}
 		if err := b.startEvents(cfg.eventsPassword); err != nil {
 			b.log.Warn("file server departures not announced: clients will notice them by silence", "err", err)
 		}
@@ -314,6 +411,9 @@ func (b *Broker) ClientURL() string { return b.srv.ClientURL() }
 
 // MonitorURL is the HTTP monitoring base URL, or "" when disabled.
 func (b *Broker) MonitorURL() string {
+	if b.health != nil {
+		return "http://" + b.health.addr
+	}
 	addr := b.srv.MonitorAddr()
 	if addr == nil {
 		return ""
@@ -327,10 +427,14 @@ func (b *Broker) Server() *server.Server { return b.srv }
 // Shutdown stops the broker and waits for it.
 func (b *Broker) Shutdown() {
 	b.stopWatchdog()
+	if b.stopUploads != nil {
+		b.stopUploads()
+	}
 	b.stopEvents()
 	b.stopStatus()
 	b.srv.Shutdown()
 	b.srv.WaitForShutdown()
+	b.health.close()
 	b.log.Info("broker stopped")
 }
 

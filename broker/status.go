@@ -25,15 +25,17 @@ type statusResponder struct {
 	stop   sync.Once
 }
 
-// startStatus connects in-process as the service identity and answers
-// subjects.BrokerInfo until stopStatus.
+// startStatus connects in-process as the front identity, in the users'
+// account, and answers subjects.BrokerInfo until stopStatus. The same
+// connection pings the file servers (watchdog.go), announces their
+// departures (events.go) and cuts upload connections (uploads.go).
 func (b *Broker) startStatus(servicePassword string) error {
 	if servicePassword == "" {
 		return errors.New("no service password to connect with")
 	}
 	nc, err := nats.Connect("",
 		nats.InProcessServer(b.srv),
-		nats.UserInfo(subjects.ServiceUser, servicePassword),
+		nats.UserInfo(subjects.FrontUser, servicePassword),
 		nats.Name("ftfs-broker-status"),
 		nats.Timeout(10*time.Second),
 		// The pipe can only break while the server shuts down, and then
@@ -73,10 +75,11 @@ func (b *Broker) serveStatus(ctx context.Context, sub *nats.Subscription) {
 			}
 			return
 		}
-		if !subjects.IsInbox(m.Reply) {
-			// The reply would be published with the service identity's
-			// rights: answering anywhere else could make it a request.
-			b.log.Warn("broker status request refused: reply subject is not an inbox", "reply", m.Reply)
+		if !subjects.OwnInbox(m.Subject, m.Reply) {
+			// The subject names the user who asked (the broker let
+			// nobody else publish it): an answer anywhere but that
+			// user's inbox would go to somebody else.
+			b.log.Warn("broker status request refused: reply subject outside the user's inbox", "subject", m.Subject, "reply", m.Reply)
 			continue
 		}
 		data, err := json.Marshal(b.report())

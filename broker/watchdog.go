@@ -127,23 +127,30 @@ func (b *Broker) watchFileServers(ctx context.Context) {
 	}
 }
 
-// fileServerConns lists the file servers connected to this broker, by
-// connection ID, with the ping subject of each one's service instance.
+// fileServerConns lists the file servers' connections to this broker, by
+// connection ID, with the ping subject of each one's service instance: a
+// front connection holds the instance's micro subjects, a storage
+// connection its subjects.InstanceMark. Either may be here without the
+// other (each picks its broker), and both go when their process freezes.
 func (b *Broker) fileServerConns() map[uint64]*fileServerConn {
 	conns := map[uint64]*fileServerConn{}
-	cz, err := b.srv.Connz(&server.ConnzOptions{User: subjects.ServiceUser, Subscriptions: true, Limit: 1 << 16})
-	if err != nil {
-		return conns
-	}
-	prefix := subjects.DiscoveryPing + "."
-	for _, ci := range cz.Conns {
-		if ci.Name != subjects.ConnNamePrimary && ci.Name != subjects.ConnNameBackup {
+	for _, w := range []struct{ user, prefix string }{
+		{subjects.FrontUser, subjects.DiscoveryPing + "."},
+		{subjects.ServiceUser, subjects.InstanceMark("")},
+	} {
+		cz, err := b.srv.Connz(&server.ConnzOptions{User: w.user, Subscriptions: true, Limit: 1 << 16})
+		if err != nil {
 			continue
 		}
-		for _, sub := range ci.Subs {
-			if id, ok := strings.CutPrefix(sub, prefix); ok && id != "" && !strings.Contains(id, ".") {
-				conns[ci.Cid] = &fileServerConn{name: ci.Name, ping: sub}
-				break
+		for _, ci := range cz.Conns {
+			if ci.Name != subjects.ConnNamePrimary && ci.Name != subjects.ConnNameBackup {
+				continue
+			}
+			for _, sub := range ci.Subs {
+				if id, ok := strings.CutPrefix(sub, w.prefix); ok && id != "" && !strings.Contains(id, ".") {
+					conns[ci.Cid] = &fileServerConn{name: ci.Name, ping: subjects.DiscoveryPing + "." + id}
+					break
+				}
 			}
 		}
 	}

@@ -21,7 +21,7 @@ func TestFrozenFileServerIsDisconnected(t *testing.T) {
 	b := start(t, Config{PingInterval: time.Minute, MaxPingsOut: 2})
 
 	var dropped atomic.Int32
-	live, err := nats.Connect(b.ClientURL(), nats.UserInfo(subjects.ServiceUser, pw), nats.Name(subjects.ConnNameBackup), nats.Timeout(10*time.Second),
+	live, err := nats.Connect(b.ClientURL(), nats.UserInfo(subjects.FrontUser, pw), nats.Name(subjects.ConnNameBackup), nats.Timeout(10*time.Second),
 		nats.DisconnectErrHandler(func(*nats.Conn, error) { dropped.Add(1) }))
 	if err != nil {
 		t.Fatal(err)
@@ -35,9 +35,28 @@ func TestFrozenFileServerIsDisconnected(t *testing.T) {
 	}
 
 	conn, r := dialRaw(t, b, fmt.Sprintf("CONNECT {\"user\":%q,\"pass\":%q,\"name\":%q,\"verbose\":false,\"pedantic\":false}\r\nSUB %s 1\r\nSUB %s %s 2\r\nPING\r\n",
-		subjects.ServiceUser, pw, subjects.ConnNamePrimary, subjects.DiscoveryPing+".FROZEN", subjects.Login, subjects.QueueGroup))
+		subjects.FrontUser, pw, subjects.ConnNamePrimary, subjects.DiscoveryPing+".FROZEN", subjects.Login, subjects.QueueGroup))
 	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "PONG") {
 		t.Fatalf("connect the frozen server: %q, %v", line, err)
+	}
+	// The same frozen server's storage connection, known by its instance
+	// mark, and the live one's, which stays.
+	storage, sr := dialRaw(t, b, fmt.Sprintf("CONNECT {\"user\":%q,\"pass\":%q,\"name\":%q,\"verbose\":false,\"pedantic\":false}\r\nSUB %s 1\r\nPING\r\n",
+		subjects.ServiceUser, pw, subjects.ConnNamePrimary, subjects.InstanceMark("FROZEN")))
+	if line, err := sr.ReadString('\n'); err != nil || !strings.HasPrefix(line, "PONG") {
+		t.Fatalf("connect the frozen server's storage connection: %q, %v", line, err)
+	}
+	liveStorage, err := nats.Connect(b.ClientURL(), nats.UserInfo(subjects.ServiceUser, pw), nats.Name(subjects.ConnNameBackup), nats.Timeout(10*time.Second),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { dropped.Add(1) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer liveStorage.Close()
+	if _, err := liveStorage.Subscribe(subjects.InstanceMark("LIVE"), func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := liveStorage.Flush(); err != nil {
+		t.Fatal(err)
 	}
 
 	// Frozen from here: what the broker sends is read only to see the
@@ -56,7 +75,16 @@ func TestFrozenFileServerIsDisconnected(t *testing.T) {
 			break
 		}
 	}
-	if !live.IsConnected() || dropped.Load() != 0 {
+	_ = storage.SetReadDeadline(time.Now().Add(within))
+	for {
+		if _, err := sr.ReadString('\n'); err != nil {
+			if took := time.Since(started); took > within {
+				t.Fatalf("frozen server's storage connection closed after %v, want within %v (%v)", took, within, err)
+			}
+			break
+		}
+	}
+	if !live.IsConnected() || !liveStorage.IsConnected() || dropped.Load() != 0 {
 		t.Fatalf("the file server that answers lost its connection (connected %v, disconnects %d)", live.IsConnected(), dropped.Load())
 	}
 }

@@ -52,6 +52,8 @@ development certificates). A tls block in --config works as in nats-server.`,
 	f.StringVar(&cfg.Host, "host", "127.0.0.1", "listen host")
 	f.IntVar(&cfg.Port, "port", 4222, "client port")
 	f.IntVar(&cfg.HTTPPort, "http-port", 8222, "HTTP monitoring port (/healthz, /varz, ...)")
+	f.StringVar(&cfg.HTTPHost, "http-host", "127.0.0.1", "host the monitoring port listens on (it shows user and connection names: keep it private)")
+	f.StringVar(&cfg.Monitor, "monitor", broker.MonitorFull, "what the monitoring port serves: full (every nats-server endpoint), health (/healthz only) or off")
 	f.StringVar(&cfg.DataDir, "data-dir", "./data/broker", "JetStream data directory")
 	f.StringVar(&cfg.ConfigFile, "config", "", "nats-server configuration file")
 	f.StringVar(&cfg.Name, "name", "", "server name (unique within a cluster)")

@@ -259,7 +259,7 @@ func (c *Client) do(ctx context.Context, r call) error {
 	backoff := 50 * time.Millisecond
 	var last error
 	for {
-		m := nats.NewMsg(r.subject)
+		m := nats.NewMsg(subjects.For(c.user, r.subject))
 		m.Reply, m.Data = reply, body
 		for k, v := range r.header {
 			m.Header[k] = v

@@ -240,7 +240,7 @@ func TestSlowServerIsNotAskedTwiceButASilentOneIs(t *testing.T) {
 	}
 	sys.servers[0].Stop() // from here on, the hand-made server answers
 
-	svc, err := nats.Connect(sys.url, nats.UserInfo(subjects.ServiceUser, servicePassword), nats.Timeout(10*time.Second))
+	svc, err := nats.Connect(sys.url, nats.UserInfo(subjects.FrontUser, servicePassword), nats.Timeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +318,7 @@ func TestRequestsOfADeadServerAreSentAgainAtOnce(t *testing.T) {
 	sys.servers[0].Stop()
 
 	// The holder: takes the request and dies with it.
-	holder, err := nats.Connect(sys.url, nats.UserInfo(subjects.ServiceUser, servicePassword), nats.Name(subjects.ConnNamePrimary), nats.Timeout(10*time.Second))
+	holder, err := nats.Connect(sys.url, nats.UserInfo(subjects.FrontUser, servicePassword), nats.Name(subjects.ConnNamePrimary), nats.Timeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +336,7 @@ func TestRequestsOfADeadServerAreSentAgainAtOnce(t *testing.T) {
 
 	// The survivor subscribes before the holder goes, so the second
 	// attempt finds it.
-	survivor, err := nats.Connect(sys.url, nats.UserInfo(subjects.ServiceUser, servicePassword), nats.Name(subjects.ConnNameBackup), nats.Timeout(10*time.Second))
+	survivor, err := nats.Connect(sys.url, nats.UserInfo(subjects.FrontUser, servicePassword), nats.Name(subjects.ConnNameBackup), nats.Timeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

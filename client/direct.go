@@ -87,6 +87,8 @@ func (u *directUploader) connect(ctx context.Context) error {
 	defer cancel()
 	opts := append(connOptions(cctx, u.c.opts, u.c.opts.name+"-upload", u.c.user),
 		nats.Token(u.d.Token),
+		// The connection may subscribe below its upload's own inbox only.
+		nats.CustomInboxPrefix(subjects.UploadInbox(u.c.user, u.st.Upload)),
 		nats.RetryOnFailedConnect(true),
 		// A chunk published while disconnected fails at once instead of
 		// waiting in a buffer to be sent behind fences a resume moved.

@@ -24,7 +24,7 @@ import (
 // wire error comes back as its code.
 func ask(t *testing.T, c *client.Client, subject string, body, reply any) subjects.Code {
 	t.Helper()
-	m := nats.NewMsg(subject)
+	m := nats.NewMsg(subjects.For(c.User(), subject))
 	m.Header.Set(subjects.HeaderSession, c.Token())
 	m.Data, _ = json.Marshal(body)
 	resp, err := c.Conn().RequestMsg(m, 10*time.Second)
@@ -46,7 +46,8 @@ func ask(t *testing.T, c *client.Client, subject string, body, reply any) subjec
 // permissions arrive on the returned channel.
 func uploadConn(sys *system, token string) (*nats.Conn, <-chan error, error) {
 	errs := make(chan error, 16)
-	nc, err := nats.Connect(sys.url, nats.Token(token), nats.CustomInboxPrefix(subjects.Inbox(primary.AdminUser)),
+	id, _, _ := subjects.ParseUploadToken(token)
+	nc, err := nats.Connect(sys.url, nats.Token(token), nats.CustomInboxPrefix(subjects.UploadInbox(primary.AdminUser, id)),
 		nats.Timeout(10*time.Second), nats.MaxReconnects(0),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
 	return nc, errs, err
@@ -78,7 +79,8 @@ func TestUploadConnectionMayPublishOnlyItsChunks(t *testing.T) {
 	if _, err := js.Publish(ctx, st.Direct.Subject, []byte("0123456789")); err != nil {
 		t.Fatalf("publish a chunk: %v", err)
 	}
-	for _, subj := range []string{subjects.ObjectChunks(subjects.FilesBucket, "SOMEONEELSE"), subjects.ObjectMetas(subjects.FilesBucket), subjects.Login, "$JS.API.STREAM.PURGE.OBJ_" + subjects.FilesBucket} {
+	for _, subj := range []string{subjects.UploadChunks("SOMEONEELSE"), subjects.ObjectChunks(subjects.FilesBucket, st.Upload), subjects.ObjectMetas(subjects.FilesBucket),
+		subjects.For(primary.AdminUser, subjects.Login), "$JS.API.STREAM.PURGE.OBJ_" + subjects.FilesBucket, subjects.DownloadImport} {
 		if err := nc.Publish(subj, []byte("x")); err != nil {
 			t.Fatal(err)
 		}

@@ -68,7 +68,7 @@ func (c *Client) gather(ctx context.Context, subject string, body []byte, header
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	defer sub.Unsubscribe()
-	m := nats.NewMsg(subject)
+	m := nats.NewMsg(subjects.For(c.user, subject))
 	m.Reply, m.Data = inbox, body
 	for k, v := range header {
 		m.Header[k] = v
@@ -107,7 +107,7 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		msgs, err := c.gather(ctx, subjects.BrokerInfo, nil, nil, 500*time.Millisecond)
 		brokers <- gathered{msgs, err}
 	}()
-	msgs, err := c.gather(ctx, subjects.DiscoveryStats, nil, nil, 500*time.Millisecond)
+	msgs, err := c.gather(ctx, subjects.Stats, nil, nats.Header{subjects.HeaderSession: []string{c.Token()}}, 500*time.Millisecond)
 	br := <-brokers
 	if err != nil {
 		return st, fmt.Errorf("status: %w", err)

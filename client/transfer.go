@@ -314,7 +314,7 @@ func (u *uploader) readChunk() error {
 }
 
 func (u *uploader) chunkMsg(index uint32, data []byte) *nats.Msg {
-	m := nats.NewMsg(subjects.Chunk(u.st.Instance))
+	m := nats.NewMsg(subjects.For(u.c.user, subjects.Chunk(u.st.Instance)))
 	m.Reply = u.inbox
 	m.Header.Set(subjects.HeaderUpload, u.st.Upload)
 	m.Header.Set(subjects.HeaderChunk, strconv.FormatUint(uint64(index), 10))
@@ -630,9 +630,9 @@ type batchRequest struct {
 func (d *downloader) ask(after uint64, offset int64) (*batchRequest, error) {
 	d.batches++
 	r := &batchRequest{reply: d.prefix + "." + strconv.Itoa(d.batches), after: after, offset: offset, gone: d.c.replies.serverGone()}
-	m := nats.NewMsg(subjects.Download)
+	m := nats.NewMsg(subjects.For(d.c.user, subjects.Download))
 	if d.replica {
-		m.Subject = subjects.ReplicaDownload
+		m.Subject = subjects.For(d.c.user, subjects.ReplicaDownload)
 	}
 	m.Reply = r.reply
 	m.Header.Set(subjects.HeaderSession, d.c.Token())

@@ -200,7 +200,7 @@ func (s *Server) authorize(m *nats.Msg) {
 	} else {
 		uc := jwt.NewUserClaims(req.UserNkey)
 		uc.Name = g.user
-		uc.Audience = subjects.Account
+		uc.Audience = g.account
 		uc.Expires = g.expires.Unix()
 		uc.Pub.Allow.Add(g.pub...)
 		uc.Sub.Allow.Add(g.sub...)
@@ -230,7 +230,7 @@ func (s *Server) authorize(m *nats.Msg) {
 // the attempt), a session token, or a direct upload's token.
 func (s *Server) authorizeConnect(ctx context.Context, co jwt.ConnectOptions, host string) (grant, error) {
 	userGrant := func(user string, expires time.Time) grant {
-		return grant{user: user, expires: expires, pub: subjects.UserPublish(), sub: subjects.UserSubscribe(user)}
+		return grant{user: user, account: subjects.UsersAccount, expires: expires, pub: subjects.UserPublish(user), sub: subjects.UserSubscribe(user)}
 	}
 	if id, secret, ok := subjects.ParseUploadToken(co.Token); ok && co.Username == "" {
 		g, err := s.authorizeUpload(ctx, id, secret)
@@ -272,10 +272,6 @@ func (s *Server) login(req micro.Request) {
 	ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
 	defer cancel()
 	v, err := s.doLogin(ctx, req)
-	if errors.Is(err, errForeignReply) {
-		s.log.Warn("login refused: reply subject outside the user's inbox", "reply", req.Reply())
-		return
-	}
 	s.reply(req, v, err)
 }
 
@@ -284,8 +280,10 @@ func (s *Server) doLogin(ctx context.Context, req micro.Request) (any, error) {
 	if err := decode(req.Data(), &r); err != nil {
 		return nil, err
 	}
-	if !ownInbox(req, r.User) {
-		return nil, errForeignReply
+	if sent := subjects.UserOf(req.Subject()); r.User != sent {
+		// gate has checked the reply against the subject's user, the
+		// broker's word on who asks.
+		return nil, subjects.Errorf(subjects.CodeUnauthorized, "log in as %q over a connection of %q: connect as the user you log in as", r.User, sent)
 	}
 	defer s.keepalive(req.Reply())()
 	if s.readOnly.Load() {

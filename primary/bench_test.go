@@ -34,7 +34,7 @@ func (u *rawUser) pipelinedPut(name string, data []byte) error {
 	inflight := 0
 	for i := 0; i < n || inflight > 0; {
 		for inflight < st.Window && i < n {
-			m := nats.NewMsg(subjects.Chunk(st.Instance))
+			m := nats.NewMsg(subjects.For(u.user, subjects.Chunk(st.Instance)))
 			m.Reply = inbox
 			m.Header.Set(subjects.HeaderUpload, st.Upload)
 			m.Header.Set(subjects.HeaderChunk, strconv.Itoa(i))

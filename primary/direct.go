@@ -50,7 +50,7 @@ func newSecret() string {
 // the fences at seqs, and (when opening) the upload connection's token.
 func (s *Server) directState(rec uploadRecord, seqs []uint64, secret string) subjects.UploadState {
 	st := s.uploadState(rec)
-	d := &subjects.DirectUpload{Subject: s.chunkSubject(rec.ID)}
+	d := &subjects.DirectUpload{Subject: subjects.UploadChunks(rec.ID)}
 	if secret != "" {
 		d.Token = subjects.UploadToken(rec.ID, secret)
 	}
@@ -104,7 +104,13 @@ func (s *Server) commitDirect(c *call, r subjects.UploadCommitRequest, rec uploa
 	if err != nil {
 		return s.claimLost(c, rec.ID, "claim upload", err)
 	}
-	return s.publishUpload(c, rec, newRev, r.Digest)
+	fi, err := s.publishUpload(c, rec, newRev, r.Digest)
+	if err == nil {
+		// The client has had every chunk acknowledged: anything its
+		// connection publishes now would land after the commit.
+		s.endUpload(rec.ID)
+	}
+	return fi, err
 }
 
 // storedChunks counts the messages on an upload's chunk subject, as the
@@ -117,7 +123,8 @@ func (s *Server) storedChunks(ctx context.Context, id string) (uint64, error) {
 
 // grant is what the auth callout lets a connection do.
 type grant struct {
-	user    string
+	user    string // the connection's user name (subjects.UploadConnUser for an upload's)
+	account string // where the connection is placed
 	expires time.Time
 	pub     []string
 	sub     []string
@@ -148,10 +155,11 @@ func (s *Server) authorizeUpload(ctx context.Context, id, secret string) (grant,
 		return grant{}, errors.New("user no longer exists")
 	}
 	return grant{
-		user:    rec.Owner,
+		user:    subjects.UploadConnUser(rec.Owner, id, subjects.UploadConnLimit(rec.Size)),
+		account: subjects.UploadsAccount,
 		expires: time.Now().Add(uploadConnTTL),
-		pub:     subjects.UploadPublish(s.cfg.Bucket, id),
-		sub:     subjects.UserSubscribe(rec.Owner),
+		pub:     subjects.UploadPublish(id),
+		sub:     subjects.UploadSubscribe(rec.Owner, id),
 		// A chunk and its headers (index, fence).
 		payload: subjects.ChunkSize + 4096,
 	}, nil

@@ -53,9 +53,11 @@ func (s *Server) download(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	// authenticate has checked that the reply subject is the user's inbox.
-	err = s.nc.PublishMsg(&nats.Msg{
-		Subject: subjects.DirectGet(subjects.ObjectStream(s.cfg.Bucket)),
+	// gate has checked that the reply subject is the user's inbox. The
+	// direct get goes through the users' account's import of it, so that
+	// JetStream's answer can only land there.
+	err = s.front.PublishMsg(&nats.Msg{
+		Subject: subjects.DownloadImport,
 		Reply:   c.req.Reply(),
 		Data:    body,
 	})

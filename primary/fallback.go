@@ -102,14 +102,14 @@ func (s *Server) replicaDownload(c *call) (any, error) {
 		m.Header.Set(subjects.HeaderOffset, strconv.FormatInt(off, 10))
 		m.Data = buf[:n]
 		// PublishMsg copies the data out before it returns: buf is free.
-		if err := s.nc.PublishMsg(m); err != nil {
+		if err := s.front.PublishMsg(m); err != nil {
 			return nil, fmt.Errorf("send chunk: %w", err)
 		}
 		off += int64(n)
 	}
 	end := nats.NewMsg(c.req.Reply())
 	end.Header.Set(subjects.HeaderStatus, "204")
-	if err := s.nc.PublishMsg(end); err != nil {
+	if err := s.front.PublishMsg(end); err != nil {
 		return nil, fmt.Errorf("send end of batch: %w", err)
 	}
 	return noReply{}, nil

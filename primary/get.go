@@ -51,7 +51,7 @@ func (s *Server) sendFile(c *call, fi subjects.FileInfo, content []byte) (any, e
 	m := nats.NewMsg(c.req.Reply())
 	m.Header.Set(subjects.HeaderFile, string(info))
 	m.Data = content
-	if err := s.nc.PublishMsg(m); err != nil {
+	if err := s.front.PublishMsg(m); err != nil {
 		return nil, fmt.Errorf("send %q: %w", fi.Name, err)
 	}
 	return noReply{}, nil

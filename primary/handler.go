@@ -96,7 +96,7 @@ func (s *Server) keepalive(reply string) (stop func()) {
 		}
 		m := nats.NewMsg(reply)
 		m.Header.Set(subjects.HeaderStatus, "100")
-		_ = s.nc.PublishMsg(m)
+		_ = s.front.PublishMsg(m)
 		t.Reset(subjects.KeepaliveInterval)
 	})
 	mu.Unlock()
@@ -149,11 +149,6 @@ func (s *Server) authed(f op) func(micro.Request) {
 			}
 		}()
 		c, err := s.authenticate(ctx, req)
-		if errors.Is(err, errForeignReply) {
-			// Answering would deliver to someone else: say nothing.
-			s.log.Warn("request refused: reply subject outside the user's inbox", "subject", req.Subject(), "reply", req.Reply())
-			return
-		}
 		if err != nil {
 			s.reply(req, nil, err)
 			return
@@ -171,9 +166,9 @@ func (s *Server) authed(f op) func(micro.Request) {
 	}
 }
 
-// authenticate finds the session of a request. Besides the token, the reply
-// subject must lie in the session user's inbox: the broker lets only that
-// user subscribe there, so a request cannot be made to answer anyone else.
+// authenticate finds the session of a request. The session must be the
+// user's whom the subject names (the broker let only that user publish
+// it), and gate has made sure the reply goes to that user's inbox.
 func (s *Server) authenticate(ctx context.Context, req micro.Request) (*call, error) {
 	token := req.Headers().Get(subjects.HeaderSession)
 	if token == "" {
@@ -183,8 +178,8 @@ func (s *Server) authenticate(ctx context.Context, req micro.Request) (*call, er
 	if err != nil {
 		return nil, err
 	}
-	if !ownInbox(req, sess.User) {
-		return nil, errForeignReply
+	if sent := subjects.UserOf(req.Subject()); sess.User != sent {
+		return nil, subjects.Errorf(subjects.CodeUnauthorized, "session token of another user than %q: log in again", sent)
 	}
 	u, err := s.sessionUser(ctx, sess.User)
 	if err != nil {
@@ -196,14 +191,10 @@ func (s *Server) authenticate(ctx context.Context, req micro.Request) (*call, er
 	return &call{ctx: ctx, req: req, user: u.Name, admin: u.Admin, token: sessionKey(token)}, nil
 }
 
-// errForeignReply: a request whose reply subject is not its user's inbox.
-var errForeignReply = errors.New("reply subject outside the user's inbox")
-
-// ownInbox says whether req's reply subject lies in user's inbox, where
-// only that user's connections can subscribe. Requests failing it get no
-// answer at all: any answer would go to somebody else.
+// ownInbox says whether req was sent by user (its subject names user) from
+// user's inbox, where only user's connections can subscribe.
 func ownInbox(req micro.Request, user string) bool {
-	return strings.HasPrefix(req.Reply(), subjects.Inbox(user)+".")
+	return subjects.UserOf(req.Subject()) == user && subjects.OwnInbox(req.Subject(), req.Reply())
 }
 
 // admin restricts f to administrators.
@@ -370,7 +361,7 @@ func (s *Server) instanceAlive(ctx context.Context, instance string) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
 	defer cancel()
-	_, err := s.nc.RequestWithContext(ctx, subjects.DiscoveryPing+"."+instance, nil)
+	_, err := s.front.RequestWithContext(ctx, subjects.DiscoveryPing+"."+instance, nil)
 	return !errors.Is(err, nats.ErrNoResponders)
 }
 
@@ -473,7 +464,12 @@ func (s *Server) reply(req micro.Request, v any, err error) {
 	if m.Subject == "" {
 		return // a request without a reply subject wants no answer
 	}
-	if err := s.nc.PublishMsg(m); err != nil {
+	if !subjects.OwnInbox(req.Subject(), m.Subject) {
+		// gate dropped such requests; this is the last line.
+		s.log.Error("reply not sent: reply subject outside the user's inbox", "subject", req.Subject(), "reply", m.Subject)
+		return
+	}
+	if err := s.front.PublishMsg(m); err != nil {
 		s.log.Warn("reply failed", "subject", req.Subject(), "err", err)
 	}
 }

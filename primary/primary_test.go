@@ -112,6 +112,7 @@ func (u *rawUser) callAs(id, subject string, req, reply any) error {
 // request sends m and returns its answer, skipping the keepalives a
 // server sends while it works (status 100).
 func (u *rawUser) request(m *nats.Msg) (*nats.Msg, error) {
+	m.Subject = subjects.For(u.user, m.Subject)
 	m.Reply = u.nc.NewInbox()
 	sub, err := u.nc.SubscribeSync(m.Reply)
 	if err != nil {
@@ -207,7 +208,7 @@ func TestUploadListDownloadThroughObjectStore(t *testing.T) {
 	var out []byte
 	var after uint64
 	for len(out) < len(data) {
-		m := nats.NewMsg(subjects.Download)
+		m := nats.NewMsg(subjects.For(admin.user, subjects.Download))
 		m.Header.Set(subjects.HeaderSession, admin.token)
 		m.Reply = sub.Subject
 		m.Data, _ = json.Marshal(subjects.DownloadRequest{Name: "dir/a.bin", Version: fi.Version, After: after, Max: 2})
@@ -238,7 +239,7 @@ func TestUploadListDownloadThroughObjectStore(t *testing.T) {
 	if err := admin.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: "bad.bin", Size: 3}, &st); err != nil {
 		t.Fatal(err)
 	}
-	m := nats.NewMsg(subjects.Chunk(st.Instance))
+	m := nats.NewMsg(subjects.For(admin.user, subjects.Chunk(st.Instance)))
 	m.Header.Set(subjects.HeaderUpload, st.Upload)
 	m.Header.Set(subjects.HeaderChunk, "0")
 	m.Data = []byte("abc")

@@ -35,7 +35,8 @@ const Version = "0.1.0"
 type Server struct {
 	cfg    Config
 	log    *slog.Logger
-	nc     *nats.Conn
+	nc     *nats.Conn // storage: JetStream, in subjects.Account
+	front  *nats.Conn // requests and replies, in subjects.UsersAccount
 	js     jetstream.JetStream
 	svc    micro.Service
 	issuer nkeys.KeyPair
@@ -69,10 +70,11 @@ type Server struct {
 	usage          *usage // per-user limits (usage.go)
 	elections      elections
 
-	authSub   *nats.Subscription
-	inflight  atomic.Int64  // request handlers running
-	errors    atomic.Uint64 // error replies sent
-	lastStart atomic.Int64  // when the last one started, unix nanoseconds
+	authSub    *nats.Subscription
+	overrunSub *nats.Subscription // subjects.UploadOverrun
+	inflight   atomic.Int64       // request handlers running
+	errors     atomic.Uint64      // error replies sent
+	lastStart  atomic.Int64       // when the last one started, unix nanoseconds
 }
 
 // Run connects, serves until ctx is done, then drains and returns.
@@ -92,6 +94,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	cfg = withDefaults(cfg)
 	if cfg.Role != RolePrimary && cfg.Role != RoleBackup {
 		return nil, fmt.Errorf("file server: role %q: want %q or %q", cfg.Role, RolePrimary, RoleBackup)
+	}
+	if cfg.Bucket != subjects.FilesBucket {
+		// The brokers export this bucket's downloads and direct uploads
+		// to the users' accounts, and no other.
+		return nil, fmt.Errorf("file server: bucket %q: the brokers serve %q only", cfg.Bucket, subjects.FilesBucket)
 	}
 	issuer, err := subjects.IssuerKey(cfg.ServicePassword)
 	if err != nil {
@@ -117,24 +124,26 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if err := s.openBuckets(ctx); err != nil {
-		s.nc.Close()
+		s.closeConns()
 		s.cancel()
 		return nil, err
 	}
 	if err := s.bootstrapAdmin(ctx); err != nil {
-		s.nc.Close()
+		s.closeConns()
 		s.cancel()
 		return nil, err
 	}
 	if err := s.serve(); err != nil {
-		s.nc.Close()
+		s.closeConns()
 		s.cancel()
 		return nil, err
 	}
 	// Ready means the broker routes requests here: flush the subscriptions.
-	if err := s.nc.FlushTimeout(10 * time.Second); err != nil {
-		s.Stop()
-		return nil, fmt.Errorf("file server: flush subscriptions: %w", err)
+	for _, nc := range []*nats.Conn{s.nc, s.front} {
+		if err := nc.FlushTimeout(10 * time.Second); err != nil {
+			s.Stop()
+			return nil, fmt.Errorf("file server: flush subscriptions: %w", err)
+		}
 	}
 	for _, f := range []func(){
 		s.janitor,
@@ -171,7 +180,11 @@ func (s *Server) stop() {
 	if s.authSub != nil {
 		_ = s.authSub.Drain()
 	}
+	if s.overrunSub != nil {
+		_ = s.overrunSub.Drain()
+	}
 	_ = s.nc.FlushTimeout(2 * time.Second)
+	_ = s.front.FlushTimeout(2 * time.Second)
 	for deadline := time.Now().Add(requestTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		quiet := time.Since(time.Unix(0, s.lastStart.Load())) > 100*time.Millisecond
 		if s.inflight.Load() == 0 && quiet {
@@ -189,7 +202,7 @@ func (s *Server) stop() {
 		u.stop()
 	}
 	s.wg.Wait()
-	s.nc.Close()
+	s.closeConns()
 	s.log.Info("file server stopped")
 }
 
@@ -215,10 +228,38 @@ func withDefaults(cfg Config) Config {
 	return cfg
 }
 
+// connect opens the server's two connections: the storage connection in
+// the account that holds JetStream, and the front connection in the users'
+// account, which takes the requests and answers them. A user names reply
+// subjects; they exist only in the users' account, where the front
+// connection may publish into inboxes and nowhere that stores anything.
 func (s *Server) connect(ctx context.Context) error {
+	nc, err := s.dial(ctx, subjects.ServiceUser, "storage")
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(10*time.Second))
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	front, err := s.dial(ctx, subjects.FrontUser, "front")
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	s.nc, s.js, s.front = nc, js, front
+	return nil
+}
+
+// dial connects as user, waiting for the first connection: RetryOnFailedConnect
+// lets the server start before the broker, and bucket setup needs somewhere
+// to go.
+func (s *Server) dial(ctx context.Context, user, conn string) (*nats.Conn, error) {
+	log := s.log.With("connection", conn)
 	opts := []nats.Option{
 		nats.Name(map[string]string{RolePrimary: subjects.ConnNamePrimary, RoleBackup: subjects.ConnNameBackup}[s.cfg.Role]),
-		nats.UserInfo(subjects.ServiceUser, s.cfg.ServicePassword),
+		nats.UserInfo(user, s.cfg.ServicePassword),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
@@ -226,17 +267,17 @@ func (s *Server) connect(ctx context.Context) error {
 		nats.PingInterval(2 * time.Second),
 		nats.MaxPingsOutstanding(3),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			s.log.Warn("disconnected from broker", "err", err)
+			log.Warn("disconnected from broker", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			s.log.Info("reconnected to broker", "url", nc.ConnectedUrlRedacted())
+			log.Info("reconnected to broker", "url", nc.ConnectedUrlRedacted())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
 			if sub != nil {
 				subj = sub.Subject
 			}
-			s.log.Error("nats async error", "subject", subj, "err", err)
+			log.Error("nats async error", "subject", subj, "err", err)
 		}),
 	}
 	if s.cfg.TLSCA != "" {
@@ -245,30 +286,31 @@ func (s *Server) connect(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(time.Until(d)))
 	}
-	nc, err := nats.Connect(strings.Join(s.cfg.Servers, ","), opts...)
+	servers := strings.Join(s.cfg.Servers, ",")
+	nc, err := nats.Connect(servers, opts...)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", strings.Join(s.cfg.Servers, ","), err)
+		return nil, fmt.Errorf("connect to %s as %s: %w", servers, user, err)
 	}
-	// RetryOnFailedConnect lets the server start before the broker; wait for
-	// the first connection so that bucket setup has somewhere to go.
 	for !nc.IsConnected() {
 		select {
 		case <-ctx.Done():
 			nc.Close()
-			return fmt.Errorf("connect to %s: %w", strings.Join(s.cfg.Servers, ","), ctx.Err())
+			return nil, fmt.Errorf("connect to %s as %s: %w", servers, user, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if nc.IsClosed() {
-			return fmt.Errorf("connect to %s: %w", strings.Join(s.cfg.Servers, ","), nats.ErrConnectionClosed)
+			return nil, fmt.Errorf("connect to %s as %s: %w", servers, user, nats.ErrConnectionClosed)
 		}
 	}
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(10*time.Second))
-	if err != nil {
-		nc.Close()
-		return fmt.Errorf("jetstream: %w", err)
+	return nc, nil
+}
+
+// closeConns closes both connections.
+func (s *Server) closeConns() {
+	s.nc.Close()
+	if s.front != nil {
+		s.front.Close()
 	}
-	s.nc, s.js = nc, js
-	return nil
 }
 
 // openBuckets creates the buckets or opens them when another instance got
@@ -385,7 +427,7 @@ func retryStartup(ctx context.Context, log *slog.Logger, what string, f func(con
 
 // serve registers the micro service and the auth callout responder.
 func (s *Server) serve() error {
-	svc, err := micro.AddService(s.nc, micro.Config{
+	svc, err := micro.AddService(s.front, micro.Config{
 		Name:        subjects.ServiceName,
 		Version:     Version,
 		Description: "ftfs fault-tolerant file service",
@@ -435,14 +477,22 @@ func (s *Server) serve() error {
 		}...)
 	}
 	for _, e := range endpoints {
-		if err := svc.AddEndpoint(e.name, e.h, micro.WithEndpointSubject(e.subject)); err != nil {
+		if err := svc.AddEndpoint(e.name, s.gate(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
 			_ = svc.Stop()
 			return fmt.Errorf("add endpoint %s: %w", e.name, err)
 		}
 	}
+	// Every instance answers Stats with its own.
+	err = svc.AddEndpoint("stats", s.gate(s.async(s.authed(s.stats))),
+		micro.WithEndpointSubject(subjects.Stats),
+		micro.WithEndpointQueueGroupDisabled())
+	if err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("add stats endpoint: %w", err)
+	}
 	// Chunks must reach the instance holding their upload, in order, so this
 	// endpoint is the instance's own and its handler never goes async.
-	err = svc.AddEndpoint("chunk", micro.HandlerFunc(s.chunk),
+	err = svc.AddEndpoint("chunk", s.gate(micro.HandlerFunc(s.chunk)),
 		micro.WithEndpointSubject(subjects.Chunk(s.instance)),
 		micro.WithEndpointQueueGroupDisabled(),
 		micro.WithEndpointPendingLimits(4096, 64<<20))
@@ -450,7 +500,7 @@ func (s *Server) serve() error {
 		_ = svc.Stop()
 		return fmt.Errorf("add chunk endpoint: %w", err)
 	}
-	err = svc.AddEndpoint("upload-commit-here", s.async(s.authed(s.writable(s.uploadCommit))),
+	err = svc.AddEndpoint("upload-commit-here", s.gate(s.async(s.authed(s.writable(s.uploadCommit)))),
 		micro.WithEndpointSubject(subjects.UploadCommitAt(s.instance)),
 		micro.WithEndpointQueueGroupDisabled())
 	if err != nil {
@@ -461,5 +511,38 @@ func (s *Server) serve() error {
 		_ = svc.Stop()
 		return err
 	}
+	// The brokers pair this storage connection with the instance by it
+	// (their watchdog closes both connections of a frozen server).
+	if _, err := s.nc.Subscribe(subjects.InstanceMark(s.instance), func(*nats.Msg) {}); err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("subscribe %s: %w", subjects.InstanceMark(s.instance), err)
+	}
+	if s.overrunSub, err = s.front.QueueSubscribe(subjects.UploadOverrun, subjects.QueueGroup, func(m *nats.Msg) {
+		s.goBounded(func() { s.dropOverrun(string(m.Data)) })
+	}); err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("subscribe %s: %w", subjects.UploadOverrun, err)
+	}
 	return nil
+}
+
+// gate drops, before anything else, a request whose reply subject is not
+// in the inbox of the user its subject names: any answer, even a refusal,
+// would go to somebody else, published with the service's rights.
+func (s *Server) gate(h micro.Handler) micro.Handler {
+	return micro.HandlerFunc(func(req micro.Request) {
+		if !subjects.OwnInbox(req.Subject(), req.Reply()) {
+			s.log.Warn("request dropped: reply subject outside the user's inbox", "subject", req.Subject(), "reply", req.Reply())
+			return
+		}
+		h.Handle(req)
+	})
+}
+
+// stats answers Stats with this instance's micro statistics.
+func (s *Server) stats(c *call) (any, error) {
+	if _, err := decodeCall[subjects.Empty](c); err != nil {
+		return nil, err
+	}
+	return s.svc.Stats(), nil
 }

@@ -638,16 +638,65 @@ func (s *Server) uploadAbort(c *call) (any, error) {
 	return nil, nil
 }
 
-// abortUpload purges an upload's chunks and forgets it.
+// abortUpload forgets an upload and purges its chunks. A direct upload's
+// connections are cut first (endUpload) and its record goes before its
+// chunks, so that no reconnect is authorized meanwhile; the chunks are
+// purged again a moment later, for any that were on their way while the
+// brokers cut. A purge that fails leaves chunks nothing points at, which
+// the storage sweep finds.
 func (s *Server) abortUpload(ctx context.Context, id string) {
 	s.release(id)
-	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(id))); err != nil {
-		s.log.Warn("purge aborted upload", "upload", id, "err", err)
-		return // the janitor will try again
-	}
+	s.endUpload(id)
 	if err := s.uploads.Purge(ctx, id); err != nil {
 		s.log.Warn("forget aborted upload", "upload", id, "err", err)
 	}
+	s.purgeChunks(ctx, id)
+	s.goBounded(func() {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		defer cancel()
+		s.purgeChunks(ctx, id)
+	})
+}
+
+// purgeChunks purges the chunk subject of an upload that was not committed.
+func (s *Server) purgeChunks(ctx context.Context, id string) {
+	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(id))); err != nil {
+		s.log.Warn("purge aborted upload", "upload", id, "err", err)
+	}
+}
+
+// endUpload tells the brokers that upload id has ended (committed, aborted
+// or dropped): they cut its direct connections at once.
+func (s *Server) endUpload(id string) {
+	if err := s.front.Publish(subjects.UploadEnded, []byte(id)); err != nil {
+		s.log.Warn("tell the brokers an upload ended", "upload", id, "err", err)
+	}
+}
+
+// dropOverrun drops a direct upload whose connection a broker cut for
+// publishing more than its size allows (subjects.UploadOverrun).
+func (s *Server) dropOverrun(id string) {
+	ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
+	defer cancel()
+	e, err := s.kvGet(ctx, s.uploads, id)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			s.log.Warn("upload overrun: read upload", "upload", id, "err", err)
+		}
+		s.purgeChunks(ctx, id) // nothing points at them but the writer
+		return
+	}
+	var rec uploadRecord
+	if json.Unmarshal(e.Value(), &rec) != nil || !rec.Direct || rec.Committed != nil {
+		return
+	}
+	s.log.Warn("direct upload dropped: its connection published more than its size", "upload", id, "name", rec.Name, "user", rec.Owner, "size", rec.Size)
+	s.abortUpload(ctx, id)
 }
 
 // janitor purges abandoned uploads and forgets committed ones, on every
@@ -719,6 +768,9 @@ func (s *Server) sweepUploads() {
 func (s *Server) dropAbandoned(ctx context.Context, rec uploadRecord, rev uint64, idle time.Duration) {
 	if err := s.uploads.Delete(ctx, rec.ID, jetstream.LastRevision(rev)); err != nil {
 		return // written meanwhile: not abandoned after all
+	}
+	if rec.Direct {
+		s.endUpload(rec.ID)
 	}
 	if err := s.syncCatalog(ctx); err != nil || s.usage.references(rec.ID) {
 		return

@@ -17,7 +17,7 @@ import (
 // sendChunk sends one chunk and returns the server's answer.
 func (u *rawUser) sendChunk(st subjects.UploadState, index int, data []byte) (subjects.ChunkAck, error) {
 	u.t.Helper()
-	m := nats.NewMsg(subjects.Chunk(st.Instance))
+	m := nats.NewMsg(subjects.For(u.user, subjects.Chunk(st.Instance)))
 	m.Header.Set(subjects.HeaderUpload, st.Upload)
 	m.Header.Set(subjects.HeaderChunk, strconv.Itoa(index))
 	m.Data = data

@@ -167,7 +167,7 @@ func TestWriterRepairsAfterFailedStores(t *testing.T) {
 	}
 	n := (len(data) + st.ChunkSize - 1) / st.ChunkSize
 	for i := range n {
-		m := nats.NewMsg(subjects.Chunk(st.Instance))
+		m := nats.NewMsg(subjects.For(admin.user, subjects.Chunk(st.Instance)))
 		m.Reply = inbox + "." + strconv.Itoa(i)
 		m.Header.Set(subjects.HeaderUpload, st.Upload)
 		m.Header.Set(subjects.HeaderChunk, strconv.Itoa(i))

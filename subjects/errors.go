@@ -41,9 +41,14 @@ const (
 	ReasonNameAbsolute      Reason = "name-absolute"
 	ReasonNameTrailingSlash Reason = "name-trailing-slash"
 	ReasonNameControlChar   Reason = "name-control-char"
-	ReasonNameBackslash     Reason = "name-backslash"
-	ReasonNameEmptySegment  Reason = "name-empty-segment"
-	ReasonNameDotSegment    Reason = "name-dot-segment"
+	// ReasonNameFormatChar: an invisible Unicode format character
+	// (category Cf: zero-width spaces and joiners, bidi marks, overrides
+	// and isolates, the BOM, the soft hyphen), which would let
+	// "bob\u200b.txt" pass for "bob.txt" or reverse an extension.
+	ReasonNameFormatChar   Reason = "name-format-char"
+	ReasonNameBackslash    Reason = "name-backslash"
+	ReasonNameEmptySegment Reason = "name-empty-segment"
+	ReasonNameDotSegment   Reason = "name-dot-segment"
 )
 
 // The reasons of CodeInvalid request bodies (Decode and the requests'

@@ -24,9 +24,12 @@ func ValidName(name string) error {
 	case strings.HasSuffix(name, "/"):
 		return Rejectf(CodeInvalid, ReasonNameTrailingSlash, "file name %q ends with a slash", name)
 	}
-	for _, r := range name {
+	for i, r := range name {
 		if r == 0 || unicode.IsControl(r) {
 			return Rejectf(CodeInvalid, ReasonNameControlChar, "file name %q contains a control character", name)
+		}
+		if unicode.Is(unicode.Cf, r) {
+			return Rejectf(CodeInvalid, ReasonNameFormatChar, "file name %q contains the invisible format character U+%04X at byte %d", name, r, i)
 		}
 		if r == '\\' {
 			return Rejectf(CodeInvalid, ReasonNameBackslash, "file name %q contains a backslash; use / between directories", name)

@@ -5,11 +5,15 @@
 // The protocol in one screen:
 //
 //	connect     user+password or session token; the broker asks the file
-//	            servers (auth callout on AuthCallout) and gives the
-//	            connection the user's permissions: publish to Prefix+".>"
-//	            and the micro discovery subjects, subscribe to Inbox(user)
+//	            servers (auth callout on AuthCallout), places the connection
+//	            in UsersAccount and gives it the user's permissions: publish
+//	            to its own request subjects (For), subscribe to Inbox(user)
 //	            and ServerGone (a file server's connection closed: send the
-//	            requests in flight again).
+//	            requests in flight again). Storage is in Account, which no
+//	            subject or reply subject a user names can reach (auth.go).
+//	subjects    every request subject below is Prefix.<user>.<name>: For
+//	            fills the user in, and servers answer only into the inbox of
+//	            the user the subject names (OwnInbox), or not at all.
 //	login       Login          LoginRequest      -> SessionInfo; after
 //	            repeated failures for the name, CodeThrottled (wait)
 //	logout      Logout         (session)         -> Empty
@@ -24,7 +28,9 @@
 //	upload      UploadOpen     UploadOpenRequest -> UploadState
 //	            Chunk(inst)    raw bytes, headers Upload+Chunk -> ChunkAck
 //	            or, opened Direct: JetStream publishes of the chunks on a
-//	            connection of the upload's own (DirectUpload, UploadToken)
+//	            connection of the upload's own (DirectUpload, UploadToken),
+//	            in UploadsAccount, to UploadChunks; the brokers cut it when
+//	            the upload ends (UploadEnded) or overruns (UploadOverrun)
 //	            UploadResume   UploadRequest     -> UploadState (any server)
 //	            UploadCommit   UploadCommitRequest -> FileInfo (any server;
 //	            sent first to UploadCommitAt(inst), the holder's own)
@@ -36,6 +42,8 @@
 //	            messages (header HeaderStreamSeq), then an end-of-batch message
 //	            (status header 204); any server, stateless.
 //	status      Status         (session)         -> StatusReply
+//	            Stats          (session)         -> micro Stats, one from
+//	            every file server (no queue group)
 //	brokers     BrokerInfo     (no session)      -> BrokerReport, one from
 //	            every broker (the broker answers, not a file server)
 //	admin       UserAdd, UserRemove, UserPassword, UserList (admin only)
@@ -47,8 +55,9 @@
 //	            ReplicaList, ReplicaStat, ReplicaDownload, which a backup
 //	            answers from its replica dir (chunks carry HeaderOffset).
 //
-// Every request but Login carries the session token in HeaderSession and
-// must be sent from the session user's own inbox (Inbox). Mutating requests
+// Every request but Login carries the session token in HeaderSession, which
+// must be the session of the user the subject names, and must be sent from
+// that user's own inbox (Inbox). Mutating requests
 // may carry HeaderRequestID so that a retry after a lost reply is answered with
 // the first outcome instead of being applied twice.
 //
@@ -73,41 +82,77 @@ const (
 	Prefix = "ftfs.v1"
 )
 
+// AnyUser is the user token of a request subject as the file servers
+// subscribe to it: every request subject is Prefix, the requesting user's
+// name, and the request's name ("ftfs.v1.alice.list"). A user connection
+// may publish only below its own name (UserPublish), so the subject is the
+// broker's word on who sent it; For fills the name in.
+const AnyUser = "*"
+
+// For is subject, one of the request subjects below, as user sends it.
+func For(user, subject string) string {
+	if rest, ok := strings.CutPrefix(subject, Prefix+"."+AnyUser+"."); ok {
+		return Prefix + "." + user + "." + rest
+	}
+	return subject
+}
+
+// UserOf is the user named by a request subject ("" for any other).
+func UserOf(subject string) string {
+	rest, ok := strings.CutPrefix(subject, Prefix+".")
+	if !ok {
+		return ""
+	}
+	user, _, ok := strings.Cut(rest, ".")
+	if !ok || user == AnyUser {
+		return ""
+	}
+	return user
+}
+
+// userPrefix starts every request subject as the servers subscribe to it.
+const userPrefix = Prefix + "." + AnyUser
+
 // Shared request subjects: any live file server may answer.
 const (
-	Login        = Prefix + ".login"
-	Logout       = Prefix + ".logout"
-	WhoAmI       = Prefix + ".whoami"
-	List         = Prefix + ".list"
-	Stat         = Prefix + ".stat"
-	Delete       = Prefix + ".delete"
-	Rename       = Prefix + ".rename"
-	Put          = Prefix + ".put"
-	UploadOpen   = Prefix + ".upload.open"
-	UploadResume = Prefix + ".upload.resume"
-	UploadCommit = Prefix + ".upload.commit"
-	UploadAbort  = Prefix + ".upload.abort"
-	Download     = Prefix + ".download"
-	Get          = Prefix + ".get"
-	Status       = Prefix + ".status"
-	UserAdd      = Prefix + ".user.add"
-	UserRemove   = Prefix + ".user.rm"
-	UserPassword = Prefix + ".user.passwd"
-	UserList     = Prefix + ".user.ls"
-	UserRevoke   = Prefix + ".user.revoke"
+	Login        = userPrefix + ".login"
+	Logout       = userPrefix + ".logout"
+	WhoAmI       = userPrefix + ".whoami"
+	List         = userPrefix + ".list"
+	Stat         = userPrefix + ".stat"
+	Delete       = userPrefix + ".delete"
+	Rename       = userPrefix + ".rename"
+	Put          = userPrefix + ".put"
+	UploadOpen   = userPrefix + ".upload.open"
+	UploadResume = userPrefix + ".upload.resume"
+	UploadCommit = userPrefix + ".upload.commit"
+	UploadAbort  = userPrefix + ".upload.abort"
+	Download     = userPrefix + ".download"
+	Get          = userPrefix + ".get"
+	Status       = userPrefix + ".status"
+	UserAdd      = userPrefix + ".user.add"
+	UserRemove   = userPrefix + ".user.rm"
+	UserPassword = userPrefix + ".user.passwd"
+	UserList     = userPrefix + ".user.ls"
+	UserRevoke   = userPrefix + ".user.revoke"
+	// Stats is answered by every file server (no queue group), each with
+	// its own micro statistics: what `ftfs status` lists per instance.
+	// Users may not ask micro discovery ($SRV.>) itself, which answers
+	// any reply subject.
+	Stats = userPrefix + ".stats"
 )
 
 // Replica read subjects: answered only by backups, from their replica dir,
 // whatever the state of JetStream. Clients use them for reads after a
 // CodeReadOnly reply.
 const (
-	ReplicaList     = Prefix + ".replica.list"
-	ReplicaStat     = Prefix + ".replica.stat"
-	ReplicaDownload = Prefix + ".replica.download"
+	ReplicaList     = userPrefix + ".replica.list"
+	ReplicaStat     = userPrefix + ".replica.stat"
+	ReplicaDownload = userPrefix + ".replica.download"
 )
 
 // ChunkPrefix is the root of the per-instance chunk subjects.
-const ChunkPrefix = Prefix + ".chunk"
+const ChunkPrefix = userPrefix + ".chunk"
 
 // Chunk is the subject on which one file server instance takes the chunks of
 // the uploads it holds. Chunks of one upload must reach one server, in order,
@@ -127,7 +172,29 @@ func UploadCommitAt(instance string) string { return UploadCommit + "." + instan
 // it to let go and waits for the answer: a holder left alone would go on
 // storing the chunks that reach it, even after a commit, until its next
 // checkpoint found the upload taken. Outside Prefix: no user may publish.
-func UploadRelease(upload string) string { return "ftfs.control.v1.upload-release." + upload }
+func UploadRelease(upload string) string { return ControlPrefix + ".upload-release." + upload }
+
+// ControlPrefix is the root of the subjects the file servers and brokers
+// tell each other things on. No user may publish or subscribe below it.
+const ControlPrefix = "ftfs.control.v1"
+
+// UploadEnded is where a file server says that a direct upload was
+// committed, aborted or dropped (the body is its ID): every broker cuts
+// the upload's connections at once (UploadConnUser names them), and
+// refuses none of the reconnects, which the auth callout refuses.
+const UploadEnded = ControlPrefix + ".upload-ended"
+
+// UploadOverrun is where a broker says that an upload connection has
+// published more than its upload's size allows (UploadConnLimit; the body
+// is the upload's ID): the broker has cut it, and a file server drops the
+// upload and purges what it stored.
+const UploadOverrun = ControlPrefix + ".upload-overrun"
+
+// InstanceMark is subscribed to by a file server's storage connection, so
+// that a broker can tell which instance it belongs to (the front
+// connection holds the instance's micro subjects) and close both
+// connections of a frozen server.
+func InstanceMark(instance string) string { return ControlPrefix + ".instance." + instance }
 
 // ServerGone is where a broker says that a file server's connection to it
 // has closed (killed, stopped, or dropped as frozen). A client sends its
@@ -157,7 +224,8 @@ func DisconnectEvents(account string) string { return "$SYS.ACCOUNT." + account 
 // connection (NATS auth callout; the file servers answer in QueueGroup).
 const AuthCallout = "$SYS.REQ.USER.AUTH"
 
-// Micro discovery subjects a user may ask (for `ftfs status`).
+// Micro discovery subjects, which only the service's own front
+// connections may ask (users ask Stats).
 const (
 	DiscoveryPing  = "$SRV.PING." + ServiceName
 	DiscoveryInfo  = "$SRV.INFO." + ServiceName
@@ -276,10 +344,17 @@ const (
 // each replies with a BrokerReport on itself and its view of the JetStream
 // meta group, so `ftfs status` sees brokers a file server is not connected
 // to, and sees them while JetStream has no quorum. No queue group: gather
-// replies for a moment. A broker answers with the service identity's
-// rights, so it replies only to a reply subject that IsInbox accepts: a
-// forged reply subject must not turn its answer into a request.
-const BrokerInfo = Prefix + ".broker.info"
+// replies for a moment. A broker answers only into the inbox of the user
+// the subject names (OwnInbox), as the file servers do.
+const BrokerInfo = userPrefix + ".broker.info"
+
+// OwnInbox reports whether reply lies in the inbox of the user who sent a
+// request on subject (UserOf): the only place a request may be answered,
+// refusals included. A request whose reply fails it gets no answer at all.
+func OwnInbox(subject, reply string) bool {
+	user := UserOf(subject)
+	return user != "" && strings.HasPrefix(reply, Inbox(user)+".") && IsInbox(reply)
+}
 
 // natsInboxRoot is nats.go's default inbox prefix, which service
 // connections (file servers, tools) keep.

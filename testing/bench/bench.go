@@ -124,10 +124,11 @@ func (b *bench) setUp() {
 	}
 }
 
-// serviceConn is a new connection as the file servers' identity, for
-// the object store, closed at the end.
+// serviceConn is a new connection as the operator, for the object store
+// and the scratch streams the measurements compare with (the file
+// servers' own identity may write ftfs's buckets only), closed at the end.
 func (b *bench) serviceConn() *nats.Conn {
-	return b.sys.ServiceConn(b.tb)
+	return b.sys.OperatorConn(b.tb)
 }
 
 // writeBigFile writes the large file's content once; every system reads

@@ -93,7 +93,7 @@ func (b *bench) kill(start time.Time, role string) *kill {
 // with the first acknowledged chunk, long before half of the file is read
 // (the client reads one window ahead of the acknowledgements).
 func (b *bench) putKilled(run int, name string) {
-	roles := b.sys.Instances(b.tb, b.serviceConn()) // instance ID -> role, before the clock starts
+	roles := b.sys.Instances(b.tb, b.sys.FrontConn(b.tb)) // instance ID -> role, before the clock starts
 	f := b.openBig()
 	defer f.Close()
 	ctx, cancel := b.ctx()

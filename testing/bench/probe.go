@@ -370,7 +370,7 @@ func (b *bench) downloadBatches(ctx context.Context, fi client.FileInfo) ([]floa
 	var done int64
 	for batch := 1; done < fi.Size; batch++ {
 		reply := prefix + "." + strconv.Itoa(batch)
-		m := nats.NewMsg(subjects.Download)
+		m := nats.NewMsg(subjects.For(b.ftfs.c.User(), subjects.Download))
 		m.Reply = reply
 		m.Header.Set(subjects.HeaderSession, b.ftfs.c.Token())
 		m.Data, _ = json.Marshal(subjects.DownloadRequest{Name: fi.Name, Version: fi.Version, After: after, Offset: done, Max: subjects.DownloadBatch})
@@ -487,7 +487,7 @@ func (b *bench) putSteps(ctx context.Context, name string, data []byte, digest s
 		for k := range n {
 			// All at once: the largest file here is 16 chunks, and the
 			// holder queues twice its 8-chunk window.
-			m := nats.NewMsg(subjects.Chunk(st.Instance))
+			m := nats.NewMsg(subjects.For(b.ftfs.c.User(), subjects.Chunk(st.Instance)))
 			m.Reply = inbox
 			m.Header.Set(subjects.HeaderUpload, st.Upload)
 			m.Header.Set(subjects.HeaderChunk, strconv.Itoa(k))
@@ -534,7 +534,7 @@ func (b *bench) wireRequest(ctx context.Context, subject string, body, reply any
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	m := nats.NewMsg(subject)
+	m := nats.NewMsg(subjects.For(b.ftfs.c.User(), subject))
 	m.Reply = inbox
 	m.Header.Set(subjects.HeaderSession, b.ftfs.c.Token())
 	if m.Data, err = json.Marshal(body); err != nil {
@@ -630,30 +630,40 @@ func (b *bench) probeCensus() {
 // it". Any subscription there, even one that never answers, makes that
 // request wait out its 500 ms timeout: a subscription to ">" slows every
 // commit by half a second. The census leaves those requests out (one per
-// commit).
-var censusSubjects = []string{"ftfs.v1.>", "ftfs.events.>", "$KV.>", "$O.>", "$JS.>", "$SRV.>", "_INBOX.>", subjects.InboxRoot + ".>"}
+// commit). Storage is one account, the requests another (subjects.Account,
+// UsersAccount): the census listens in both, storage as the operator, the
+// requests as a front connection, which may not read users' inboxes, so
+// replies to users are not counted.
+var (
+	censusStorageSubjects  = []string{"ftfs.events.>", "$KV.>", "$O.>", "$JS.>", "_INBOX.>", "_R_.>"}
+	censusRequestsSubjects = []string{subjects.Prefix + ".>", "$SRV.>", "_INBOX.>"}
+)
 
 // count runs do while subscriptions count the messages of the account
 // by kind, and waits a little for the stragglers.
 func (b *bench) count(do func(context.Context) error) Census {
-	nc := b.serviceConn()
 	var mu sync.Mutex
 	counts := map[string]float64{}
 	var subs []*nats.Subscription
-	for _, subject := range censusSubjects {
-		sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
-			k := messageKind(m.Subject, m.Reply)
-			mu.Lock()
-			counts[k]++
-			mu.Unlock()
-		})
-		if err != nil {
+	for _, on := range []struct {
+		nc       *nats.Conn
+		subjects []string
+	}{{b.serviceConn(), censusStorageSubjects}, {b.sys.FrontConn(b.tb), censusRequestsSubjects}} {
+		for _, subject := range on.subjects {
+			sub, err := on.nc.Subscribe(subject, func(m *nats.Msg) {
+				k := messageKind(m.Subject, m.Reply)
+				mu.Lock()
+				counts[k]++
+				mu.Unlock()
+			})
+			if err != nil {
+				b.tb.Fatal(err)
+			}
+			subs = append(subs, sub)
+		}
+		if err := on.nc.Flush(); err != nil {
 			b.tb.Fatal(err)
 		}
-		subs = append(subs, sub)
-	}
-	if err := nc.Flush(); err != nil {
-		b.tb.Fatal(err)
 	}
 	ctx, cancel := b.ctx()
 	err := do(ctx)
@@ -678,10 +688,13 @@ func messageKind(subject, reply string) string {
 	switch {
 	case strings.HasPrefix(reply, "$JS.ACK."):
 		return "consumer delivery"
-	case strings.HasPrefix(subject, subjects.ChunkPrefix+"."):
-		return "ftfs request: chunk"
-	case strings.HasPrefix(subject, subjects.Prefix+"."):
-		return "ftfs request: " + strings.TrimPrefix(subject, subjects.Prefix+".")
+	case subjects.UserOf(subject) != "":
+		// ftfs.v1.<user>.<request>: the request without its user
+		request := strings.TrimPrefix(subject, subjects.Prefix+"."+subjects.UserOf(subject)+".")
+		if strings.HasPrefix(request, "chunk.") {
+			return "ftfs request: chunk"
+		}
+		return "ftfs request: " + request
 	case strings.HasPrefix(subject, "ftfs."):
 		return "ftfs internal: " + strings.Join(t[1:min(len(t), 4)], ".")
 	case t[0] == "$KV" && len(t) > 1:
@@ -706,7 +719,7 @@ func messageKind(subject, reply string) string {
 		return "JetStream advisory"
 	case strings.HasPrefix(subject, "$SRV."):
 		return "service discovery"
-	case strings.HasPrefix(subject, "_INBOX.") || strings.HasPrefix(subject, subjects.InboxRoot+"."):
+	case strings.HasPrefix(subject, "_INBOX.") || strings.HasPrefix(subject, subjects.InboxRoot+".") || strings.HasPrefix(subject, "_R_."):
 		return "reply or delivery to an inbox"
 	}
 	return "other: " + t[0]

@@ -67,7 +67,11 @@ func TestUserConnectionsAreIsolated(t *testing.T) {
 	for _, subj := range []string{"$JS.API.STREAM.LIST", "$JS.API.STREAM.PURGE.OBJ_" + subjects.FilesBucket, "$JS.API.CONSUMER.CREATE.OBJ_" + subjects.FilesBucket, "$KV.ftfs-users.alice",
 		subjects.ObjectMeta(subjects.FilesBucket, "forged.txt"), "$SYS.REQ.SERVER.PING", subjects.Inbox("bob") + ".x", subjects.AuthCallout,
 		// A false "server gone" notice would make every client resend.
-		subjects.ServerGone} {
+		subjects.ServerGone,
+		// Requests in another user's name, and micro discovery, which
+		// answers any reply subject.
+		subjects.For("bob", subjects.List), subjects.For("bob", subjects.BrokerInfo), subjects.DiscoveryPing, subjects.DiscoveryStats,
+		subjects.UploadEnded, subjects.UploadOverrun, subjects.DownloadImport} {
 		refused("publish to "+subj, func() error {
 			if err := nc.Publish(subj, []byte("{}")); err != nil {
 				return err
@@ -91,7 +95,7 @@ func TestUserConnectionsAreIsolated(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, subj := range []string{subjects.WhoAmI, subjects.Download} {
-		m := nats.NewMsg(subj)
+		m := nats.NewMsg(subjects.For("alice", subj))
 		m.Header.Set(subjects.HeaderSession, alice.Token())
 		m.Reply = subjects.Inbox("bob") + ".stolen"
 		m.Data = []byte(`{"name":"alice.txt","version":"x"}`)

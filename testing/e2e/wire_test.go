@@ -129,6 +129,10 @@ func TestBadRequestsAtTheWire(t *testing.T) {
 		inv(m, subjects.Rename, `{"to":"phantom-renamed.txt"}`, subjects.ReasonMissingField),
 		inv(m, subjects.Rename, `{"from":"keep.txt"}`, subjects.ReasonMissingField),
 		inv(m, subjects.Rename, `{"from":"keep.txt","to":"../phantom"}`, subjects.ReasonNameDotSegment),
+		// Invisible format characters: "keep\u200b.txt" would pass for
+		// "keep.txt", "a\u202etxt.exe" show as "aexe.txt".
+		inv(m, subjects.Rename, `{"from":"keep.txt","to":"keep\u200b.txt"}`, subjects.ReasonNameFormatChar),
+		inv(m, subjects.UploadOpen, `{"name":"a\u202etxt.exe","size":3}`, subjects.ReasonNameFormatChar),
 		inv(m, subjects.Rename, `{"from":"keep.txt","to":"keep.txt"}`, ""),
 		inv(m, subjects.Rename, `{"from":"keep.txt","to":"phantom","overwrite":"yes"}`, subjects.ReasonWrongType),
 		inv(m, subjects.UploadOpen, `{"size":3}`, subjects.ReasonMissingField),
@@ -398,6 +402,7 @@ func TestBadRequestsAtTheWire(t *testing.T) {
 // inbox prefix) on which requests are written by hand.
 type wireUser struct {
 	nc    *nats.Conn
+	user  string
 	token string
 }
 
@@ -408,7 +413,7 @@ func dialWire(t *testing.T, sys *ftfstest.System, c *client.Client) *wireUser {
 		t.Fatalf("raw connection as %s: %v", c.User(), err)
 	}
 	t.Cleanup(nc.Close)
-	return &wireUser{nc: nc, token: c.Token()}
+	return &wireUser{nc: nc, user: c.User(), token: c.Token()}
 }
 
 // How a request carries its session.
@@ -439,7 +444,7 @@ func (w *wireUser) ask(t *testing.T, subject string, session int, header map[str
 
 func (w *wireUser) askWithin(t *testing.T, wait time.Duration, subject string, session int, header map[string]string, body []byte) wireReply {
 	t.Helper()
-	m := nats.NewMsg(subject)
+	m := nats.NewMsg(subjects.For(w.user, subject))
 	m.Data = body
 	switch session {
 	case wireOwnSession:

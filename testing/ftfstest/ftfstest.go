@@ -109,6 +109,7 @@ const EnvTLS = "FTFS_TEST_TLS"
 type System struct {
 	ServicePassword string
 	AdminPassword   string
+	SystemPassword  string // the operator's (subjects.OperatorUser, SystemUser)
 	Dir             string // root of every data dir
 	ReplicaDir      string // the backup's replica
 	TLSCA           string // with TLS: the CA file that signed the brokers' certificate
@@ -176,6 +177,7 @@ func Start(t testing.TB, opts ...Option) *System {
 	sys := &System{
 		ServicePassword: randomSecret(),
 		AdminPassword:   randomSecret(),
+		SystemPassword:  randomSecret(),
 		Dir:             t.TempDir(),
 		procs:           map[string]*Process{},
 		users:           map[string]string{},
@@ -276,6 +278,7 @@ func (sys *System) launch(t testing.TB, p *Process) {
 	cmd.Env = append(os.Environ(),
 		subjects.EnvServicePassword+"="+sys.ServicePassword,
 		subjects.EnvAdminPassword+"="+sys.AdminPassword,
+		subjects.EnvSystemPassword+"="+sys.SystemPassword,
 	)
 	cmd.Env = append(cmd.Env, p.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -457,7 +460,33 @@ func (sys *System) ServiceConn(t testing.TB) *nats.Conn {
 	return nc
 }
 
-// Instances pings the file service and maps instance IDs to roles.
+// OperatorConn is a connection with the operator's identity: all of
+// JetStream, for what the file servers' own identity may not touch (a
+// bench's scratch streams).
+func (sys *System) OperatorConn(t testing.TB) *nats.Conn {
+	t.Helper()
+	nc, err := sys.Connect(nats.UserInfo(subjects.OperatorUser, sys.SystemPassword), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatalf("operator connection: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// FrontConn is a connection with the file servers' front identity, in the
+// users' account: micro discovery (`nats micro`) runs there.
+func (sys *System) FrontConn(t testing.TB) *nats.Conn {
+	t.Helper()
+	nc, err := sys.Connect(nats.UserInfo(subjects.FrontUser, sys.ServicePassword), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatalf("front connection: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Instances pings the file service over nc, a FrontConn, and maps
+// instance IDs to roles.
 func (sys *System) Instances(t testing.TB, nc *nats.Conn) map[string]string {
 	t.Helper()
 	inbox := nc.NewInbox()
@@ -485,7 +514,7 @@ func (sys *System) Instances(t testing.TB, nc *nats.Conn) map[string]string {
 // WaitServers waits until a file server of each role answers PING.
 func (sys *System) WaitServers(t testing.TB, roles ...string) {
 	t.Helper()
-	nc := sys.ServiceConn(t)
+	nc := sys.FrontConn(t)
 	defer nc.Close()
 	Eventually(t, 60*time.Second, fmt.Sprintf("file servers %v", roles), func() bool {
 		have := map[string]bool{}
@@ -504,7 +533,7 @@ func (sys *System) WaitServers(t testing.TB, roles ...string) {
 // InstanceRole names the role of a file server instance ID.
 func (sys *System) InstanceRole(t testing.TB, id string) string {
 	t.Helper()
-	nc := sys.ServiceConn(t)
+	nc := sys.FrontConn(t)
 	defer nc.Close()
 	role := sys.Instances(t, nc)[id]
 	if role == "" {
