@@ -449,15 +449,10 @@ func (sys *System) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	return nats.Connect(sys.URLs(), opts...)
 }
 
-// ServiceConn is a connection with the file servers' identity.
+// ServiceConn is a connection with the file servers' storage identity.
 func (sys *System) ServiceConn(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := sys.Connect(nats.UserInfo(subjects.ServiceUser, sys.ServicePassword), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatalf("service connection: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return sys.connAs(t, subjects.ServiceUser, sys.ServicePassword)
 }
 
 // OperatorConn is a connection with the operator's identity: all of
@@ -465,21 +460,22 @@ func (sys *System) ServiceConn(t testing.TB) *nats.Conn {
 // bench's scratch streams).
 func (sys *System) OperatorConn(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := sys.Connect(nats.UserInfo(subjects.OperatorUser, sys.SystemPassword), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatalf("operator connection: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return sys.connAs(t, subjects.OperatorUser, sys.SystemPassword)
 }
 
 // FrontConn is a connection with the file servers' front identity, in the
 // users' account: micro discovery (`nats micro`) runs there.
 func (sys *System) FrontConn(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := sys.Connect(nats.UserInfo(subjects.FrontUser, sys.ServicePassword), nats.MaxReconnects(-1))
+	return sys.connAs(t, subjects.FrontUser, sys.ServicePassword)
+}
+
+// connAs connects as one of the static identities, for the whole test.
+func (sys *System) connAs(t testing.TB, user, password string) *nats.Conn {
+	t.Helper()
+	nc, err := sys.Connect(nats.UserInfo(user, password), nats.MaxReconnects(-1))
 	if err != nil {
-		t.Fatalf("front connection: %v", err)
+		t.Fatalf("connection as %s: %v", user, err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
