@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ftfs/ftfs/client"
+	"github.com/ftfs/ftfs/subjects"
 )
 
 // envNewPassword gives a new user's password to scripts.
@@ -68,18 +69,30 @@ that).`,
 	}
 	passwd := &cobra.Command{
 		Use:   "passwd [NAME]",
-		Short: "Change a password (your own, or anyone's as an admin)",
+		Short: "Change a password (your own, given the current one; anyone's as an admin)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			name := c.User()
 			if len(args) == 1 {
 				name = args[0]
 			}
+			var current string
+			if name == c.User() {
+				var err error
+				if current, err = e.readPassword(subjects.EnvUserPassword, "Current password for "+name+": "); err != nil {
+					return err
+				}
+			}
 			pw, err := e.newPassword(name)
 			if err != nil {
 				return err
 			}
-			if err := c.SetPassword(cmd.Context(), name, pw); err != nil {
+			if name == c.User() {
+				err = c.ChangePassword(cmd.Context(), current, pw)
+			} else {
+				err = c.SetPassword(cmd.Context(), name, pw)
+			}
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "password of %s changed\n", name)

@@ -126,7 +126,7 @@ The servers are found through the broker URLs in --server or NATS_URL
 		brokerCmd(e), primaryCmd(e), backupCmd(e), restoreCmd(e),
 		loginCmd(e), logoutCmd(e), whoamiCmd(e), statusCmd(e),
 		lsCmd(e), putCmd(e), getCmd(e), statCmd(e), rmCmd(e), mvCmd(e),
-		userCmd(e), certsCmd(e),
+		userCmd(e), certsCmd(e), versionCmd(e),
 	)
 	return root
 }

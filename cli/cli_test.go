@@ -18,11 +18,18 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 }
 
 func TestEveryVerbHasHelp(t *testing.T) {
-	for _, verb := range []string{"broker", "primary", "backup", "restore", "login", "logout", "whoami", "ls", "put", "get", "stat", "rm", "mv", "status", "user", "user add", "user rm", "user revoke", "user passwd", "user ls"} {
+	for _, verb := range []string{"broker", "primary", "backup", "restore", "login", "logout", "whoami", "ls", "put", "get", "stat", "rm", "mv", "status", "user", "user add", "user rm", "user revoke", "user passwd", "user ls", "version"} {
 		out, stderr, code := run(t, append(strings.Fields(verb), "--help")...)
 		if code != 0 || !strings.Contains(out, "Usage:") {
 			t.Errorf("%s --help: exit %d, %q %q", verb, code, out, stderr)
 		}
+	}
+}
+
+func TestVersionNamesFTFSAndNATS(t *testing.T) {
+	out, stderr, code := run(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "ftfs 0.") || !strings.Contains(out, "nats-server 2.") {
+		t.Fatalf("version: exit %d, %q %q", code, out, stderr)
 	}
 }
 

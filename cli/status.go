@@ -22,8 +22,8 @@ func statusCmd(e *env) *cobra.Command {
 		Short:   "Report the file servers, the brokers and the buckets",
 		Long: `Report every running file-server instance (role, uptime, requests), every
 broker (reachable or not, and which one leads JetStream's meta group), and
-the stream of every bucket with its leader and replicas: what the old
-intermediate server monitored, as a report. A READ-ONLY line says that
+the stream of every bucket with its leader and replicas, and the backup's
+replica. A READ-ONLY line says that
 JetStream has lost its quorum: writes fail until enough brokers are back.`,
 		Args: cobra.NoArgs,
 		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, _ []string) error {

@@ -510,11 +510,21 @@ func (c *Client) RevokeSessions(ctx context.Context, user string) error {
 	return nil
 }
 
-// SetPassword changes a password: one's own, or anyone's as an admin. The
-// user's other sessions end.
+// SetPassword sets another user's password (admin only). The user's
+// sessions end.
 func (c *Client) SetPassword(ctx context.Context, user, password string) error {
 	if err := c.do(ctx, call{subject: subjects.UserPassword, body: subjects.UserRequest{User: user, Password: password}, mutating: true}); err != nil {
 		return fmt.Errorf("set password of %q: %w", user, err)
+	}
+	return nil
+}
+
+// ChangePassword changes one's own password, given the current one
+// (ErrUnauthorized when it is wrong). Every other session of the user
+// ends; this one goes on.
+func (c *Client) ChangePassword(ctx context.Context, current, password string) error {
+	if err := c.do(ctx, call{subject: subjects.UserPassword, body: subjects.UserRequest{User: c.user, Password: password, Current: current}, mutating: true}); err != nil {
+		return fmt.Errorf("change password of %q: %w", c.user, err)
 	}
 	return nil
 }

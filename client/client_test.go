@@ -133,6 +133,19 @@ func TestErrorsAreSentinels(t *testing.T) {
 	if err := admin.AddUser(ctx, "alice", "alice-password", false); !errors.Is(err, client.ErrConflict) {
 		t.Fatalf("add twice: %v", err)
 	}
+	for _, u := range []string{"zoe", "bob"} {
+		if err := admin.AddUser(ctx, u, u+"-password", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	users, err := admin.ListUsers(ctx)
+	var names []string
+	for _, u := range users {
+		names = append(names, u.Name)
+	}
+	if err != nil || strings.Join(names, " ") != "admin alice bob zoe" {
+		t.Fatalf("user list %v (%v), want it by name", names, err)
+	}
 	if _, err := admin.Put(ctx, "admins.txt", bytes.NewReader([]byte("x")), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -146,11 +159,31 @@ func TestErrorsAreSentinels(t *testing.T) {
 	if _, err := alice.ListUsers(ctx); !errors.Is(err, client.ErrForbidden) {
 		t.Fatalf("non-admin list users: %v", err)
 	}
+	// One's own password takes the current one; an open session is not
+	// enough.
+	if err := alice.SetPassword(ctx, "alice", "taken-over-password"); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("own password without the current one: %v", err)
+	}
+	if err := alice.ChangePassword(ctx, "not-alices-password", "taken-over-password"); !errors.Is(err, client.ErrUnauthorized) {
+		t.Fatalf("own password with a wrong current one: %v", err)
+	}
+	if err := alice.ChangePassword(ctx, "alice-password", "alice-password-2"); err != nil {
+		t.Fatalf("own password with the current one: %v", err)
+	}
+	alice = sys.login(t, "alice", "alice-password-2")
 	if _, err := alice.Put(ctx, "admins.txt", bytes.NewReader([]byte("y")), 1, client.NoOverwrite()); !errors.Is(err, client.ErrConflict) {
 		t.Fatalf("no-overwrite put: %v", err)
 	}
-	if _, err := admin.Rename(ctx, "admins.txt", "b.txt", false); err != nil {
+	before, err := admin.Stat(ctx, "admins.txt")
+	if err != nil {
 		t.Fatal(err)
+	}
+	moved, err := admin.Rename(ctx, "admins.txt", "b.txt", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !moved.Modified.Equal(before.Modified) {
+		t.Fatalf("mv changed the modification time from %v to %v", before.Modified, moved.Modified)
 	}
 	if err := admin.Delete(ctx, "b.txt"); err != nil {
 		t.Fatal(err)

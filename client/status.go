@@ -16,30 +16,33 @@ import (
 
 // Status is the system as the file servers report it.
 type Status struct {
-	// Instances are the running file servers, from micro discovery.
-	Instances []Instance
+	// Instances are the running file servers, each as it answered
+	// subjects.Stats.
+	Instances []Instance `json:"instances"`
 	// Servers are the file servers' own reports (broker, bucket, replica);
 	// one per instance that answered.
-	Servers []subjects.StatusReply
+	Servers []subjects.StatusReply `json:"servers"`
 	// Brokers are the brokers' own reports, one per broker that answered,
 	// sorted by name.
-	Brokers []subjects.BrokerReport
+	Brokers []subjects.BrokerReport `json:"brokers"`
 	// UnreachableBrokers are members of the JetStream meta group, as the
 	// brokers that answered know it, that did not answer themselves.
-	UnreachableBrokers []string
+	UnreachableBrokers []string `json:"unreachable_brokers"`
 	// Buckets are the streams behind the buckets, each as the first file
 	// server that could read it reported it.
-	Buckets []subjects.StreamStatus
+	Buckets []subjects.StreamStatus `json:"buckets"`
 	// ReadOnly is set when a file server reports that JetStream has lost
 	// its quorum.
-	ReadOnly bool
+	ReadOnly bool `json:"read_only"`
 }
 
 // Instance is one file server, as `nats micro stats ftfs` shows it.
 type Instance struct {
-	ID, Role, Version string
-	Started           time.Time
-	Endpoints         []EndpointStats
+	ID        string          `json:"id"`
+	Role      string          `json:"role"`
+	Version   string          `json:"version"`
+	Started   time.Time       `json:"started"`
+	Endpoints []EndpointStats `json:"endpoints"`
 }
 
 // Requests and Errors sum an instance's endpoints.
@@ -53,11 +56,12 @@ func (i Instance) Requests() (requests, errors int) {
 
 // EndpointStats are one endpoint's counters.
 type EndpointStats struct {
-	Name, Subject  string
-	Requests       int
-	Errors         int
-	AverageLatency time.Duration
-	LastError      string
+	Name           string        `json:"name"`
+	Subject        string        `json:"subject"`
+	Requests       int           `json:"requests"`
+	Errors         int           `json:"errors"`
+	AverageLatency time.Duration `json:"average_latency"`
+	LastError      string        `json:"last_error,omitempty"`
 }
 
 // gather sends one request and collects every reply for wait.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -397,7 +398,7 @@ func (s *Server) userRevoke(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.Password != "" || r.Admin {
+	if r.Password != "" || r.Admin || r.Current != "" {
 		return nil, subjects.Errorf(subjects.CodeInvalid, "revoke takes a user name only")
 	}
 	if _, err := s.getUser(c.ctx, r.User); err != nil {
@@ -427,6 +428,21 @@ func (s *Server) userPassword(c *call) (any, error) {
 	}
 	if err := subjects.ValidPassword(r.Password); err != nil {
 		return nil, err
+	}
+	if r.User == c.user {
+		// One's own: the present password too, through the login
+		// throttle, so that a session left open is not the account.
+		if r.Current == "" {
+			return nil, subjects.Rejectf(subjects.CodeInvalid, subjects.ReasonMissingField, "malformed request: missing field %q: give your current password to change it", "current")
+		}
+		if _, err := s.passwordLogin(c.ctx, loginAttempt{via: "passwd", user: c.user, password: r.Current}); err != nil {
+			if subjects.CodeOf(err) == subjects.CodeUnauthorized {
+				return nil, subjects.Errorf(subjects.CodeUnauthorized, "the current password is wrong")
+			}
+			return nil, err
+		}
+	} else if r.Current != "" {
+		return nil, subjects.Errorf(subjects.CodeInvalid, "an admin sets another user's password without theirs: leave out current")
 	}
 	u, err := s.getUser(c.ctx, r.User)
 	if err != nil {
@@ -510,6 +526,7 @@ func (s *Server) userList(c *call) (any, error) {
 	for k := range lister.Keys() {
 		names = append(names, k)
 	}
+	slices.Sort(names) // by name, as ls lists files
 	for _, n := range names {
 		u, err := s.getUser(c.ctx, n)
 		if err != nil {

@@ -426,7 +426,7 @@ func (s *Server) rename(c *call) (any, error) {
 		}
 		moved := stamped(c, from.info)
 		moved.Name = r.To
-		moved.ModTime = time.Now().UTC()
+		moved.ModTime = from.info.ModTime // the content's, as mv keeps it
 		if _, err = s.claimedMeta(c, moved, to.seq); err == errConflict && attempt < 3 {
 			continue
 		} else if err != nil {

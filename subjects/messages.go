@@ -243,6 +243,10 @@ type UserRequest struct {
 	User     string `json:"user"`
 	Password string `json:"password,omitempty"`
 	Admin    bool   `json:"admin,omitempty"`
+	// Current is the user's present password, which UserPassword needs to
+	// change one's own (a session left open must not be enough to take
+	// the account over); an admin setting another's needs none.
+	Current string `json:"current,omitempty"`
 }
 
 // Validate: the user is required, also to change one's own password. (The

@@ -264,6 +264,25 @@ func TestAuthentication(t *testing.T) {
 			t.Fatal(err)
 		}
 		refusedEverywhere(t, frank)
+
+		// Frank's own change takes his current password.
+		secrets = append(secrets, "franks-third-password", "not-franks-password")
+		cli := sys.CLI(t)
+		if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=franks-new-password"}, "login", "frank"); code != 0 {
+			t.Fatal(stderr)
+		}
+		_, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=not-franks-password", "FTFS_NEW_PASSWORD=franks-third-password"}, "user", "passwd")
+		if code != 1 || !strings.Contains(stderr, "current password is wrong") {
+			t.Fatalf("ftfs user passwd with a wrong current password: exit %d, %q", code, stderr)
+		}
+		out, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=franks-new-password", "FTFS_NEW_PASSWORD=franks-third-password"}, "user", "passwd")
+		if code != 0 || !strings.Contains(out, "password of frank changed") {
+			t.Fatalf("ftfs user passwd: exit %d, %q %q", code, out, stderr)
+		}
+		if c, err := sys.Dial(t, "frank", "franks-new-password"); err == nil {
+			c.Close()
+			t.Fatal("frank's old password still connects")
+		}
 	})
 
 	t.Run("the audit log records it all, and no secret", func(t *testing.T) {
