@@ -685,10 +685,12 @@ func (s *Server) dropOverrun(id string) {
 	defer cancel()
 	e, err := s.kvGet(ctx, s.uploads, id)
 	if err != nil {
+		// Gone: aborted or dropped (and purged then; the storage sweep
+		// takes what came after), or committed long ago and forgotten,
+		// whose chunks are a file's. Purging here could take a file.
 		if !errors.Is(err, jetstream.ErrKeyNotFound) {
 			s.log.Warn("upload overrun: read upload", "upload", id, "err", err)
 		}
-		s.purgeChunks(ctx, id) // nothing points at them but the writer
 		return
 	}
 	var rec uploadRecord
