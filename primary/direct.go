@@ -26,7 +26,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -134,16 +133,12 @@ type grant struct {
 // authorizeUpload checks an upload connection's token: an open direct
 // upload whose secret it carries, of a user who still exists.
 func (s *Server) authorizeUpload(ctx context.Context, id, secret string) (grant, error) {
-	e, err := s.kvGet(ctx, s.uploads, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+	rec, _, err := s.readUpload(ctx, id)
+	if subjects.CodeOf(err) == subjects.CodeNotFound {
 		return grant{}, errors.New("upload finished, aborted or unknown")
 	}
 	if err != nil {
-		return grant{}, fmt.Errorf("read upload: %w", err)
-	}
-	var rec uploadRecord
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return grant{}, fmt.Errorf("upload %s: corrupt record: %w", id, err)
+		return grant{}, err
 	}
 	if !rec.Direct || subtle.ConstantTimeCompare([]byte(sessionKey(secret)), []byte(rec.TokenHash)) != 1 {
 		return grant{}, errors.New("not the token of this upload")

@@ -321,11 +321,24 @@ func digestOf(h hash.Hash) string {
 
 // loadUpload reads an upload record the caller may act on.
 func (s *Server) loadUpload(c *call, id string) (uploadRecord, uint64, error) {
-	var rec uploadRecord
 	if id == "" {
-		return rec, 0, subjects.Errorf(subjects.CodeInvalid, "no upload id")
+		return uploadRecord{}, 0, subjects.Errorf(subjects.CodeInvalid, "no upload id")
 	}
-	e, err := s.kvGet(c.ctx, s.uploads, id)
+	rec, rev, err := s.readUpload(c.ctx, id)
+	if err != nil {
+		return rec, 0, err
+	}
+	if rec.Owner != c.user && !c.admin {
+		return rec, 0, subjects.Errorf(subjects.CodeForbidden, "upload %s belongs to another user", id)
+	}
+	return rec, rev, nil
+}
+
+// readUpload reads upload id's record and its revision, whoever asks:
+// CodeNotFound when there is none.
+func (s *Server) readUpload(ctx context.Context, id string) (uploadRecord, uint64, error) {
+	var rec uploadRecord
+	e, err := s.kvGet(ctx, s.uploads, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
 		return rec, 0, subjects.Errorf(subjects.CodeNotFound, "no upload %s (finished, aborted or expired)", id)
 	}
@@ -334,9 +347,6 @@ func (s *Server) loadUpload(c *call, id string) (uploadRecord, uint64, error) {
 	}
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
 		return rec, 0, fmt.Errorf("upload %s: corrupt record: %w", id, err)
-	}
-	if rec.Owner != c.user && !c.admin {
-		return rec, 0, subjects.Errorf(subjects.CodeForbidden, "upload %s belongs to another user", id)
 	}
 	return rec, e.Revision(), nil
 }
@@ -683,18 +693,17 @@ func (s *Server) endUpload(id string) {
 func (s *Server) dropOverrun(id string) {
 	ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
 	defer cancel()
-	e, err := s.kvGet(ctx, s.uploads, id)
+	rec, _, err := s.readUpload(ctx, id)
 	if err != nil {
 		// Gone: aborted or dropped (and purged then; the storage sweep
 		// takes what came after), or committed long ago and forgotten,
 		// whose chunks are a file's. Purging here could take a file.
-		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if subjects.CodeOf(err) != subjects.CodeNotFound {
 			s.log.Warn("upload overrun: read upload", "upload", id, "err", err)
 		}
 		return
 	}
-	var rec uploadRecord
-	if json.Unmarshal(e.Value(), &rec) != nil || !rec.Direct || rec.Committed != nil {
+	if !rec.Direct || rec.Committed != nil {
 		return
 	}
 	s.log.Warn("direct upload dropped: its connection published more than its size", "upload", id, "name", rec.Name, "user", rec.Owner, "size", rec.Size)

@@ -220,12 +220,7 @@ func snapshot(t *testing.T, sys *ftfstest.System, lockKey, upload string) attack
 	if err != nil {
 		t.Fatal(err)
 	}
-	own := subjects.ObjectChunks(subjects.FilesBucket, upload)
-	chunks, err := stream.Info(ctx, jetstream.WithSubjectFilter(own))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.streamMsgs = info.State.Msgs - chunks.State.Subjects[own]
+	st.streamMsgs = info.State.Msgs - wireChunksStored(t, sys, upload)
 	for _, kv := range []struct {
 		bucket, key string
 		rev         *uint64
