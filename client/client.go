@@ -181,9 +181,21 @@ func connOptions(ctx context.Context, o options, name, user string) []nats.Optio
 	}
 	if d, ok := ctx.Deadline(); ok {
 		nopts = append(nopts, nats.Timeout(time.Until(d)))
+	} else {
+		nopts = append(nopts, nats.Timeout(connectTimeout))
 	}
 	return nopts
 }
+
+// connectTimeout bounds a connection attempt when the caller set no
+// deadline. A broker answers CONNECT only once a file server has answered
+// its auth callout, which right after a broker's death takes a second or
+// two (a session read waits on its stream's new leader, then falls back to
+// the mirror), and the broker gives up on the callout itself after 5 s. So
+// its verdict must be let arrive: with nats.go's 2 s a fresh command right
+// after a broker was killed failed with "i/o timeout" (CI,
+// TestStatusShowsBrokersAndBuckets; issue 15, item 2).
+const connectTimeout = 6 * time.Second
 
 // Close closes the connection.
 func (c *Client) Close() { c.nc.Close() }
