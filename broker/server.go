@@ -305,7 +305,7 @@ accounts {
 }
 system_account: %[14]s
 authorization {
-  timeout: 5
+  timeout: %[19]s
   auth_callout {
     issuer: %[16]s
     account: %[1]s
@@ -318,7 +318,8 @@ authorization {
 		strconv.Quote(subjects.DownloadImport),
 		subjects.UploadsAccount, strconv.Quote(subjects.UploadChunksAll),
 		subjects.SystemAccount, strings.Join(sysUsers, ", "),
-		strconv.Quote(issuer), strings.Join(authUsers, ", "), operator), nil
+		strconv.Quote(issuer), strings.Join(authUsers, ", "), operator,
+		strconv.FormatFloat(subjects.AuthCalloutTimeout.Seconds(), 'f', -1, 64)), nil
 }
 
 // quoteList writes subjects as a configuration list.

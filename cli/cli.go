@@ -83,6 +83,8 @@ func explain(err error) string {
 		return msg
 	case errors.Is(err, client.ErrUnauthorized):
 		return msg + " (run `ftfs login`)"
+	case errors.Is(err, client.ErrNoFileServer):
+		return msg + " (start one: `ftfs primary` or `ftfs backup`; `go tool goreman start` starts the whole system)"
 	case errors.Is(err, client.ErrUnavailable) && strings.Contains(msg, "x509:"):
 		return msg + " (give the CA that signed the brokers' certificates: --tls-ca or " + subjects.EnvTLSCA + ")"
 	case errors.Is(err, client.ErrUnavailable) && strings.Contains(msg, "secure connection not available"):

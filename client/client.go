@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -128,14 +129,9 @@ func Dial(ctx context.Context, servers []string, cred Credentials, opts ...Optio
 	} else {
 		nopts = append(nopts, nats.UserInfo(cred.User, cred.Password))
 	}
-	nc, err := nats.Connect(strings.Join(servers, ","), nopts...)
+	nc, err := connect(ctx, servers, cred.User, nopts, o.log)
 	if err != nil {
-		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") {
-			// The broker gives no reason: a throttled login (see
-			// ErrThrottled) is refused the same way.
-			return nil, fmt.Errorf("connect as %s: %w: wrong user name or password, too many failed logins (wait, then try again), session expired, or no file server running", cred.User, ErrUnauthorized)
-		}
-		return nil, fmt.Errorf("connect to %s: %w: %v", strings.Join(servers, ","), ErrUnavailable, err)
+		return nil, err
 	}
 	rs, err := newReplies(nc)
 	if err != nil {
@@ -143,6 +139,78 @@ func Dial(ctx context.Context, servers []string, cred Credentials, opts ...Optio
 		return nil, err
 	}
 	return &Client{nc: nc, replies: rs, user: cred.User, cred: cred, opts: o, token: cred.Token, servers: servers}, nil
+}
+
+// dialBudget bounds Dial's attempts when the caller set no deadline: long
+// enough for a broker's death (the file servers connected through it
+// reconnect) and for two of the broker's waits on a file server (the first
+// may go to a frozen one), short enough to tell soon that none runs.
+const dialBudget = 10 * time.Second
+
+// connect connects to one of servers, trying again until ctx's deadline
+// (or dialBudget) while no broker accepts the connection, or one refuses
+// it without a file server's verdict: right after a broker's death the
+// servers it was given may be the dead one and one whose file servers are
+// still reconnecting. Only a verdict on the credentials ends it early.
+func connect(ctx context.Context, servers []string, user string, nopts []nats.Option, log *slog.Logger) (*nats.Conn, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(dialBudget)
+	}
+	urls := strings.Join(servers, ",")
+	backoff := 100 * time.Millisecond
+	undecided := false // a refusal came without a file server's verdict
+	// One server an attempt, each in turn from a random one, so that an
+	// attempt's error is that server's (nats.go tries its whole list and
+	// returns the last error only) and every server gets its turn.
+	next := rand.IntN(len(servers))
+	for attempt := 0; ; attempt++ {
+		url := servers[(next+attempt)%len(servers)]
+		left := time.Until(deadline)
+		start := time.Now()
+		nc, err := nats.Connect(url, append(nopts, nats.Timeout(min(connectTimeout, max(left, 100*time.Millisecond))))...)
+		if err == nil {
+			log.Debug("connected", "broker", url, "took", time.Since(start))
+			return nc, nil
+		}
+		log.Debug("connection attempt failed", "broker", url, "took", time.Since(start), "err", err)
+		if refused(err) {
+			// A file server answers within the broker's wait; a refusal
+			// that took the whole wait is the broker's own, when no file
+			// server answered (none running, or storage failing).
+			if time.Since(start) < subjects.AuthCalloutTimeout-500*time.Millisecond {
+				// The broker gives no reason: a throttled login (see
+				// ErrThrottled) is refused the same way.
+				return nil, fmt.Errorf("connect as %s: %w: wrong user name or password, too many failed logins (wait, then try again), or session expired", user, ErrUnauthorized)
+			}
+			undecided = true
+		}
+		if strings.Contains(err.Error(), "expected 'PONG', got 'PING'") {
+			// The broker's first ping (at its ping interval, 2 s)
+			// came before its answer to CONNECT: the auth callout was
+			// still waiting for a file server.
+			undecided = true
+		}
+		if (attempt+1)%len(servers) != 0 && time.Until(deadline) > 0 && ctx.Err() == nil {
+			continue // the next server at once
+		}
+		if time.Until(deadline) < backoff || ctx.Err() != nil {
+			if undecided {
+				return nil, fmt.Errorf("connect to %s: %w: %w to the broker's check of the credentials: none is running, or none can read storage", urls, ErrUnavailable, ErrNoFileServer)
+			}
+			return nil, fmt.Errorf("connect to %s: %w: %v", urls, ErrUnavailable, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// refused says that a broker refused a connection's credentials.
+func refused(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization")
 }
 
 // connOptions are the options of every connection of a client of user
@@ -187,15 +255,12 @@ func connOptions(ctx context.Context, o options, name, user string) []nats.Optio
 	return nopts
 }
 
-// connectTimeout bounds a connection attempt when the caller set no
-// deadline. A broker answers CONNECT only once a file server has answered
-// its auth callout, which right after a broker's death takes a second or
-// two (a session read waits on its stream's new leader, then falls back to
-// the mirror), and the broker gives up on the callout itself after 5 s. So
-// its verdict must be let arrive: with nats.go's 2 s a fresh command right
-// after a broker was killed failed with "i/o timeout" (CI,
-// TestStatusShowsBrokersAndBuckets; issue 15, item 2).
-const connectTimeout = 6 * time.Second
+// connectTimeout bounds one connection attempt. A broker answers CONNECT
+// only once a file server has answered its auth callout, or after
+// subjects.AuthCalloutTimeout without an answer; either must be let
+// arrive. With nats.go's 2 s a fresh command right after a broker was
+// killed failed with "i/o timeout" (issue 15, item 2).
+const connectTimeout = subjects.AuthCalloutTimeout + time.Second
 
 // Close closes the connection.
 func (c *Client) Close() { c.nc.Close() }

@@ -30,6 +30,9 @@ var (
 	// ErrQuota: a per-user limit is reached (storage quota, unfinished
 	// uploads, transfers at once).
 	ErrQuota = errors.New("limit reached")
+	// ErrNoFileServer: a broker answered, but no file server did; it
+	// comes with ErrUnavailable.
+	ErrNoFileServer = errors.New("no file server answered")
 )
 
 var sentinels = map[subjects.Code]error{

@@ -115,6 +115,34 @@ func (s *Server) lookupSession(ctx context.Context, token string) (sessionRecord
 	return sess, nil
 }
 
+// connectingSession is the session of a connecting client's token, from
+// the sessions mirror when it holds it, else as lookupSession reads it.
+// Right after a broker's death the sessions stream may wait for a new
+// leader for seconds; every client that was connected through that broker
+// reconnects at once, and a fresh command connects then too, so the
+// mirror answers them without that wait. What it may miss: a revocation
+// made in the instant before, not yet delivered by its watch. Such a
+// connection gets no further: every request reads its session from the
+// bucket itself (lookupSession), and ends when it is gone.
+func (s *Server) connectingSession(ctx context.Context, token string) (sessionRecord, error) {
+	var sess sessionRecord
+	if v, ok := s.sessionsMirror.get(sessionKey(token)); ok && s.sessionsMirror.loaded.Load() &&
+		json.Unmarshal(v, &sess) == nil && sess.User != "" && time.Now().Before(sess.Expires) {
+		return sess, nil
+	}
+	return s.lookupSession(ctx, token)
+}
+
+// undecided says that err is storage's failure to answer, not a verdict
+// on the credentials.
+func undecided(err error) bool {
+	if err == nil {
+		return false
+	}
+	code := subjects.CodeOf(err)
+	return code == subjects.CodeUnavailable || code == subjects.CodeBusy || storageUnavailable(err)
+}
+
 func (s *Server) putUser(ctx context.Context, u userRecord, create bool) error {
 	b, err := json.Marshal(u)
 	if err != nil {
@@ -187,10 +215,20 @@ func (s *Server) authorize(m *nats.Msg) {
 		s.log.Warn("auth callout: undecodable request", "err", err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	// Answer within the broker's wait, or the answer is lost.
+	ctx, cancel := context.WithTimeout(s.ctx, subjects.AuthCalloutTimeout-time.Second)
 	defer cancel()
 
 	g, err := s.authorizeConnect(ctx, req.ConnectOptions, req.ClientInformation.Host)
+	if undecided(err) {
+		// Storage could not say: no verdict, rather than a refusal the
+		// client would take for a wrong password. The broker refuses
+		// once its wait is over, and the client, whose refusal came
+		// that late, knows no file server decided and tries again
+		// (client.Dial).
+		s.log.Warn("auth callout: credentials not checked; leaving it to the broker's timeout", "host", req.ClientInformation.Host, "err", err)
+		return
+	}
 	resp := jwt.NewAuthorizationResponseClaims(req.UserNkey)
 	resp.Audience = req.Server.ID
 	if err != nil {
@@ -244,10 +282,10 @@ func (s *Server) authorizeConnect(ctx context.Context, co jwt.ConnectOptions, ho
 	case co.Token != "":
 		// No throttle: a token cannot be guessed, and a client whose
 		// session ended keeps reconnecting with it.
-		sess, err := s.lookupSession(ctx, co.Token)
+		sess, err := s.connectingSession(ctx, co.Token)
 		if err == nil {
-			if _, err = s.getUser(ctx, sess.User); err != nil {
-				err = errors.New("user no longer exists")
+			if _, err = s.sessionUser(ctx, sess.User); subjects.CodeOf(err) == subjects.CodeNotFound {
+				err = subjects.Errorf(subjects.CodeUnauthorized, "user no longer exists")
 			}
 		}
 		if err != nil {

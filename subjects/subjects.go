@@ -224,6 +224,17 @@ func DisconnectEvents(account string) string { return "$SYS.ACCOUNT." + account 
 // connection (NATS auth callout; the file servers answer in QueueGroup).
 const AuthCallout = "$SYS.REQ.USER.AUTH"
 
+// AuthCalloutTimeout is how long a broker waits for a file server to
+// answer its auth callout before it refuses the connection. A file server
+// that cannot check the credentials (storage failing) leaves the callout
+// unanswered; a client whose refusal took this long therefore knows that
+// no file server decided, and tries again. In practice the broker's first
+// PING (after its ping interval, 2 s) reaches a client still waiting for
+// its CONNECT's answer first, and nats.go gives up on that ("expected
+// PONG"): the same sign, sooner. So a callout's answer is worth little
+// after two seconds.
+const AuthCalloutTimeout = 5 * time.Second
+
 // Micro discovery subjects, which only the service's own front
 // connections may ask (users ask Stats).
 const (
@@ -347,6 +358,12 @@ const (
 // replies for a moment. A broker answers only into the inbox of the user
 // the subject names (OwnInbox), as the file servers do.
 const BrokerInfo = userPrefix + ".broker.info"
+
+// BrokerCensus is BrokerInfo for the file servers' front connections:
+// every broker answers with its BrokerReport, into whatever reply the
+// file server names (no user may publish below ControlPrefix). A file
+// server counts the answers to tell a quorum loss from an election.
+const BrokerCensus = ControlPrefix + ".broker-census"
 
 // OwnInbox reports whether reply lies in the inbox of the user who sent a
 // request on subject (UserOf): the only place a request may be answered,

@@ -813,3 +813,40 @@ func (sys *System) BrokerNames() []string {
 	}
 	return names
 }
+
+// BrokersHolding names the running brokers that hold a connection named
+// name (subjects.ConnNamePrimary, ...), as their monitoring port lists
+// them.
+func (sys *System) BrokersHolding(t testing.TB, name string) []string {
+	t.Helper()
+	var holding []string
+	for _, p := range sys.brokers {
+		select {
+		case <-p.exited:
+			continue
+		default:
+		}
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/connz?limit=1024", p.monitor))
+		if err != nil {
+			t.Logf("connz of %s: %v", p.Name, err)
+			continue
+		}
+		var connz struct {
+			Connections []struct {
+				Name string `json:"name"`
+			} `json:"connections"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&connz)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("connz of %s: %v", p.Name, err)
+		}
+		for _, c := range connz.Connections {
+			if c.Name == name {
+				holding = append(holding, p.Name)
+				break
+			}
+		}
+	}
+	return holding
+}
