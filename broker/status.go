@@ -47,35 +47,36 @@ func (b *Broker) startStatus(servicePassword string) error {
 		return fmt.Errorf("connect in-process: %w", err)
 	}
 	// No queue group: every broker must answer the one request.
-	sub, err := nc.SubscribeSync(subjects.BrokerInfo)
-	if err != nil {
-		nc.Close()
-		return fmt.Errorf("subscribe %s: %w", subjects.BrokerInfo, err)
+	requests := make(chan *nats.Msg, 64)
+	for _, subject := range []string{subjects.BrokerInfo, subjects.BrokerCensus} {
+		if _, err := nc.ChanSubscribe(subject, requests); err != nil {
+			nc.Close()
+			return fmt.Errorf("subscribe %s: %w", subject, err)
+		}
 	}
 	if err := nc.FlushTimeout(5 * time.Second); err != nil {
 		nc.Close()
-		return fmt.Errorf("flush subscription %s: %w", subjects.BrokerInfo, err)
+		return fmt.Errorf("flush subscriptions: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &statusResponder{nc: nc, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		b.serveStatus(ctx, sub)
+		b.serveStatus(ctx, requests)
 	}()
 	b.status = r
 	return nil
 }
 
-func (b *Broker) serveStatus(ctx context.Context, sub *nats.Subscription) {
+func (b *Broker) serveStatus(ctx context.Context, requests <-chan *nats.Msg) {
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
-				b.log.Error("broker status responder stopped", "err", err)
-			}
+		var m *nats.Msg
+		select {
+		case <-ctx.Done():
 			return
+		case m = <-requests:
 		}
-		if !subjects.OwnInbox(m.Subject, m.Reply) {
+		if m.Subject != subjects.BrokerCensus && !subjects.OwnInbox(m.Subject, m.Reply) {
 			// The subject names the user who asked (the broker let
 			// nobody else publish it): an answer anywhere but that
 			// user's inbox would go to somebody else.

@@ -123,7 +123,7 @@ func (s *Server) leaderStreamInfo(ctx context.Context, stream string, req stream
 	if err != nil {
 		return page, err
 	}
-	sub, err := s.requestAll(subjects.StreamInfo(stream), body)
+	sub, err := s.requestAll(s.nc, subjects.StreamInfo(stream), body)
 	if err != nil {
 		return page, err
 	}

@@ -22,54 +22,41 @@ import (
 // sessions and users are checked against an in-memory mirror of their
 // buckets, and reads are served from a backup's replica dir (see Fallback).
 
-// quorumPoll is how often a server asks JetStream whether it has a quorum.
-const quorumPoll = time.Second
+// quorumPoll is how often a server counts the brokers it can reach.
+const quorumPoll = 500 * time.Millisecond
 
-// quorumLostAfter is how many answers in a row must say "no quorum" before
-// a server turns read-only. One is not enough: a broker thawed after a
-// freeze, or cut off for a moment, says so until it has heard from the
-// leader again, while the cluster has its quorum all along.
-const quorumLostAfter = 5
+// quorumLostAfter is how many counts in a row must find too few brokers
+// before a server turns read-only: two seconds. One is not enough: a
+// broker busy for a moment misses its answer, and a broker thawed after a
+// freeze reaches the others again only once its routes are back. JetStream
+// itself is no quicker witness: a survivor answers as if the cluster were
+// whole until its meta group has gone without a leader for about ten
+// seconds, while the brokers' routes close the moment a broker dies.
+const quorumLostAfter = 4
 
 // errReadOnly is the answer to a write while storage has no quorum.
 var errReadOnly = subjects.Errorf(subjects.CodeReadOnly,
 	"read-only: storage quorum lost (too few brokers are up); downloads and listings are served from the backup's replica, writes resume when a broker returns")
 
-// watchQuorum keeps s.readOnly up to date until the server stops. Only a
-// definite answer changes it: a timeout (a broker restarting, a leader
-// election) leaves the last state.
+// watchQuorum keeps s.readOnly up to date until the server stops. A count
+// made while the server's own connection is down (its broker died, it is
+// moving to another) says nothing and leaves the last state.
 func (s *Server) watchQuorum() {
 	tick := time.NewTicker(quorumPoll)
 	defer tick.Stop()
-	noQuorum := 0 // answers in a row without a quorum
+	noQuorum := 0 // counts in a row with too few brokers
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-tick.C:
 		}
-		m, err := s.nc.Request(subjects.JetStreamInfo, nil, quorumPoll)
-		if err != nil {
-			continue
-		}
-		var resp struct {
-			Error *struct {
-				ErrCode int `json:"err_code"`
-			} `json:"error"`
-		}
-		if json.Unmarshal(m.Data, &resp) != nil {
-			continue
-		}
+		reachable, err := s.quorumReachable()
 		switch {
-		case resp.Error == nil:
-			noQuorum = 0
-		case resp.Error.ErrCode != subjects.ErrCodeClusterNotAvailable:
+		case err != nil || !s.front.IsConnected():
 			continue
-		case s.quorumReachable():
-			// No leader, but enough brokers are up to elect one: an
-			// election (a meta leader killed or frozen), not a loss.
+		case reachable:
 			noQuorum = 0
-			continue
 		default:
 			noQuorum++
 		}
@@ -257,13 +244,13 @@ func (s *Server) retryRead(ctx context.Context, stream string, read func(context
 
 // requestAll sends a request that several may answer, and returns the
 // subscription its answers arrive on; the caller unsubscribes.
-func (s *Server) requestAll(subject string, body []byte) (*nats.Subscription, error) {
-	inbox := s.nc.NewInbox()
-	sub, err := s.nc.SubscribeSync(inbox)
+func (s *Server) requestAll(nc *nats.Conn, subject string, body []byte) (*nats.Subscription, error) {
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.nc.PublishRequest(subject, inbox, body); err != nil {
+	if err := nc.PublishRequest(subject, inbox, body); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, err
 	}
@@ -271,12 +258,15 @@ func (s *Server) requestAll(subject string, body []byte) (*nats.Subscription, er
 }
 
 // quorumReachable says whether enough brokers answer (each for itself, on
-// subjects.BrokerInfo) for the meta group to elect a leader. Only brokers
-// this server's broker can reach answer.
-func (s *Server) quorumReachable() bool {
-	sub, err := s.requestAll(subjects.BrokerInfo, nil)
+// subjects.BrokerCensus) for the meta group to elect a leader. Only
+// brokers the broker of this server's front connection can reach answer
+// (the brokers answer in the users' account); with brokers killed, not
+// cut off, the storage connection's broker sees the same. An error: the
+// question could not be sent.
+func (s *Server) quorumReachable() (bool, error) {
+	sub, err := s.requestAll(s.front, subjects.BrokerCensus, nil)
 	if err != nil {
-		return false
+		return false, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	up := map[string]bool{}
@@ -294,5 +284,5 @@ func (s *Server) quorumReachable() bool {
 		up[rep.Name] = true
 		need = max(need, rep.QuorumNeeded, rep.MetaSize/2+1)
 	}
-	return need > 0 && len(up) >= need
+	return need > 0 && len(up) >= need, nil
 }

@@ -49,15 +49,6 @@ func DirectGet(stream string) string { return "$JS.API.DIRECT.GET." + stream }
 // ObjectMetas matches the meta subjects of every object in a bucket.
 func ObjectMetas(bucket string) string { return "$O." + bucket + ".M.>" }
 
-// JetStreamInfo is the JetStream account info request. In a cluster that
-// has lost its meta leader it answers at once with ErrCodeClusterNotAvailable:
-// the file servers poll it to know when storage is read-only.
-const JetStreamInfo = "$JS.API.INFO"
-
-// ErrCodeClusterNotAvailable is JetStream's error code for "JetStream system
-// temporarily unavailable": no quorum among the brokers.
-const ErrCodeClusterNotAvailable = 10008
-
 // StreamLeaderElected is the advisory JetStream publishes when a stream
 // (or, with "*", any stream) has a new leader: storage calls waiting
 // through the election can go again at once.

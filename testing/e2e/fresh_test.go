@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ftfs/ftfs/subjects"
+	"github.com/ftfs/ftfs/testing/ftfstest"
+)
+
+// TestFreshCommandsRightAfterABrokerKill starts new CLI processes the
+// moment a broker dies, each time a broker a file server is connected
+// through: every command must work, and take no longer than the same
+// question asked at the same moment by a client connected all along, but
+// for the connection's own cost (issue 15, item 2).
+func TestFreshCommandsRightAfterABrokerKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and restarts brokers for a minute; skipped with -short")
+	}
+	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
+	cli := sys.CLI(t)
+	if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	want := ftfstest.RandomBytes(100 << 10)
+	if _, stderr, code := cli.Run(t, strings.NewReader(string(want)), nil, "put", "-", "fresh/a.bin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	longLived := sys.Login(t, "admin")
+
+	for round := range 3 {
+		sys.WaitHealthy(t)
+		sys.WaitServers(t, "primary", "backup")
+		// The broker a file server is connected through (one of them,
+		// in turn): its clients and its file server move at once.
+		var victim string
+		ftfstest.Eventually(t, 30*time.Second, "a file server's broker", func() bool {
+			held := append(sys.BrokersHolding(t, subjects.ConnNamePrimary), sys.BrokersHolding(t, subjects.ConnNameBackup)...)
+			slices.Sort(held)
+			held = slices.Compact(held)
+			if len(held) == 0 {
+				return false
+			}
+			victim = held[round%len(held)]
+			return true
+		})
+		sys.Kill(t, victim)
+		var wg sync.WaitGroup
+		var steady time.Duration
+		wg.Go(func() {
+			start := time.Now()
+			if _, err := longLived.List(ctxFor(t, time.Minute), "fresh/"); err != nil {
+				t.Errorf("round %d, %s killed: the long-lived client's list: %v", round, victim, err)
+			}
+			steady = time.Since(start)
+		})
+		commands := [][]string{{"ls", "fresh/"}, {"stat", "fresh/a.bin"}, {"get", "fresh/a.bin", "-"}}
+		took := make([]time.Duration, len(commands))
+		for i, args := range commands {
+			wg.Go(func() {
+				start := time.Now()
+				out, stderr, code := cli.Run(t, nil, nil, args...)
+				took[i] = time.Since(start)
+				switch {
+				case code != 0:
+					t.Errorf("round %d, %s killed: ftfs %s: exit %d after %v: %s", round, victim, strings.Join(args, " "), code, took[i].Round(time.Millisecond), stderr)
+				case args[0] == "get" && out != string(want):
+					t.Errorf("round %d: ftfs get: content differs", round)
+				}
+			})
+		}
+		wg.Wait()
+		t.Logf("figures: round %d, %s killed: a long-lived client's list took %v; fresh ls, stat, get %v",
+			round, victim, steady.Round(time.Millisecond), took)
+		// A fresh process pays for its start and its connection (tens of
+		// milliseconds); a connection refused or timed out and tried
+		// again costs seconds. The margin is wide for a noisy machine.
+		for i, d := range took {
+			if d > steady+2*time.Second {
+				t.Errorf("round %d, %s killed: fresh ftfs %s took %v, the long-lived client %v", round, victim, commands[i][0], d.Round(time.Millisecond), steady.Round(time.Millisecond))
+			}
+		}
+		sys.Restart(t, victim)
+	}
+}
+
+// TestWritesInAQuorumLossAreRefusedAsReadOnly starts new CLI puts, one
+// after another, from the moment two of three brokers die: each must be
+// stored (before the loss is seen) or refused with the read-only error,
+// never fail on its connection (issue 15, item 3).
+func TestWritesInAQuorumLossAreRefusedAsReadOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a quorum loss of half a minute; skipped with -short")
+	}
+	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
+	cli := sys.CLI(t)
+	if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if _, stderr, code := cli.Run(t, strings.NewReader("before"), nil, "put", "-", "q/before"); code != 0 {
+		t.Fatal(stderr)
+	}
+	sys.WaitHealthy(t)
+
+	// Two brokers, one of them a file server's, so that clients and a
+	// file server move to the survivor.
+	held := append(sys.BrokersHolding(t, subjects.ConnNamePrimary), sys.BrokersHolding(t, subjects.ConnNameBackup)...)
+	down := []string{held[0]}
+	for _, b := range sys.BrokerNames() {
+		if len(down) < 2 && b != down[0] {
+			down = append(down, b)
+		}
+	}
+	fault := time.Now()
+	for _, b := range down {
+		sys.Kill(t, b)
+	}
+	var readOnlyAt time.Duration
+	for i := 0; time.Since(fault) < 25*time.Second; i++ {
+		start := time.Now()
+		_, stderr, code := cli.Run(t, strings.NewReader("data"), nil, "put", "-", fmt.Sprintf("q/%d", i))
+		took := time.Since(start)
+		switch {
+		case code == 0:
+			t.Logf("put %d stored after %v", i, took.Round(time.Millisecond))
+		case strings.Contains(stderr, "read-only"):
+			if readOnlyAt == 0 {
+				readOnlyAt = time.Since(fault)
+			}
+		default:
+			t.Errorf("put %d, %v after the fault: exit %d after %v: %s", i, start.Sub(fault).Round(time.Millisecond), code, took.Round(time.Millisecond), stderr)
+		}
+	}
+	if readOnlyAt == 0 {
+		t.Fatal("no put was refused as read-only in 25 s of quorum loss")
+	}
+	t.Logf("figures: first read-only answer %v after the fault", readOnlyAt.Round(time.Millisecond))
+	// Two brokers' routes close the moment they die; the file servers
+	// count the brokers they reach. Before, they waited on JetStream's
+	// own verdict: 13 to 23 s.
+	if readOnlyAt > 8*time.Second {
+		t.Errorf("the first write refused as read-only came %v after the fault", readOnlyAt.Round(time.Millisecond))
+	}
+}
+
+// TestNoFileServerSaysSo: with the broker up and no file server, a command
+// says that no file server runs, not that the connection timed out or
+// that the password is wrong (issue 15, item 7).
+func TestNoFileServerSaysSo(t *testing.T) {
+	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary"))
+	cli := sys.CLI(t)
+	if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	sys.Kill(t, "primary")
+	_, stderr, code := cli.Run(t, nil, nil, "ls")
+	if code == 0 || !strings.Contains(stderr, "no file server answered") || strings.Contains(stderr, "ftfs login") {
+		t.Fatalf("ftfs ls with no file server: exit %d, %q", code, stderr)
+	}
+	sys.Restart(t, "primary")
+	if _, stderr, code := cli.Run(t, nil, nil, "ls"); code != 0 {
+		t.Fatalf("ftfs ls with the file server back: exit %d, %q", code, stderr)
+	}
+}
