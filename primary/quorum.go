@@ -63,6 +63,7 @@ func (s *Server) watchQuorum() {
 		switch {
 		case resp.Error == nil:
 			noQuorum = 0
+			s.quorumSeen.Store(time.Now().UnixNano())
 		case resp.Error.ErrCode != subjects.ErrCodeClusterNotAvailable:
 			continue
 		case s.quorumReachable():
