@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -95,7 +96,12 @@ type Replica struct {
 	bucket string
 	dir    string
 	log    *slog.Logger
-	stream jetstream.Stream // the bucket's stream, for the watch that uses it (follow)
+	stream atomic.Pointer[jetstream.Stream] // the bucket's stream, as the last watch opened it (follow)
+	pend   *pending                         // changes seen, not yet copied
+	// caughtUp: the watch has delivered the bucket's contents.
+	caughtUp atomic.Bool
+	// heard is when the watch last delivered anything (unix nanoseconds).
+	heard atomic.Int64
 
 	mu       sync.Mutex
 	manifest map[string]entry
@@ -114,7 +120,7 @@ func NewReplica(js jetstream.JetStream, bucket, dir string, log *slog.Logger) (*
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("replica dir: %w", err)
 	}
-	r := &Replica{js: js, bucket: bucket, dir: abs, log: log.With("replica", abs), manifest: map[string]entry{}}
+	r := &Replica{js: js, bucket: bucket, dir: abs, log: log.With("replica", abs), manifest: map[string]entry{}, pend: newPending()}
 	manifest, err := loadManifest(abs)
 	if err != nil {
 		r.log.Warn("manifest unreadable; verifying every file again", "err", err)
@@ -202,8 +208,16 @@ func (r *Replica) Stats() subjects.ReplicaStats {
 }
 
 // Run keeps the directory in sync until ctx is done, restarting its watch
-// with backoff when the bucket or the broker is away.
+// with backoff when the bucket or the broker is away. Its copy workers
+// outlive a watch's restart (their copies go on) and end with ctx.
 func (r *Replica) Run(ctx context.Context) error {
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	for lane, n := range []int{smallWorkers, largeWorkers} {
+		for range n {
+			workers.Go(func() { r.copier(ctx, lane) })
+		}
+	}
 	backoff := 250 * time.Millisecond
 	for {
 		err := r.follow(ctx)
@@ -228,7 +242,10 @@ func (r *Replica) follow(ctx context.Context) error {
 	if err == nil {
 		// Once per watch, not per file: a stream info request for every
 		// small file copied cost the broker as much as the copy.
-		r.stream, err = r.js.Stream(octx, subjects.ObjectStream(r.bucket))
+		var st jetstream.Stream
+		if st, err = r.js.Stream(octx, subjects.ObjectStream(r.bucket)); err == nil {
+			r.stream.Store(&st)
+		}
 	}
 	cancel()
 	if err != nil {
@@ -242,7 +259,7 @@ func (r *Replica) follow(ctx context.Context) error {
 	}
 	defer w.Stop()
 	current := map[string]bool{}
-	caughtUp := false
+	r.caughtUp.Store(false)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -255,23 +272,22 @@ func (r *Replica) follow(ctx context.Context) error {
 			if !ok {
 				return errors.New("watch closed")
 			}
+			r.heard.Store(time.Now().UnixNano())
 			if info == nil { // initial state delivered
-				caughtUp = true
+				r.caughtUp.Store(true)
 				r.removeMissing(current)
-				r.markSynced()
-				r.log.Info("replica caught up", "files", len(current))
+				n, _ := r.pend.lag()
+				if n == 0 {
+					r.markSynced()
+				}
+				r.log.Info("replica watch caught up", "files", len(current), "copies pending", n)
 				continue
 			}
-			if !caughtUp && !info.Deleted {
+			if !r.caughtUp.Load() && !info.Deleted {
 				current[info.Name] = true
 			}
-			if err := r.apply(ctx, info); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			if caughtUp {
+			r.apply(ctx, info)
+			if n, _ := r.pend.lag(); n == 0 && r.caughtUp.Load() {
 				r.markSynced()
 			}
 		}
@@ -297,40 +313,82 @@ func (r *Replica) localPath(name string) (string, error) {
 	return p, nil
 }
 
-// apply brings one name in line with the bucket.
-func (r *Replica) apply(ctx context.Context, info *jetstream.ObjectInfo) error {
+// apply brings one name in line with the bucket: a delete at once, a new
+// version by queueing its copy (copier), which a later change of the name
+// cancels.
+func (r *Replica) apply(ctx context.Context, info *jetstream.ObjectInfo) {
 	p, err := r.localPath(info.Name)
 	if err != nil {
 		r.log.Error("skipping object", "name", info.Name, "err", err)
-		return nil
+		return
 	}
 	if info.Deleted {
+		r.pend.forget(info.Name)
 		if err := r.drop(info.Name, p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			r.log.Error("remove deleted file", "name", info.Name, "err", err)
 		}
 		r.pruneDirs(filepath.Dir(p))
-		return nil
+		return
 	}
 	r.mu.Lock()
 	have, ok := r.manifest[info.Name]
 	r.mu.Unlock()
 	if ok && have.NUID == info.NUID && have.Digest == info.Digest {
 		if st, err := os.Stat(p); err == nil && st.Size() == int64(info.Size) {
-			return nil
+			r.pend.forget(info.Name)
+			return
 		}
 	}
-	return r.fetch(ctx, info, p)
+	r.pend.add(ctx, info, time.Now().UTC())
 }
 
-// fetch copies the version of a file the watch delivered to p, verifying
-// its digest. It does not ask for the file's info again: that would be a
-// direct get, which a follower that has not yet applied the write answers
-// with "not found".
-func (r *Replica) fetch(ctx context.Context, info *jetstream.ObjectInfo, p string) error {
-	name := info.Name
-	gctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+// copier copies the changes of one lane until ctx ends. A copy that fails
+// (storage away) is tried again, with backoff, for as long as its change
+// is the newest of its name.
+func (r *Replica) copier(ctx context.Context, lane int) {
+	for {
+		c := r.pend.next(ctx, lane)
+		if c == nil {
+			return
+		}
+		backoff := 250 * time.Millisecond
+		for {
+			err := r.fetch(c)
+			if err == nil || c.ctx.Err() != nil {
+				break
+			}
+			r.log.Warn("replica copy failed; trying again", "name", c.name, "in", backoff, "err", err)
+			select {
+			case <-c.ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+		if r.pend.done(c) && r.caughtUp.Load() {
+			r.markSynced()
+		}
+	}
+}
+
+// fetch copies the version of a file the watch delivered, verifying its
+// digest, and places it unless a newer change of the name came meanwhile.
+// It does not ask for the file's info again: that would be a direct get,
+// which a follower that has not yet applied the write answers with "not
+// found". A nil error means done with c: copied, superseded, or not
+// copyable (logged).
+func (r *Replica) fetch(c *change) error {
+	info, name := c.info, c.name
+	p, err := r.localPath(name)
+	if err != nil {
+		return nil // apply queues valid names only
+	}
+	st := r.stream.Load()
+	if st == nil {
+		return errors.New("bucket's stream not opened yet")
+	}
+	gctx, cancel := context.WithTimeout(c.ctx, 10*time.Minute)
 	defer cancel()
-	res := &chunkReader{ctx: gctx, stream: r.stream, subject: subjects.ObjectChunks(r.bucket, info.NUID), left: info.Chunks}
+	res := &chunkReader{ctx: gctx, stream: *st, subject: subjects.ObjectChunks(r.bucket, info.NUID), left: info.Chunks}
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		r.log.Error("cannot make directory for file", "name", name, "err", err)
 		return nil
@@ -350,6 +408,9 @@ func (r *Replica) fetch(ctx context.Context, info *jetstream.ObjectInfo, p strin
 	}
 	digest := "SHA-256=" + base64.URLEncoding.EncodeToString(h.Sum(nil))
 	mismatch := err == nil && (digest != info.Digest || n != int64(info.Size))
+	if c.ctx.Err() != nil {
+		return nil // superseded: a newer change of the name is queued
+	}
 	if err != nil || mismatch {
 		if r.superseded(gctx, info) {
 			return nil // deleted or replaced while copying; its change follows
@@ -364,11 +425,18 @@ func (r *Replica) fetch(ctx context.Context, info *jetstream.ObjectInfo, p strin
 		return fmt.Errorf("copy of %q: %w", name, err)
 	}
 	// File and manifest change together, so that a reader (Open) never
-	// pairs one version's bytes with another's digest.
+	// pairs one version's bytes with another's digest; and only while c
+	// is the newest change of its name, so that an older copy finishing
+	// late never replaces a newer version or brings a deleted file back.
 	r.mu.Lock()
+	if !r.pend.current(c) {
+		r.mu.Unlock()
+		return nil
+	}
 	err = os.Rename(tmp.Name(), p)
 	if err == nil {
 		r.record(name, &entry{Digest: info.Digest, Size: int64(info.Size), NUID: info.NUID, MTime: info.ModTime, Owner: info.Metadata[subjects.MetaOwner]})
+		r.pend.done(c)
 	}
 	r.mu.Unlock()
 	if err != nil {
@@ -417,6 +485,11 @@ func (r *Replica) removeMissing(current map[string]bool) {
 		}
 	}
 	r.mu.Unlock()
+	for name := range r.pend.infos() {
+		if !current[name] {
+			r.pend.forget(name)
+		}
+	}
 }
 
 // pruneDirs removes empty directories from dir up to the replica root.
@@ -460,6 +533,9 @@ func (r *Replica) saveManifest(force bool) {
 	}
 }
 
+// chunkReadTimeout bounds the read of one chunk.
+const chunkReadTimeout = 10 * time.Second
+
 // chunkReader reads an object version's chunks one direct get at a time,
 // so that copying a file of any size holds one chunk in memory (nats.go's
 // ObjectStore.Get lets a push consumer buffer up to 64 MiB).
@@ -477,7 +553,12 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 		if c.left == 0 {
 			return 0, io.EOF
 		}
-		m, err := c.stream.GetMsg(c.ctx, max(c.next, 1), jetstream.WithGetMsgSubject(c.subject))
+		// Each read has its own deadline: after a quorum loss a read
+		// may go unanswered, and the copy must fail and be tried again
+		// rather than wait out the whole copy's.
+		ctx, cancel := context.WithTimeout(c.ctx, chunkReadTimeout)
+		m, err := c.stream.GetMsg(ctx, max(c.next, 1), jetstream.WithGetMsgSubject(c.subject))
+		cancel()
 		if err != nil {
 			return 0, fmt.Errorf("read chunk: %w", err)
 		}

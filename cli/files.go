@@ -28,10 +28,12 @@ func lsCmd(e *env) *cobra.Command {
 			if len(args) == 1 {
 				prefix = args[0]
 			}
-			files, err := c.List(cmd.Context(), prefix)
+			l, err := c.ListFiles(cmd.Context(), prefix)
 			if err != nil {
 				return err
 			}
+			e.noticeReplica(l.Replica)
+			files := l.Files
 			if asJSON {
 				if files == nil {
 					files = []client.FileInfo{}
@@ -48,6 +50,9 @@ func lsCmd(e *env) *cobra.Command {
 				line := fmt.Sprintf("%s\t%s\t%s\t%s", f.Name, humanSize(f.Size), f.Modified.Local().Format(time.DateTime), f.Owner)
 				if long {
 					line += "\t" + f.Digest
+				}
+				if f.Pending {
+					line += "\t(pending: not yet copied into the replica)"
 				}
 				fmt.Fprintln(tw, line)
 			}
@@ -71,6 +76,7 @@ func statCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			e.noticeReplica(f.Replica)
 			if asJSON {
 				return printJSON(e.stdout, f)
 			}

@@ -44,7 +44,10 @@ names are checked, and every write goes through a handle confined to LOCAL
 			case recursive:
 				return e.getTree(cmd.Context(), c, remote, local)
 			case local == "-":
-				_, err := c.Get(cmd.Context(), remote, e.stdout)
+				fi, err := c.Get(cmd.Context(), remote, e.stdout)
+				if err == nil {
+					e.noticeReplica(fi.Replica)
+				}
 				return err
 			}
 			dest, err := localPath(remote, local)
@@ -71,10 +74,12 @@ func (e *env) getTree(ctx context.Context, c *client.Client, prefix, dir string)
 	if dir == "-" {
 		return usagef("get -r: LOCAL must be a directory, not stdout")
 	}
-	files, err := c.List(ctx, prefix)
+	l, err := c.ListFiles(ctx, prefix)
 	if err != nil {
 		return err
 	}
+	e.noticeReplica(l.Replica)
+	files := l.Files
 	if len(files) == 0 {
 		return fmt.Errorf("get -r %q: %w: no file has that prefix", prefix, client.ErrNotFound)
 	}
@@ -159,6 +164,7 @@ func (e *env) getInto(ctx context.Context, c *client.Client, remote string, root
 	}
 	keep = true
 	fmt.Fprintf(e.stdout, "downloaded %s to %s (%s, verified %s)\n", fi.Name, filepath.Join(root.Name(), rel), humanSize(fi.Size), fi.Digest)
+	e.noticeReplica(fi.Replica)
 	return nil
 }
 

@@ -34,11 +34,14 @@ import (
 	"github.com/ftfs/ftfs/subjects"
 )
 
-// Session, FileInfo and UserInfo are the wire types.
+// Session, FileInfo, UserInfo and ReplicaLag are the wire types. A
+// FileInfo served from a backup's replica (storage has lost its quorum)
+// has Replica set; see ReplicaLag.
 type (
-	Session  = subjects.SessionInfo
-	FileInfo = subjects.FileInfo
-	UserInfo = subjects.UserInfo
+	Session    = subjects.SessionInfo
+	FileInfo   = subjects.FileInfo
+	UserInfo   = subjects.UserInfo
+	ReplicaLag = subjects.ReplicaLag
 )
 
 // Credentials identify the user: a password (to log in) or the token of a
@@ -505,18 +508,42 @@ func (c *Client) WhoAmI(ctx context.Context) (Session, error) {
 }
 
 // List returns every file whose name starts with prefix, sorted by name.
+// Files listed by a backup from its replica (storage has lost its quorum)
+// have Replica set, and those it has seen stored but not yet copied have
+// Pending set; ListFiles also says so of an empty listing.
 func (c *Client) List(ctx context.Context, prefix string) ([]FileInfo, error) {
-	var all []FileInfo
+	l, err := c.ListFiles(ctx, prefix)
+	return l.Files, err
+}
+
+// Listing is the answer to ListFiles.
+type Listing struct {
+	Files []FileInfo
+	// Replica is set when a backup listed from its replica dir, because
+	// storage has lost its quorum: how far behind storage it is.
+	Replica *ReplicaLag
+}
+
+// ListFiles lists as List does, and says whether (and how far behind) a
+// replica answered instead of storage.
+func (c *Client) ListFiles(ctx context.Context, prefix string) (Listing, error) {
+	var l Listing
 	after := ""
 	for {
 		var page subjects.ListReply
 		err := c.do(ctx, call{subject: subjects.List, replica: subjects.ReplicaList, body: subjects.ListRequest{Prefix: prefix, After: after, Limit: subjects.MaxListPage}, reply: &page})
 		if err != nil {
-			return nil, fmt.Errorf("list %q: %w", prefix, err)
+			return Listing{}, fmt.Errorf("list %q: %w", prefix, err)
 		}
-		all = append(all, page.Files...)
+		if page.Replica != nil {
+			l.Replica = page.Replica
+			for i := range page.Files {
+				page.Files[i].Replica = page.Replica
+			}
+		}
+		l.Files = append(l.Files, page.Files...)
 		if !page.More || len(page.Files) == 0 {
-			return all, nil
+			return l, nil
 		}
 		after = page.Files[len(page.Files)-1].Name
 	}

@@ -111,4 +111,8 @@ type Fallback interface {
 	// Open opens a file's content with its description; a missing file is
 	// a CodeNotFound error.
 	Open(name string) (*os.File, subjects.FileInfo, error)
+	// Lag says how far behind storage the copy is: its Pending and
+	// Oldest, and as AsOf when it last heard of a change (the server
+	// makes AsOf the time the answer is as of).
+	Lag() subjects.ReplicaLag
 }

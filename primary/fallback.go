@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -26,12 +27,30 @@ func (s *Server) readable(fromStorage, fromReplica op) op {
 	}
 }
 
+// replicaLag is how far behind storage the replica is, as of the last
+// time storage was seen with its quorum (now, while it has it), or its
+// watch's last delivery if later: no write could have been made since.
+func (s *Server) replicaLag() *subjects.ReplicaLag {
+	lag := s.cfg.Fallback.Lag()
+	asOf := time.Now().UTC()
+	if seen := s.quorumSeen.Load(); s.readOnly.Load() && seen != 0 {
+		asOf = time.Unix(0, seen).UTC()
+		if lag.AsOf.After(asOf) {
+			asOf = lag.AsOf
+		}
+	}
+	lag.AsOf = asOf
+	return &lag
+}
+
 func (s *Server) replicaList(c *call) (any, error) {
 	r, err := decodeCall[subjects.ListRequest](c)
 	if err != nil {
 		return nil, err
 	}
-	return page(r, s.cfg.Fallback.List()), nil
+	reply := page(r, s.cfg.Fallback.List())
+	reply.Replica = s.replicaLag()
+	return reply, nil
 }
 
 func (s *Server) replicaStat(c *call) (any, error) {
@@ -40,6 +59,7 @@ func (s *Server) replicaStat(c *call) (any, error) {
 		return nil, err
 	}
 	f.Close()
+	fi.Replica = s.replicaLag()
 	return fi, nil
 }
 
@@ -60,6 +80,7 @@ func (s *Server) replicaGet(c *call) (any, error) {
 		return nil, err
 	}
 	defer f.Close()
+	fi.Replica = s.replicaLag()
 	var content []byte
 	if fi.Size <= subjects.ChunkSize {
 		content = make([]byte, fi.Size)

@@ -57,6 +57,7 @@ func (s *Server) watchQuorum() {
 			continue
 		case reachable:
 			noQuorum = 0
+			s.quorumSeen.Store(time.Now().UnixNano())
 		default:
 			noQuorum++
 		}

@@ -64,7 +64,11 @@ type Server struct {
 
 	// readOnly is set while JetStream has lost its quorum (quorum.go);
 	// usersMirror and sessionsMirror answer for their buckets meanwhile.
-	readOnly       atomic.Bool
+	readOnly atomic.Bool
+	// quorumSeen is when JetStream last answered with its quorum (unix
+	// nanoseconds; 0 before the first answer): what a replica's answer
+	// is as of (fallback.go).
+	quorumSeen     atomic.Int64
 	usersMirror    *mirror
 	sessionsMirror *mirror
 	usage          *usage // per-user limits (usage.go)

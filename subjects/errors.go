@@ -69,6 +69,11 @@ const (
 // chunks into order, and commits again.
 const ReasonResume Reason = "resume"
 
+// ReasonReplicaPending comes with a CodeNotFound answer of a backup's
+// replica (storage has lost its quorum) for a file it has seen stored but
+// not yet copied: the file exists, the replica cannot serve it yet.
+const ReasonReplicaPending Reason = "replica-pending"
+
 // Error is a failure as it crosses the wire: an operation, a kind (Code) and
 // a sentence for the user.
 type Error struct {

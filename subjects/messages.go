@@ -40,6 +40,31 @@ type FileInfo struct {
 	// changes on every overwrite.
 	Version string `json:"version"`
 	Chunks  uint32 `json:"chunks"`
+	// Pending is set by a backup answering from its replica dir (storage
+	// has lost its quorum) for a file whose change it has seen but not yet
+	// copied: it is stored, but the replica cannot serve its content.
+	Pending bool `json:"pending,omitempty"`
+	// Replica is set on a description served from a backup's replica dir:
+	// how far behind storage that replica was. (A ListReply carries it
+	// once for the page; the client copies it onto each file.)
+	Replica *ReplicaLag `json:"replica,omitempty"`
+}
+
+// ReplicaLag comes with every answer a backup serves from its replica dir
+// instead of storage: how far the replica is behind the files bucket, as
+// far as it knows. It knows every change whose meta message its watch of
+// the bucket has delivered, which it does a moment after the change is
+// stored, before it copies the file's content; it cannot know of changes
+// made after AsOf.
+type ReplicaLag struct {
+	// AsOf is when storage was last seen with its quorum (when no write
+	// could be made after it): the time the answer is as of.
+	AsOf time.Time `json:"as_of"`
+	// Pending counts the changes seen and not yet applied: files whose
+	// copy is unfinished (listed with Pending).
+	Pending int `json:"pending"`
+	// Oldest is when the replica saw the oldest of them; zero when none.
+	Oldest time.Time `json:"oldest,omitzero"`
 }
 
 // NameRequest names one file.
@@ -66,6 +91,10 @@ func (r ListRequest) Validate() error { return notNegative("limit", int64(r.Limi
 type ListReply struct {
 	Files []FileInfo `json:"files"`
 	More  bool       `json:"more"`
+	// Replica is set when the page comes from a backup's replica dir
+	// (storage has lost its quorum; ReplicaList): how far behind it is.
+	// Files it has seen but not yet copied are listed with Pending.
+	Replica *ReplicaLag `json:"replica,omitempty"`
 }
 
 // MaxListPage bounds ListRequest.Limit so that a reply stays small.

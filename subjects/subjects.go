@@ -54,6 +54,9 @@
 //	            without a replica: the client asks them again on
 //	            ReplicaList, ReplicaStat, ReplicaDownload, which a backup
 //	            answers from its replica dir (chunks carry HeaderOffset).
+//	            Every answer from a replica carries a ReplicaLag (in
+//	            ListReply, and in FileInfo.Replica): how far behind storage
+//	            it is; files it has not yet copied are listed Pending.
 //
 // Every request but Login carries the session token in HeaderSession, which
 // must be the session of the user the subject names, and must be sent from

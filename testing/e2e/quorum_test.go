@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -143,4 +148,126 @@ func TestQuorumLoss(t *testing.T) {
 			t.Errorf("after recovery, %s: %v", name, err)
 		}
 	}
+}
+
+// TestQuorumLossRightAfterALargePut stores a small file right after a
+// large one and loses the quorum a moment later (issue 15, item 6). The
+// backup's replica must have copied the small file without waiting for
+// the large copy, and a listing or get served from the replica must say
+// so, with how far behind it is: a file stored before the loss is listed
+// (copied, or pending), never silently absent.
+func TestQuorumLossRightAfterALargePut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a minute long; skipped with -short")
+	}
+	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
+	admin := sys.Login(t, "admin")
+	cli := sys.CLI(t)
+	if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
+		t.Fatal(stderr)
+	}
+
+	large := ftfstest.NewStream(256 << 20)
+	if _, err := admin.Put(ctxFor(t, 2*time.Minute), "lag/large.bin", large, 256<<20); err != nil {
+		t.Fatal(err)
+	}
+	small := sys.PutRandom(t, admin, "lag/small.bin", 64<<10)
+	put := time.Now()
+	// The small file must reach the replica dir while the large one is
+	// still being copied: well within a second (it waited 2-3 s).
+	inReplica := func(name string) bool {
+		_, err := os.Stat(filepath.Join(sys.ReplicaDir, name))
+		return err == nil
+	}
+	for !inReplica("lag/small.bin") && time.Since(put) < time.Second {
+		time.Sleep(5 * time.Millisecond)
+	}
+	lag := time.Since(put)
+	largeCopied := inReplica("lag/large.bin")
+	t.Logf("figures: small file in the replica %v after its put returned (large file copied by then: %v)", lag.Round(time.Millisecond), largeCopied)
+	if !inReplica("lag/small.bin") {
+		t.Errorf("the 64 KiB file is not in the replica dir %v after its put returned", lag.Round(time.Millisecond))
+	}
+
+	down := []string{sys.MetaLeader(t)}
+	for _, b := range []string{"broker1", "broker2", "broker3"} {
+		if b != down[0] && len(down) < 2 {
+			down = append(down, b)
+		}
+	}
+	for _, b := range down {
+		sys.Kill(t, b)
+	}
+	ftfstest.Eventually(t, time.Minute, "a write refused as read-only", func() bool {
+		_, err := admin.Put(ctxFor(t, 15*time.Second), "ro/probe", strings.NewReader("x"), 1)
+		return errors.Is(err, client.ErrReadOnly)
+	})
+
+	// The listing, as a script reads it: every file stored is there, and
+	// each says it comes from the replica and how far behind that is.
+	out, stderr, code := cli.Run(t, nil, nil, "ls", "lag/", "--json")
+	t.Logf("ftfs ls --json: stderr %q", stderr)
+	if code != 0 {
+		t.Fatalf("ftfs ls --json: exit %d: %s", code, stderr)
+	}
+	var listed []struct {
+		Name    string `json:"name"`
+		Digest  string `json:"digest"`
+		Pending bool   `json:"pending"`
+		Replica *struct {
+			AsOf    time.Time `json:"as_of"`
+			Pending int       `json:"pending"`
+		} `json:"replica"`
+	}
+	if err := json.Unmarshal([]byte(out), &listed); err != nil {
+		t.Fatalf("ftfs ls --json: %v\n%s", err, out)
+	}
+	want := map[string]string{"lag/large.bin": large.Digest(), "lag/small.bin": ftfstest.Digest(small)}
+	pending := 0
+	for _, f := range listed {
+		if want[f.Name] != f.Digest {
+			t.Errorf("listed %s with digest %s, want %s", f.Name, f.Digest, want[f.Name])
+		}
+		delete(want, f.Name)
+		if f.Replica == nil || f.Replica.AsOf.IsZero() {
+			t.Errorf("%s listed without saying it comes from the replica", f.Name)
+			continue
+		}
+		if f.Pending {
+			pending++
+			if f.Replica.Pending == 0 {
+				t.Errorf("%s listed as pending, but the listing says the replica is 0 changes behind", f.Name)
+			}
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("stored before the quorum loss, missing from the listing: %v", slices.Sorted(maps.Keys(want)))
+	}
+	if !strings.Contains(stderr, "served from the backup's replica") {
+		t.Errorf("ftfs ls: no notice on stderr that the listing comes from the replica: %q", stderr)
+	}
+	if pending > 0 && !strings.Contains(stderr, "behind") {
+		t.Errorf("ftfs ls: %d files pending, but stderr does not say how far behind the replica is: %q", pending, stderr)
+	}
+	t.Logf("figures: %d of 2 files pending in the replica after the quorum loss", pending)
+
+	// The small file reads from the replica, with the notice.
+	var got bytes.Buffer
+	res := cli.Exec(t, nil, &got, nil, "get", "lag/small.bin", "-")
+	if res.Code != 0 {
+		t.Fatalf("ftfs get lag/small.bin: exit %d: %s", res.Code, res.Stderr)
+	}
+	ftfstest.SameBytes(t, small, got.Bytes())
+	if !strings.Contains(res.Stderr, "served from the backup's replica") {
+		t.Errorf("ftfs get: no notice on stderr that it was served from the replica: %q", res.Stderr)
+	}
+	// The large one reads, or says it is not copied yet.
+	res = cli.Exec(t, nil, io.Discard, nil, "get", "lag/large.bin", "-")
+	if res.Code != 0 && !strings.Contains(res.Stderr, "not yet copied") {
+		t.Errorf("ftfs get lag/large.bin: exit %d, %q: want its content or that it is not yet copied", res.Code, res.Stderr)
+	}
+
+	sys.Restart(t, down[0])
+	sys.Restart(t, down[1])
+	replicaMatches(t, sys)
 }
