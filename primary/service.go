@@ -65,7 +65,7 @@ type Server struct {
 	// readOnly is set while JetStream has lost its quorum (quorum.go);
 	// usersMirror and sessionsMirror answer for their buckets meanwhile.
 	readOnly atomic.Bool
-	// quorumSeen is when JetStream last answered with its quorum (unix
+	// quorumSeen is when the server last counted enough brokers for a quorum (unix
 	// nanoseconds; 0 before the first answer): what a replica's answer
 	// is as of (fallback.go).
 	quorumSeen     atomic.Int64
