@@ -409,3 +409,33 @@ func TestAnOpenFarFromEveryLimitGoesAheadOnALaggingIndex(t *testing.T) {
 		t.Fatalf("an open near a limit went ahead after %v, without waiting for the index", took)
 	}
 }
+
+// TestACommitCountsAFileStoredAMomentAgoElsewhere: the quota check of a
+// commit (a small put's, an upload's) counts a file stored a moment ago
+// through another server, which this server's index has not applied yet,
+// even with room to spare on the index as it is.
+func TestACommitCountsAFileStoredAMomentAgoElsewhere(t *testing.T) {
+	url := startTestBroker(t)
+	started := startTestServer(t, url, RolePrimary)
+	admin := dialUser(t, url, AdminUser, "admin-password")
+	if _, err := admin.put("elsewhere", make([]byte, 3000)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	seq, err := started.lastFileChange(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A server whose index applies that file 100 ms late.
+	s := &Server{cfg: Config{UserQuota: 4096, Bucket: started.cfg.Bucket}, usage: newUsage(),
+		nc: started.nc, js: started.js, stream: started.stream, log: started.log}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		s.usage.putFile(seq, subjects.FileInfo{Name: "elsewhere", Owner: AdminUser, Size: 3000}, true)
+	}()
+	err = s.admitCommit(ctx, uploadRecord{ID: "new", Name: "new", Owner: AdminUser, Bytes: 2000}, object{})
+	if subjects.CodeOf(err) != subjects.CodeQuota {
+		t.Fatalf("2000 bytes more on 3000 stored, quota 4096: %v, want a quota refusal", err)
+	}
+}
