@@ -280,6 +280,39 @@ func TestEveryBrokerReportsTheSameMetaLeader(t *testing.T) {
 	if got := gather(subjects.Inbox("bob") + ".not-alices"); len(got) != 0 {
 		t.Fatalf("%d brokers answered alice's request into bob's inbox", len(got))
 	}
+
+	// The file servers' census: every broker answers a front connection,
+	// and a user may not ask it.
+	front, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(subjects.FrontUser, pw), nats.Timeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+	census := func(nc *nats.Conn) int {
+		t.Helper()
+		reply := nc.NewRespInbox()
+		sub, err := nc.SubscribeSync(reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := nc.PublishRequest(subjects.BrokerCensus, reply, nil); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for {
+			if _, err := sub.NextMsg(time.Second); err != nil {
+				return n
+			}
+			n++
+		}
+	}
+	if n := census(front); n != 3 {
+		t.Fatalf("%d brokers answered the census, want 3", n)
+	}
+	if n := census(nc); n != 0 {
+		t.Fatalf("%d brokers answered a user's census", n)
+	}
 }
 
 // devCerts writes development certificates and names the files.
