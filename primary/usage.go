@@ -521,8 +521,17 @@ func (s *Server) admitUpload(ctx context.Context, user string, size, credit int6
 		}
 		return s.checkQuota(user, "", max(size, 0), credit, near)
 	}
+	return s.onIndexesNow(ctx, s.syncUsage, check)
+}
+
+// onIndexesNow runs check against the real limits once sync has brought
+// the indexes up to date. When it cannot within syncQuick (a broker's
+// death leaves a watch behind, or its stream without a leader, for
+// seconds), a check with a quarter of every limit to spare is enough, and
+// only a check near a limit waits for them, as long as a refusal would.
+func (s *Server) onIndexesNow(ctx context.Context, sync func(context.Context) error, check func(near bool) error) error {
 	quick, cancel := context.WithTimeout(ctx, syncQuick)
-	err := s.syncUsage(quick)
+	err := sync(quick)
 	cancel()
 	if err == nil {
 		return check(false)
@@ -623,16 +632,7 @@ func (s *Server) admitCommit(ctx context.Context, rec uploadRecord, replaced obj
 	// after another server stored a file went past the quota (CI,
 	// TestUserQuota). While the index cannot catch up at once, room to
 	// spare is enough, as at an open.
-	quick, cancel := context.WithTimeout(ctx, syncQuick)
-	err := s.syncFiles(quick)
-	cancel()
-	if err == nil {
-		return check(false)
-	}
-	if check(true) == nil {
-		return nil
-	}
-	return s.synced(ctx, check)
+	return s.onIndexesNow(ctx, s.syncFiles, check)
 }
 
 // syncFiles waits until the files index holds every file change storage

@@ -218,10 +218,7 @@ func TestAuthentication(t *testing.T) {
 		// The same from the command line.
 		carol = sys.Login(t, "carol")
 		secrets = append(secrets, carol.Token())
-		cli := sys.CLI(t)
-		if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
-			t.Fatal(stderr)
-		}
+		cli := sys.AdminCLI(t)
 		out, stderr, code := cli.Run(t, nil, nil, "user", "revoke", "carol")
 		if code != 0 || !strings.Contains(out, "sessions of carol revoked") {
 			t.Fatalf("ftfs user revoke carol: exit %d, %q %q", code, out, stderr)

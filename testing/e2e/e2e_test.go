@@ -148,10 +148,7 @@ func TestCore(t *testing.T) {
 		if _, err := alice.Get(ctxT(t), "forged.bin", io.Discard); !errors.Is(err, client.ErrIntegrity) {
 			t.Fatalf("client get: %v, want ErrIntegrity", err)
 		}
-		cli := sys.CLI(t)
-		if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
-			t.Fatal(stderr)
-		}
+		cli := sys.AdminCLI(t)
 		dir := t.TempDir()
 		_, stderr, code := cli.Run(t, nil, nil, "get", "forged.bin", dir+"/")
 		if code == 0 || !strings.Contains(stderr, "integrity") {

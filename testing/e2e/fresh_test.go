@@ -22,10 +22,7 @@ func TestFreshCommandsRightAfterABrokerKill(t *testing.T) {
 		t.Skip("kills and restarts brokers for a minute; skipped with -short")
 	}
 	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
-	cli := sys.CLI(t)
-	if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
-		t.Fatal(stderr)
-	}
+	cli := sys.AdminCLI(t)
 	want := ftfstest.RandomBytes(100 << 10)
 	if _, stderr, code := cli.Run(t, strings.NewReader(string(want)), nil, "put", "-", "fresh/a.bin"); code != 0 {
 		t.Fatal(stderr)
@@ -97,10 +94,7 @@ func TestWritesInAQuorumLossAreRefusedAsReadOnly(t *testing.T) {
 		t.Skip("a quorum loss of half a minute; skipped with -short")
 	}
 	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
-	cli := sys.CLI(t)
-	if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
-		t.Fatal(stderr)
-	}
+	cli := sys.AdminCLI(t)
 	if _, stderr, code := cli.Run(t, strings.NewReader("before"), nil, "put", "-", "q/before"); code != 0 {
 		t.Fatal(stderr)
 	}
@@ -152,10 +146,7 @@ func TestWritesInAQuorumLossAreRefusedAsReadOnly(t *testing.T) {
 // that the password is wrong (issue 15, item 7).
 func TestNoFileServerSaysSo(t *testing.T) {
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary"))
-	cli := sys.CLI(t)
-	if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
-		t.Fatal(stderr)
-	}
+	cli := sys.AdminCLI(t)
 	sys.Kill(t, "primary")
 	_, stderr, code := cli.Run(t, nil, nil, "ls")
 	if code == 0 || !strings.Contains(stderr, "no file server answered") || strings.Contains(stderr, "ftfs login") {

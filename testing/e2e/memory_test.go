@@ -24,10 +24,7 @@ func TestMemoryStaysBoundedForLargeFiles(t *testing.T) {
 	}
 	const size = 512 << 20
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
-	cli := sys.CLI(t)
-	if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
-		t.Fatalf("login: %s", stderr)
-	}
+	cli := sys.AdminCLI(t)
 
 	src := ftfstest.NewStream(size)
 	put := cli.Exec(t, src, io.Discard, nil, "put", "-", "huge.bin")

@@ -36,10 +36,7 @@ func TestQuorumLoss(t *testing.T) {
 	sys.AddUser(t, "reader")
 	reader := sys.Login(t, "reader")
 	admin := sys.Login(t, "admin")
-	cli := sys.CLI(t)
-	if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
-		t.Fatal(stderr)
-	}
+	cli := sys.AdminCLI(t)
 
 	down := []string{sys.MetaLeader(t)}
 	for _, b := range []string{"broker1", "broker2", "broker3"} {
@@ -162,10 +159,7 @@ func TestQuorumLossRightAfterALargePut(t *testing.T) {
 	}
 	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
 	admin := sys.Login(t, "admin")
-	cli := sys.CLI(t)
-	if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
-		t.Fatal(stderr)
-	}
+	cli := sys.AdminCLI(t)
 
 	large := ftfstest.NewStream(256 << 20)
 	if _, err := admin.Put(ctxFor(t, 2*time.Minute), "lag/large.bin", large, 256<<20); err != nil {

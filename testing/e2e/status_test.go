@@ -17,10 +17,7 @@ import (
 // stream has a leader; and a killed broker is shown unreachable.
 func TestStatusShowsBrokersAndBuckets(t *testing.T) {
 	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
-	cli := sys.CLI(t)
-	if _, stderr, code := cli.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
-		t.Fatal(stderr)
-	}
+	cli := sys.AdminCLI(t)
 	status := func() (client.Status, bool) {
 		out, stderr, code := cli.Run(t, nil, nil, "status", "--json")
 		var st client.Status

@@ -620,6 +620,16 @@ func (sys *System) CLI(t testing.TB) *CLI {
 	return &CLI{sys: sys, home: t.TempDir()}
 }
 
+// AdminCLI returns a command-line user logged in as the admin.
+func (sys *System) AdminCLI(t testing.TB) *CLI {
+	t.Helper()
+	c := sys.CLI(t)
+	if _, stderr, code := c.Run(t, nil, []string{"FTFS_PASSWORD=" + sys.AdminPassword}, "login", "admin"); code != 0 {
+		t.Fatalf("ftfs login admin: exit %d: %s", code, stderr)
+	}
+	return c
+}
+
 // Run runs ftfs with args and env additions ("K=V") and returns its output
 // and exit code.
 func (c *CLI) Run(t testing.TB, stdin io.Reader, env []string, args ...string) (stdout, stderr string, code int) {
