@@ -209,9 +209,18 @@ func TestRestoreLoadsAReplicaIntoAnEmptyBucket(t *testing.T) {
 	if _, err := obs2.GetInfo(ctx, "a.txt"); err == nil {
 		t.Fatal("a damaged copy was restored")
 	}
-	// Restoring into a bucket that holds files is refused.
+	// Run again (a restore that stopped part way), it leaves what is there.
+	rep, err = Restore(ctx, RestoreConfig{Servers: []string{url}, ServicePassword: pw, Dir: dir, Logger: quiet()})
+	if err != nil || rep.Restored != 0 || rep.Present != 2 {
+		t.Fatalf("restore run again: %v, report %+v", err, rep)
+	}
+	// Restoring into a bucket that holds a file the replica does not is
+	// refused.
+	if _, err := obs2.PutBytes(ctx, "stranger", []byte("not from the replica")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Restore(ctx, RestoreConfig{Servers: []string{url}, ServicePassword: pw, Dir: dir, Logger: quiet()}); err == nil {
-		t.Fatal("restore into a non-empty bucket")
+		t.Fatal("restore into a bucket holding a file the replica does not")
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftfs/ftfs/client"
 )
 
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -159,5 +161,18 @@ func TestCompletionScripts(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "ftfs") {
 			t.Errorf("completion %s: exit %d", shell, code)
 		}
+	}
+}
+
+// TestStatusShowsWarnings: a file server's warning (a bucket with fewer
+// replicas than its --replicas) is a line of its own at the top.
+func TestStatusShowsWarnings(t *testing.T) {
+	var out bytes.Buffer
+	w := "backup: bucket ftfs-files has 1 replica(s), fewer than this server's --replicas 3; being raised"
+	if err := printStatus(&out, client.Status{Warnings: []string{w}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "WARNING: "+w+"\n") {
+		t.Fatalf("status:\n%s", out.String())
 	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -198,10 +199,23 @@ func restoreCmd(e *env) *cobra.Command {
 		Short:   "Load a backup's replica dir into an empty files bucket",
 		Long: `Load the plain-file replica a backup keeps (--replica-dir) into an empty files
 bucket: the way back from a total loss of the JetStream data. Every file is
-checked against the digest the replica recorded and keeps its owner; a copy
-that no longer matches is left out and reported. Needs ` + subjects.EnvServicePassword + `.`,
-		Example: "  ftfs restore --from ./data/backup",
-		Args:    cobra.NoArgs,
+checked against the digest the replica recorded and keeps its owner and its
+modification time; a copy that no longer matches is left out and reported.
+Needs ` + subjects.EnvServicePassword + `.
+
+The bucket is made with --replicas replicas, as the file servers would make
+it; without --replicas, 1 on a single broker and, on a cluster, one per
+broker up to 3. A bucket that exists with fewer replicas than --replicas is
+raised to them. Files the bucket already holds with the replica's content are
+left as they are, so a restore that stopped can be run again; any other file
+in the bucket stops it.
+
+Every call to the brokers has a deadline and is retried while the cluster
+is electing leaders (--call-timeout, --step-timeout). Progress goes to
+stderr, the summary to stdout.`,
+		Example: `  ftfs restore --from ./data/backup
+  ftfs restore --from ./data/backup --replicas 3 --server nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Servers = e.servers(cmd)
 			cfg.ServicePassword = e.getenv(subjects.EnvServicePassword)
@@ -213,11 +227,36 @@ that no longer matches is left out and reported. Needs ` + subjects.EnvServicePa
 			if cfg.Dir == "" {
 				return usagef("restore needs --from DIR")
 			}
+			if cfg.Replicas < 0 || cfg.Replicas > 5 {
+				return usagef("--replicas %d: JetStream keeps 1 to 5 replicas", cfg.Replicas)
+			}
+			var last time.Time
+			cfg.Progress = func(p backup.RestoreProgress) {
+				if time.Since(last) < time.Second && p.Files < p.FilesTotal {
+					return
+				}
+				last = time.Now()
+				fmt.Fprintf(e.stderr, "restore: %d/%d files, %s of %s\n", p.Files, p.FilesTotal, humanSize(p.Bytes), humanSize(p.BytesTotal))
+			}
 			rep, err := backup.Restore(cmd.Context(), cfg)
+			for _, w := range rep.Warnings {
+				fmt.Fprintf(e.stderr, "WARNING: %s\n", w)
+			}
 			if err != nil {
+				if rep.Restored > 0 {
+					fmt.Fprintf(e.stderr, "restore stopped after %d files (%s) in %s; run it again to go on\n", rep.Restored, humanSize(rep.Bytes), rep.Elapsed.Round(time.Millisecond))
+				}
 				return err
 			}
-			fmt.Fprintf(e.stdout, "restored %d files (%s)\n", rep.Restored, humanSize(rep.Bytes))
+			made := ""
+			if rep.Created {
+				made = ", created"
+			}
+			fmt.Fprintf(e.stdout, "restored %d files (%s) in %s into bucket %s (%d replicas%s)\n", rep.Restored, humanSize(rep.Bytes),
+				rep.Elapsed.Round(time.Millisecond), cfg.Bucket, rep.Replicas, made)
+			if rep.Present > 0 {
+				fmt.Fprintf(e.stdout, "already there: %d files\n", rep.Present)
+			}
 			for _, s := range rep.Skipped {
 				fmt.Fprintf(e.stdout, "left out: %s\n", s)
 			}
@@ -227,7 +266,9 @@ that no longer matches is left out and reported. Needs ` + subjects.EnvServicePa
 	f := cmd.Flags()
 	f.StringVar(&cfg.Dir, "from", "", "the replica dir to restore")
 	f.StringVar(&cfg.Bucket, "bucket", subjects.FilesBucket, "object store bucket to fill")
-	f.IntVar(&cfg.Replicas, "replicas", 1, "replicas of the bucket if restore creates it")
+	f.IntVar(&cfg.Replicas, "replicas", 0, "replicas of the bucket, as the file servers' --replicas (default: 1 on a single broker, on a cluster one per broker up to 3)")
 	f.StringVar(&cfg.Owner, "owner", "admin", "owner of files the replica does not record an owner for")
+	f.DurationVar(&cfg.CallTimeout, "call-timeout", 10*time.Second, "deadline of each call to the brokers")
+	f.DurationVar(&cfg.StepTimeout, "step-timeout", 2*time.Minute, "how long one step retries calls that time out or find JetStream unavailable")
 	return cmd
 }

@@ -24,7 +24,10 @@ func statusCmd(e *env) *cobra.Command {
 broker (reachable or not, and which one leads JetStream's meta group), and
 the stream of every bucket with its leader and replicas, and the backup's
 replica. A READ-ONLY line says that
-JetStream has lost its quorum: writes fail until enough brokers are back.`,
+JetStream has lost its quorum: writes fail until enough brokers are back.
+A WARNING line is something to act on, such as a bucket with fewer replicas
+than the file servers' --replicas (they raise it; the line says if they
+cannot).`,
 		Args: cobra.NoArgs,
 		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, _ []string) error {
 			st, err := c.Status(cmd.Context())
@@ -45,6 +48,12 @@ func printStatus(out io.Writer, st client.Status) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	if st.ReadOnly {
 		fmt.Fprintln(w, "READ-ONLY: storage quorum lost: writes fail until enough brokers are back; reads come from the backup's replica")
+		fmt.Fprintln(w)
+	}
+	for _, warning := range st.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", warning)
+	}
+	if len(st.Warnings) > 0 {
 		fmt.Fprintln(w)
 	}
 	printFileServers(w, st)

@@ -34,6 +34,9 @@ type Status struct {
 	// ReadOnly is set when a file server reports that JetStream has lost
 	// its quorum.
 	ReadOnly bool `json:"read_only"`
+	// Warnings are the file servers' warnings (subjects.StatusReply), each
+	// once, naming the server that gave it first: "backup: bucket ...".
+	Warnings []string `json:"warnings"`
 }
 
 // Instance is one file server, as `nats micro stats ftfs` shows it.
@@ -151,8 +154,15 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		}
 	}
 	st.Buckets = buckets(st.Servers)
+	seenWarning := map[string]bool{}
 	for _, s := range st.Servers {
 		st.ReadOnly = st.ReadOnly || s.ReadOnly
+		for _, w := range s.Warnings {
+			if !seenWarning[w] {
+				seenWarning[w] = true
+				st.Warnings = append(st.Warnings, s.Role+": "+w)
+			}
+		}
 	}
 	return st, nil
 }

@@ -539,3 +539,8 @@ func wrapStorage(what string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// StorageUnavailable says whether a storage call failed for want of an
+// answer (a deadline, no responders, a broker gone) or because JetStream
+// is electing a leader: made again, it may succeed.
+func StorageUnavailable(err error) bool { return storageUnavailable(err) }

@@ -73,6 +73,9 @@ type Server struct {
 	sessionsMirror *mirror
 	usage          *usage // per-user limits (usage.go)
 	elections      elections
+	// shortfalls are the buckets found with fewer replicas than
+	// --replicas (replicas.go).
+	shortfalls replicaShortfalls
 
 	authSub    *nats.Subscription
 	overrunSub *nats.Subscription // subjects.UploadOverrun
@@ -157,6 +160,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
 		s.followUsage,
+		s.watchReplicas,
 	} {
 		s.wg.Add(1)
 		go func() {

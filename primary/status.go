@@ -42,9 +42,11 @@ func (s *Server) status(c *call) (any, error) {
 	if st.ReadOnly {
 		// Without a quorum every JetStream call waits for its deadline:
 		// report what this process knows by itself.
+		st.Warnings = s.shortfalls.warnings()
 		return st, nil
 	}
 	st.Streams = s.streamStatuses(c.ctx)
+	st.Warnings = s.replicaWarnings(st.Streams)
 	files := st.Streams[0]
 	if files.Error != "" {
 		return st, nil // listing the files would fail the same way, slowly

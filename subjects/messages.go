@@ -333,6 +333,9 @@ type StatusReply struct {
 	ReadOnly bool `json:"read_only,omitempty"`
 	// Streams are the streams behind every bucket ftfs uses.
 	Streams []StreamStatus `json:"streams,omitempty"`
+	// Warnings are what the operator should act on, such as a bucket
+	// with fewer replicas than the server's --replicas.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // BrokerStatus names a broker.

@@ -5,14 +5,20 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ftfs/ftfs/subjects"
 	"github.com/ftfs/ftfs/testing/ftfstest"
 )
 
+// mtimeSlack is how far a restored file's modification time may be from
+// the one it had.
+const mtimeSlack = time.Second
+
 // TestRestoreAfterTotalLoss loses every byte of JetStream data (the broker's
 // data dir is gone) and brings the files back from the backup's replica dir
-// with `ftfs restore`: same names, bytes, digests and owners.
+// with `ftfs restore`: same names, bytes, digests, owners and modification
+// times.
 func TestRestoreAfterTotalLoss(t *testing.T) {
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
 	sys.AddUser(t, "alice")
@@ -27,6 +33,21 @@ func TestRestoreAfterTotalLoss(t *testing.T) {
 	}
 	owner := map[string]string{"alice/notes.txt": "alice", "alice/big.bin": "alice", "shared/empty": "admin", "shared/report.pdf": "admin", "deep/a/b/c/d/e.txt": "alice"}
 	replicaMatches(t, sys)
+	before, err := admin.List(ctxT(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	modified := map[string]time.Time{}
+	var latest time.Time
+	for _, f := range before {
+		modified[f.Name] = f.Modified
+		if f.Modified.After(latest) {
+			latest = f.Modified
+		}
+	}
+	// Restore runs well after the last put, so that a restored file with
+	// the restore's time is told from one with its own.
+	time.Sleep(time.Until(latest.Add(3 * mtimeSlack)))
 
 	for _, p := range []string{"primary", "backup", "broker1"} {
 		sys.Kill(t, p)
@@ -60,6 +81,11 @@ func TestRestoreAfterTotalLoss(t *testing.T) {
 		}
 		if f.Owner != owner[f.Name] || f.Digest != ftfstest.Digest(data) {
 			t.Errorf("%s: owner %s digest %s, want %s %s", f.Name, f.Owner, f.Digest, owner[f.Name], ftfstest.Digest(data))
+		}
+		// The replica records when the file's meta was stored, a write's
+		// round trip after the time its server gave it.
+		if d := f.Modified.Sub(modified[f.Name]).Abs(); d > mtimeSlack {
+			t.Errorf("%s: modified %s after restore, %s before (%s apart)", f.Name, f.Modified, modified[f.Name], d)
 		}
 		ftfstest.SameBytes(t, data, ftfstest.GetBytes(t, admin, f.Name))
 	}

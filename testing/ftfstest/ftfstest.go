@@ -12,6 +12,7 @@ package ftfstest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -422,6 +423,26 @@ func (sys *System) Restart(t testing.TB, name string) {
 	}
 }
 
+// RestartTogether starts dead brokers again all at once and waits until
+// each is healthy: the brokers of a cluster that lost them all, which
+// report themselves healthy only once enough of them are up to elect a
+// JetStream meta leader.
+func (sys *System) RestartTogether(t testing.TB, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		p := sys.Process(name)
+		select {
+		case <-p.exited:
+		default:
+			t.Fatalf("restart %s: still running", name)
+		}
+		sys.launch(t, p)
+	}
+	for _, name := range names {
+		sys.waitHealthy(t, sys.Process(name))
+	}
+}
+
 func (sys *System) waitHealthy(t testing.TB, p *Process) {
 	t.Helper()
 	url := fmt.Sprintf("http://127.0.0.1:%d/healthz", p.monitor)
@@ -613,6 +634,9 @@ func (sys *System) AddUser(t testing.TB, name string) string {
 type CLI struct {
 	sys  *System
 	home string
+	// Timeout is how long one run may take before it is killed (exit
+	// code -1); 0 is three minutes.
+	Timeout time.Duration
 }
 
 // CLI returns a command-line user whose session lives in its own dir.
@@ -649,7 +673,7 @@ type Result struct {
 // Exec runs ftfs with the given stdin and stdout.
 func (c *CLI) Exec(t testing.TB, stdin io.Reader, stdout io.Writer, env []string, args ...string) Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(c.Timeout, 3*time.Minute))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, Binary(t), args...)
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+c.home, "NATS_URL="+c.sys.URLs())
