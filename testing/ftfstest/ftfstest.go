@@ -409,6 +409,17 @@ func (sys *System) Thaw(t testing.TB, name string) {
 // until it serves.
 func (sys *System) Restart(t testing.TB, name string) {
 	t.Helper()
+	if strings.HasPrefix(name, "broker") {
+		sys.RestartTogether(t, name)
+		return
+	}
+	sys.relaunch(t, name)
+	sys.WaitServers(t, name)
+}
+
+// relaunch starts a dead process again with its flags and data dir.
+func (sys *System) relaunch(t testing.TB, name string) {
+	t.Helper()
 	p := sys.Process(name)
 	select {
 	case <-p.exited:
@@ -416,11 +427,6 @@ func (sys *System) Restart(t testing.TB, name string) {
 		t.Fatalf("restart %s: still running", name)
 	}
 	sys.launch(t, p)
-	if strings.HasPrefix(name, "broker") {
-		sys.waitHealthy(t, p)
-	} else {
-		sys.WaitServers(t, name)
-	}
 }
 
 // RestartTogether starts dead brokers again all at once and waits until
@@ -430,13 +436,7 @@ func (sys *System) Restart(t testing.TB, name string) {
 func (sys *System) RestartTogether(t testing.TB, names ...string) {
 	t.Helper()
 	for _, name := range names {
-		p := sys.Process(name)
-		select {
-		case <-p.exited:
-		default:
-			t.Fatalf("restart %s: still running", name)
-		}
-		sys.launch(t, p)
+		sys.relaunch(t, name)
 	}
 	for _, name := range names {
 		sys.waitHealthy(t, sys.Process(name))
