@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -82,62 +81,6 @@ func TestFreshCommandsRightAfterABrokerKill(t *testing.T) {
 			}
 		}
 		sys.Restart(t, victim)
-	}
-}
-
-// TestWritesInAQuorumLossAreRefusedAsReadOnly starts new CLI puts, one
-// after another, from the moment two of three brokers die: each must be
-// stored (before the loss is seen) or refused with the read-only error,
-// never fail on its connection (issue 15, item 3).
-func TestWritesInAQuorumLossAreRefusedAsReadOnly(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a quorum loss of half a minute; skipped with -short")
-	}
-	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
-	cli := sys.AdminCLI(t)
-	if _, stderr, code := cli.Run(t, strings.NewReader("before"), nil, "put", "-", "q/before"); code != 0 {
-		t.Fatal(stderr)
-	}
-	sys.WaitHealthy(t)
-
-	// Two brokers, one of them a file server's, so that clients and a
-	// file server move to the survivor.
-	held := append(sys.BrokersHolding(t, subjects.ConnNamePrimary), sys.BrokersHolding(t, subjects.ConnNameBackup)...)
-	down := []string{held[0]}
-	for _, b := range sys.BrokerNames() {
-		if len(down) < 2 && b != down[0] {
-			down = append(down, b)
-		}
-	}
-	fault := time.Now()
-	for _, b := range down {
-		sys.Kill(t, b)
-	}
-	var readOnlyAt time.Duration
-	for i := 0; time.Since(fault) < 25*time.Second; i++ {
-		start := time.Now()
-		_, stderr, code := cli.Run(t, strings.NewReader("data"), nil, "put", "-", fmt.Sprintf("q/%d", i))
-		took := time.Since(start)
-		switch {
-		case code == 0:
-			t.Logf("put %d stored after %v", i, took.Round(time.Millisecond))
-		case strings.Contains(stderr, "read-only"):
-			if readOnlyAt == 0 {
-				readOnlyAt = time.Since(fault)
-			}
-		default:
-			t.Errorf("put %d, %v after the fault: exit %d after %v: %s", i, start.Sub(fault).Round(time.Millisecond), code, took.Round(time.Millisecond), stderr)
-		}
-	}
-	if readOnlyAt == 0 {
-		t.Fatal("no put was refused as read-only in 25 s of quorum loss")
-	}
-	t.Logf("figures: first read-only answer %v after the fault", readOnlyAt.Round(time.Millisecond))
-	// Two brokers' routes close the moment they die; the file servers
-	// count the brokers they reach. Before, they waited on JetStream's
-	// own verdict: 13 to 23 s.
-	if readOnlyAt > 8*time.Second {
-		t.Errorf("the first write refused as read-only came %v after the fault", readOnlyAt.Round(time.Millisecond))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -50,11 +51,36 @@ func TestQuorumLoss(t *testing.T) {
 	}
 	t.Logf("killed %v", down)
 
-	ftfstest.Eventually(t, time.Minute, "a write refused as read-only", func() bool {
-		_, err := reader.Put(ctxFor(t, 15*time.Second), "ro/probe", strings.NewReader("x"), 1)
-		return errors.Is(err, client.ErrReadOnly)
-	})
-	t.Logf("figures: read-only %v after the fault", time.Since(fault).Round(time.Millisecond))
+	// Fresh CLI puts, one after another from the moment of the fault, as
+	// a user would type them: each is stored (before the loss is seen)
+	// or refused as read-only, never fails on its connection (issue 15,
+	// item 3).
+	var readOnlyAt time.Duration
+	for i := 0; readOnlyAt == 0 && time.Since(fault) < time.Minute; i++ {
+		start := time.Now()
+		_, stderr, code := cli.Run(t, strings.NewReader("x"), nil, "put", "-", fmt.Sprintf("ro/fresh-%d", i))
+		switch {
+		case code == 0:
+			t.Logf("put %d, %v after the fault, stored", i, start.Sub(fault).Round(time.Millisecond))
+		case strings.Contains(stderr, "read-only"):
+			readOnlyAt = time.Since(fault)
+		default:
+			t.Errorf("put %d, %v after the fault: exit %d after %v: %s", i, start.Sub(fault).Round(time.Millisecond), code, time.Since(start).Round(time.Millisecond), stderr)
+		}
+	}
+	if readOnlyAt == 0 {
+		t.Fatal("no put refused as read-only in a minute of quorum loss")
+	}
+	t.Logf("figures: read-only %v after the fault", readOnlyAt.Round(time.Millisecond))
+	// The brokers' routes close the moment two die, and the file servers
+	// count the brokers they reach; before, they waited on JetStream's
+	// own verdict: 9 to 10 s here, 23 s for a fresh put.
+	if readOnlyAt > 8*time.Second {
+		t.Errorf("the first write refused as read-only came %v after the fault", readOnlyAt.Round(time.Millisecond))
+	}
+	if _, err := reader.Put(ctxFor(t, 15*time.Second), "ro/probe", strings.NewReader("x"), 1); !errors.Is(err, client.ErrReadOnly) {
+		t.Fatalf("a put through the library while read-only: %v", err)
+	}
 
 	t.Run("every write fails fast with a clear error", func(t *testing.T) {
 		some := slices.Sorted(maps.Keys(stored))[0]

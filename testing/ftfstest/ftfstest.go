@@ -729,18 +729,31 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 	}
 }
 
-// FreePorts finds n free loopback ports.
+// handedOut are the ports FreePorts has given in this process.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreePorts finds n free loopback ports, none given before in this process.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ls []net.Listener
 	var ports []int
-	for range n {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for len(ports) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		port := l.Addr().(*net.TCPAddr).Port
+		if handedOut.ports[port] {
+			continue // a system started alongside (t.Parallel) may not have bound it yet
+		}
+		handedOut.ports[port] = true
+		ports = append(ports, port)
 	}
 	for _, l := range ls {
 		l.Close()
