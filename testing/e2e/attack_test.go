@@ -45,6 +45,7 @@ type attackState struct {
 }
 
 func TestRepliesGoNowhereButTheAskersInbox(t *testing.T) {
+	t.Parallel() // see doc.go
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
 	sys.AddUser(t, "alice")
 	sys.AddUser(t, "bob")

@@ -35,6 +35,7 @@ var throttledMsg = regexp.MustCompile(`^too many failed logins: try again in (\d
 // both servers; and the servers' audit log records it all without a
 // password or a token.
 func TestAuthentication(t *testing.T) {
+	t.Parallel() // see doc.go
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"), ftfstest.ServerArgs(authArgs...))
 	admin := sys.Login(t, "admin")
 	secrets := []string{sys.ServicePassword, sys.AdminPassword, admin.Token()}

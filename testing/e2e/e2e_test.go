@@ -32,6 +32,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 
 // TestCore walks what a team does with ftfs on one running system.
 func TestCore(t *testing.T) {
+	t.Parallel() // see doc.go
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
 	admin := sys.Login(t, "admin")
 	sys.AddUser(t, "alice")

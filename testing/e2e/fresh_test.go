@@ -88,6 +88,7 @@ func TestFreshCommandsRightAfterABrokerKill(t *testing.T) {
 // says that no file server runs, not that the connection timed out or
 // that the password is wrong (issue 15, item 7).
 func TestNoFileServerSaysSo(t *testing.T) {
+	t.Parallel() // see doc.go
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary"))
 	cli := sys.AdminCLI(t)
 	sys.Kill(t, "primary")

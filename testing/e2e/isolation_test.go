@@ -16,6 +16,7 @@ import (
 // connection may not do: read storage, serve requests, or read another
 // user's replies.
 func TestUserConnectionsAreIsolated(t *testing.T) {
+	t.Parallel() // see doc.go
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
 	sys.AddUser(t, "alice")
 	sys.AddUser(t, "bob")

@@ -20,6 +20,7 @@ const mtimeSlack = time.Second
 // with `ftfs restore`: same names, bytes, digests, owners and modification
 // times.
 func TestRestoreAfterTotalLoss(t *testing.T) {
+	t.Parallel() // see doc.go
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
 	sys.AddUser(t, "alice")
 	alice := sys.Login(t, "alice")

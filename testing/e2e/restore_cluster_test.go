@@ -25,6 +25,7 @@ import (
 // says (no --replicas: restore picks three on a cluster of three), once
 // with --replicas 1, which the file servers (--replicas 3) must raise.
 func TestRestoreOnAClusterSurvivesABrokerKill(t *testing.T) {
+	t.Parallel() // see doc.go
 	if testing.Short() {
 		t.Skip("two three-broker clusters restored; skipped with -short")
 	}
@@ -154,6 +155,7 @@ func streamState(js jetstream.JetStream, stream string, replicas int) string {
 // it got. (Before every call had a deadline, 1 of 16 tries here hung until
 // the test's deadline killed it.)
 func TestRestoreRightAfterAClusterStarts(t *testing.T) {
+	t.Parallel() // see doc.go
 	if testing.Short() {
 		t.Skip("twenty three-broker clusters; skipped with -short")
 	}

@@ -16,6 +16,7 @@ import (
 // broker answers for itself, one leads the meta group, every bucket's
 // stream has a leader; and a killed broker is shown unreachable.
 func TestStatusShowsBrokersAndBuckets(t *testing.T) {
+	t.Parallel() // see doc.go
 	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
 	cli := sys.AdminCLI(t)
 	status := func() (client.Status, bool) {

@@ -30,6 +30,7 @@ func tlsCtx(t *testing.T) context.Context {
 // routes between brokers. It ends with the primary killed in the middle of
 // an upload, which completes all the same.
 func TestTLS(t *testing.T) {
+	t.Parallel() // see doc.go
 	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"), ftfstest.TLS())
 	plainURLs := strings.ReplaceAll(sys.URLs(), "tls://", "nats://")
 

@@ -30,6 +30,7 @@ import (
 // uploads and downloads run meanwhile; and afterwards every user's good
 // requests are answered.
 func TestBadRequestsAtTheWire(t *testing.T) {
+	t.Parallel() // see doc.go
 	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
 	malloryPassword := sys.AddUser(t, "mallory")
 	sys.AddUser(t, "carol")
