@@ -263,7 +263,7 @@ func (s *Server) requestAll(nc *nats.Conn, subject string, body []byte) (*nats.S
 // brokers the broker of this server's front connection can reach answer
 // (the brokers answer in the users' account); with brokers killed, not
 // cut off, the storage connection's broker sees the same. An error: the
-// question could not be sent.
+// question could not be sent, or no broker answered.
 func (s *Server) quorumReachable() (bool, error) {
 	sub, err := s.requestAll(s.front, subjects.BrokerCensus, nil)
 	if err != nil {
@@ -285,5 +285,11 @@ func (s *Server) quorumReachable() (bool, error) {
 		up[rep.Name] = true
 		need = max(need, rep.QuorumNeeded, rep.MetaSize/2+1)
 	}
-	return need > 0 && len(up) >= need, nil
+	if len(up) == 0 {
+		// Not even the broker the question went through answered: it is
+		// frozen or dying, and says nothing of the others (a chaos soak
+		// turned a server read-only for 5 s while its broker was frozen).
+		return false, errors.New("no broker answered the census")
+	}
+	return len(up) >= need, nil
 }
