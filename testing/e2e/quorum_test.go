@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ftfs/ftfs/client"
+	"github.com/ftfs/ftfs/subjects"
 	"github.com/ftfs/ftfs/testing/ftfstest"
 )
 
@@ -290,4 +291,28 @@ func TestQuorumLossRightAfterALargePut(t *testing.T) {
 	sys.Restart(t, down[0])
 	sys.Restart(t, down[1])
 	replicaMatches(t, sys)
+}
+
+// TestAFrozenBrokerIsNotAQuorumLoss freezes the broker a file server is
+// connected through, for longer than a quorum loss takes to be seen, with
+// the other two up: no server may turn read-only (a chaos soak saw one do
+// so while its front connection's broker was frozen and answered nothing),
+// and writes go on once it is thawed.
+func TestAFrozenBrokerIsNotAQuorumLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("freezes a broker for 6 s; skipped with -short")
+	}
+	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
+	admin := sys.Login(t, "admin")
+	sys.PutRandom(t, admin, "frozen/before", 1000)
+	victim := sys.BrokersHolding(t, subjects.ConnNamePrimary)[0]
+	sys.Freeze(t, victim)
+	time.Sleep(6 * time.Second)
+	sys.Thaw(t, victim)
+	sys.PutRandom(t, admin, "frozen/after", 1000)
+	for _, server := range []string{"primary", "backup"} {
+		if strings.Contains(sys.Logs(server), "storage quorum lost") {
+			t.Errorf("%s turned read-only while %s was frozen and the two others were up", server, victim)
+		}
+	}
 }
