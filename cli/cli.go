@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -38,6 +39,14 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 			code = 1
 		}
 	}()
+	if path := e.getenv(EnvCPUProfile); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "ftfs: %v\n", err)
+			return 1
+		}
+		defer stop()
+	}
 	root := newRoot(e)
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -57,6 +66,27 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	fmt.Fprintf(stderr, "ftfs: %s\n", explain(err))
 	return 1
+}
+
+// EnvCPUProfile, when set, names a file that gets a CPU profile of the
+// whole command (go tool pprof reads it): where a get's or a server's time
+// goes, measured in the process itself.
+const EnvCPUProfile = "FTFS_CPUPROFILE"
+
+// startCPUProfile profiles the process until the returned stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // usageError marks a mistake in the command line.
