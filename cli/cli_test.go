@@ -176,3 +176,18 @@ func TestStatusShowsWarnings(t *testing.T) {
 		t.Fatalf("status:\n%s", out.String())
 	}
 }
+
+func TestCPUProfileOnRequest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.prof")
+	t.Setenv(EnvCPUProfile, path)
+	if _, stderr, code := run(t, "version"); code != 0 {
+		t.Fatalf("version: exit %d: %s", code, stderr)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("no profile at %s: %v", path, err)
+	}
+	t.Setenv(EnvCPUProfile, filepath.Join(t.TempDir(), "missing-dir", "cpu.prof"))
+	if _, stderr, code := run(t, "version"); code != 1 || !strings.Contains(stderr, "cpu profile") {
+		t.Fatalf("a profile that cannot be written: exit %d: %s", code, stderr)
+	}
+}
