@@ -40,7 +40,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		}
 	}()
 	if path := e.getenv(EnvCPUProfile); path != "" {
-		stop, err := startCPUProfile(path)
+		stop, err := StartCPUProfile(path)
 		if err != nil {
 			fmt.Fprintf(stderr, "ftfs: %v\n", err)
 			return 1
@@ -73,8 +73,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 // goes, measured in the process itself.
 const EnvCPUProfile = "FTFS_CPUPROFILE"
 
-// startCPUProfile profiles the process until the returned stop.
-func startCPUProfile(path string) (stop func(), err error) {
+// StartCPUProfile profiles the process into the file path until the
+// returned stop (the bench's -cpuprofile uses it too).
+func StartCPUProfile(path string) (stop func(), err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("cpu profile: %w", err)

@@ -28,13 +28,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/ftfs/ftfs/cli"
 	"github.com/ftfs/ftfs/primary"
 )
 
@@ -125,7 +125,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *cpuProfile != "" {
-		stop, err := startCPUProfile(*cpuProfile)
+		stop, err := cli.StartCPUProfile(*cpuProfile)
 		if err != nil {
 			fmt.Fprintf(stderr, "bench: %v\n", err)
 			return 1
@@ -232,22 +232,6 @@ func (cfg *Config) parse(size, smallSize, clients, phases string) error {
 		return fmt.Errorf("-mixed-time, -op-timeout and -settle must be positive")
 	}
 	return nil
-}
-
-// startCPUProfile profiles this process until the returned stop.
-func startCPUProfile(path string) (stop func(), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
 }
 
 // hostInfo describes this machine now.
