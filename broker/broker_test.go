@@ -116,6 +116,14 @@ func TestPortInUseIsAClearError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprint(port)) {
 		t.Fatalf("err = %v, want one naming port %d", err, port)
 	}
+	// The cluster port too, at once: nats-server itself would wait out
+	// its readiness deadline on the failed listener.
+	start := time.Now()
+	_, err = Start(Config{Port: -1, HTTPPort: -1, DataDir: t.TempDir(), ServicePassword: pw, Logger: quiet(),
+		Cluster: "ftfs-test", ClusterPort: port, Routes: []string{fmt.Sprintf("nats-route://127.0.0.1:%d", port)}})
+	if err == nil || !strings.Contains(err.Error(), "cluster port") || time.Since(start) > 10*time.Second {
+		t.Fatalf("cluster port in use: err = %v after %v, want one naming the cluster port at once", err, time.Since(start))
+	}
 }
 
 // A frozen client keeps its socket open but answers no PING; the broker must

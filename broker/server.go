@@ -345,7 +345,11 @@ func Start(cfg Config) (*Broker, error) {
 	for _, p := range []struct {
 		what, host string
 		port       int
-	}{{"client", opts.Host, opts.Port}, {"monitoring", opts.HTTPHost, opts.HTTPPort}} {
+	}{{"client", opts.Host, opts.Port}, {"monitoring", opts.HTTPHost, opts.HTTPPort}, {"cluster", opts.Cluster.Host, opts.Cluster.Port}} {
+		// nats-server waits out readyWithin (15 minutes) on a listener
+		// that failed: a port in use would hang the start silently (a
+		// race-enabled CI run of TestTLSClusterRoutes hung on its
+		// cluster port until go test's timeout).
 		if p.port > 0 {
 			l, err := net.Listen("tcp", net.JoinHostPort(p.host, strconv.Itoa(p.port)))
 			if err != nil {
