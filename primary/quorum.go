@@ -16,9 +16,9 @@ import (
 
 // Quorum loss. With two of three brokers down JetStream can neither store
 // nor read through its leaders; a request that waits for it would hang
-// until its deadline. Each file server therefore polls JetStream and, while
-// the cluster answers "temporarily unavailable" and too few brokers are up
-// to elect a leader, is read-only: writes fail at once with CodeReadOnly,
+// until its deadline. Each file server therefore counts the brokers that
+// answer its census (subjects.BrokerCensus) and, while too few are up to
+// elect a leader, is read-only: writes fail at once with CodeReadOnly,
 // sessions and users are checked against an in-memory mirror of their
 // buckets, and reads are served from a backup's replica dir (see Fallback).
 
