@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,7 +41,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		}
 	}()
 	if path := e.getenv(EnvCPUProfile); path != "" {
-		stop, err := StartCPUProfile(path)
+		stop, err := StartCPUProfile(strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid())))
 		if err != nil {
 			fmt.Fprintf(stderr, "ftfs: %v\n", err)
 			return 1
@@ -70,7 +71,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 
 // EnvCPUProfile, when set, names a file that gets a CPU profile of the
 // whole command (go tool pprof reads it): where a get's or a server's time
-// goes, measured in the process itself.
+// goes, measured in the process itself. A %p in the name stands for the
+// process ID, so that every process of a system writes its own.
 const EnvCPUProfile = "FTFS_CPUPROFILE"
 
 // StartCPUProfile profiles the process into the file path until the

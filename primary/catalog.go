@@ -102,7 +102,7 @@ func (u *usage) listFiles(r subjects.ListRequest) subjects.ListReply {
 			reply.More = true
 			break
 		}
-		reply.Files = append(reply.Files, u.files[name])
+		reply.Files = append(reply.Files, u.files[name].FileInfo)
 	}
 	return reply
 }
@@ -135,4 +135,28 @@ func (u *usage) filesAhead(seq uint64) bool {
 		close(u.filesStale)
 	}
 	return true
+}
+
+// indexedObject is name's file as the index holds it: its meta, as far as
+// the index keeps it, at the sequence it was stored, or the zero object
+// when the index holds no live file of that name.
+func (u *usage) indexedObject(bucket, name string) object {
+	u.mu.Lock()
+	f, ok := u.files[name]
+	u.mu.Unlock()
+	if !ok {
+		return object{}
+	}
+	return object{seq: f.seq, info: jetstream.ObjectInfo{
+		ObjectMeta: jetstream.ObjectMeta{
+			Name:     f.Name,
+			Metadata: map[string]string{subjects.MetaOwner: f.Owner},
+		},
+		Bucket:  bucket,
+		NUID:    f.Version,
+		Size:    uint64(f.Size),
+		ModTime: f.Modified,
+		Chunks:  f.Chunks,
+		Digest:  f.Digest,
+	}}
 }

@@ -59,6 +59,20 @@ func (s *Server) getObject(ctx context.Context, name string) (object, error) {
 	return o, nil
 }
 
+// lookupObject is name's meta as the files index holds it, without a
+// storage call, or when fresh as storage holds it (getObject). A small
+// put or a delete decides on the index first and reads storage only when
+// it must: the index lags storage by a moment, but a write made on what it
+// says names the sequence it saw, and fails (errConflict) rather than
+// overwrite a change the index has not seen yet; a refusal made on it
+// (no such file, it exists, not yours) is confirmed on storage.
+func (s *Server) lookupObject(ctx context.Context, name string, fresh bool) (object, error) {
+	if !fresh {
+		return s.usage.indexedObject(s.cfg.Bucket, name), nil
+	}
+	return s.getObject(ctx, name)
+}
+
 // liveObject is getObject for a name that must exist.
 func (s *Server) liveObject(ctx context.Context, name string) (object, error) {
 	if err := subjects.ValidName(name); err != nil {
@@ -76,28 +90,57 @@ func (s *Server) liveObject(ctx context.Context, name string) (object, error) {
 
 // putMeta stores info as the meta message of its name, provided the name's
 // meta is still at expectSeq. It returns errConflict when it has moved.
-// claimedMeta is putMeta for a request that may run under a claim
-// (stillClaimed).
-func (s *Server) claimedMeta(c *call, info jetstream.ObjectInfo, expectSeq uint64) (uint64, error) {
-	if err := s.stillClaimed(c); err != nil {
-		return 0, err
-	}
-	return s.putMeta(c.ctx, info, expectSeq)
+func (s *Server) putMeta(ctx context.Context, info jetstream.ObjectInfo, expectSeq uint64) (uint64, error) {
+	seq, _, err := s.writeMeta(ctx, info, expectSeq, "")
+	return seq, err
 }
 
-func (s *Server) putMeta(ctx context.Context, info jetstream.ObjectInfo, expectSeq uint64) (uint64, error) {
+// requestMeta is putMeta for the request c, of which it is the write named
+// part (a rename makes two). It says whether an earlier run of the request
+// made the write already (done).
+//
+// A request runs at most once per request ID: the write carries the
+// request's ID as its message ID, and JetStream stores one message per ID
+// within the stream's duplicate window (two minutes), answering any other
+// with the first one's sequence. So a copy of a request held by a frozen
+// server, which a retry has run since on the other server, finds its write
+// done once it thaws, instead of making it a second time: the client may
+// have acted on the retry's answer meanwhile, and a second put would bring
+// back the file it deleted. Two copies running at once (a client that gave
+// up on a slow server) settle the same way. A run only writes within
+// requestTimeout of its start, well inside the window.
+func (s *Server) requestMeta(c *call, info jetstream.ObjectInfo, expectSeq uint64, part string) (seq uint64, done bool, err error) {
+	key := c.requestKey()
+	if key == "" {
+		seq, err = s.putMeta(c.ctx, info, expectSeq)
+		return seq, false, err
+	}
+	if dl, ok := c.ctx.Deadline(); ok && !time.Now().Before(dl) {
+		// A run that outlived its time, frozen maybe: its client has
+		// given up on it, and its write might come after the window.
+		return 0, false, wrapStorage("write file info", context.DeadlineExceeded)
+	}
+	return s.writeMeta(c.ctx, info, expectSeq, key+part)
+}
+
+// writeMeta stores info's meta message under message ID msgID, or one
+// derived from the write when msgID is "". The write is sent again when its
+// acknowledgement is lost (a leader dying with it); the message ID makes
+// JetStream answer a second copy with the first one's sequence (duplicate)
+// instead of storing, or refusing, it.
+func (s *Server) writeMeta(ctx context.Context, info jetstream.ObjectInfo, expectSeq uint64, msgID string) (seq uint64, duplicate bool, err error) {
 	data, err := json.Marshal(info)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	m := nats.NewMsg(s.metaSubject(info.Name))
 	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expectSeq, 10))
-	// The write is sent again when its acknowledgement is lost (a leader
-	// dying with it); the message ID makes JetStream answer a second copy
-	// with the first one's sequence instead of storing, or refusing, it.
-	sum := sha256.Sum256(append([]byte(m.Subject+"\x00"+strconv.FormatUint(expectSeq, 10)+"\x00"), data...))
-	m.Header.Set(jetstream.MsgIDHeader, hex.EncodeToString(sum[:16]))
+	if msgID == "" {
+		sum := sha256.Sum256(append([]byte(m.Subject+"\x00"+strconv.FormatUint(expectSeq, 10)+"\x00"), data...))
+		msgID = hex.EncodeToString(sum[:16])
+	}
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	m.Data = data
 	var ack *jetstream.PubAck
 	err = s.retryFor(ctx, s.filesStream(), func(ctx context.Context) (err error) {
@@ -105,12 +148,12 @@ func (s *Server) putMeta(ctx context.Context, info jetstream.ObjectInfo, expectS
 		return err
 	})
 	if isWrongLastSequence(err) {
-		return 0, errConflict
+		return 0, false, errConflict
 	}
 	if err != nil {
-		return 0, wrapStorage("write file info", err)
+		return 0, false, wrapStorage("write file info", err)
 	}
-	return ack.Sequence, nil
+	return ack.Sequence, ack.Duplicate, nil
 }
 
 var errConflict = subjects.Errorf(subjects.CodeConflict, "the file changed meanwhile; try again")
@@ -305,32 +348,41 @@ func (s *Server) delete(c *call) (any, error) {
 	if err := subjects.ValidName(r.Name); err != nil {
 		return nil, err
 	}
-	for attempt := 0; ; attempt++ {
-		o, err := s.getObject(c.ctx, r.Name)
+	for attempt, fresh := 0, false; ; fresh = true {
+		o, err := s.lookupObject(c.ctx, r.Name, fresh)
 		if err != nil {
 			return nil, err
 		}
 		if !o.live() {
-			if doneBy(c, o) {
+			switch {
+			case !fresh:
+				continue // the index may lag: look in storage
+			case doneBy(c, o):
 				return nil, nil // this request deleted it already
 			}
 			return nil, subjects.Errorf(subjects.CodeNotFound, "no file %q", r.Name)
 		}
 		if err := mayChange(c, o); err != nil {
+			if !fresh {
+				continue
+			}
 			return nil, err
 		}
 		tomb := stamped(c, o.info)
 		tomb.Deleted, tomb.Size, tomb.Chunks, tomb.Digest = true, 0, 0, ""
 		tomb.ModTime = time.Now().UTC()
-		seq, err := s.claimedMeta(c, tomb, o.seq)
+		seq, done, err := s.requestMeta(c, tomb, o.seq, "")
 		if err == errConflict && attempt < 3 {
+			attempt++
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		s.purgeLater(o.info.NUID, seq)
-		s.audit("file deleted", "name", r.Name, "by", c.user)
+		s.purgeLater(o.info.NUID, seq) // only if no name points at it
+		if !done {
+			s.audit("file deleted", "name", r.Name, "by", c.user)
+		}
 		return nil, nil
 	}
 }
@@ -427,14 +479,14 @@ func (s *Server) rename(c *call) (any, error) {
 		moved := stamped(c, from.info)
 		moved.Name = r.To
 		moved.ModTime = from.info.ModTime // the content's, as mv keeps it
-		if _, err = s.claimedMeta(c, moved, to.seq); err == errConflict && attempt < 3 {
+		if _, _, err = s.requestMeta(c, moved, to.seq, ".to"); err == errConflict && attempt < 3 {
 			continue
 		} else if err != nil {
 			return nil, err
 		}
 		tomb := stamped(c, from.info)
 		tomb.Deleted, tomb.Size, tomb.Chunks, tomb.Digest = true, 0, 0, ""
-		tombSeq, err := s.claimedMeta(c, tomb, from.seq)
+		tombSeq, _, err := s.requestMeta(c, tomb, from.seq, ".from")
 		if err != nil {
 			// The new name is in place; the old one still shows the same
 			// content. Report it: the user can remove the old name.

@@ -227,11 +227,12 @@ const pendingStale = requestTimeout + 5*time.Second
 // first one's outcome before answering busy.
 const outcomeWait = 2 * time.Second
 
-// idempotent runs a mutating request at most once per HeaderRequestID (from
-// the same user): it claims the ID in the requests bucket before running,
-// answers a retry that arrives meanwhile with "busy" (the client retries)
-// and a later one with the first outcome. So a client retrying after a lost
-// or slow reply, maybe on the other server, never deletes or renames twice.
+// idempotent runs a user-admin request at most once per HeaderRequestID
+// (from the same user): it claims the ID in the requests bucket before
+// running, answers a retry that arrives meanwhile with "busy" (the client
+// retries) and a later one with the first outcome. So a client retrying
+// after a lost or slow reply, maybe on the other server, never removes a
+// user twice. File requests need no claim (requestMeta).
 func (s *Server) idempotent(f op) op {
 	return func(c *call) (any, error) {
 		key := c.requestKey()

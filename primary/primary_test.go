@@ -22,11 +22,14 @@ import (
 
 const testServicePassword = "test-service-password"
 
+// testSystemPassword enables the operator identity (subjects.OperatorUser).
+const testSystemPassword = "test-system-password"
+
 func startTestBroker(t testing.TB) string {
 	t.Helper()
 	b, err := broker.Start(broker.Config{
 		Port: -1, HTTPPort: -1, DataDir: t.TempDir(), ServicePassword: testServicePassword,
-		Logger: startTestLogger(),
+		SystemPassword: testSystemPassword, Logger: startTestLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,7 @@ package primary
 // visible. There is nothing to resume: a put whose server dies is sent
 // again whole, and the meta's request mark (stamped, doneBy) answers a
 // retry of a put that got through with the file it stored. Like every
-// mutating request a put runs at most once per request ID (idempotent):
+// mutating request a put runs at most once per request ID (requestMeta):
 // the mark alone let a copy of the request held by a frozen server store
 // the file again after the client had deleted it (the fault matrix found
 // the deleted file back).
@@ -95,8 +95,8 @@ func (s *Server) put(c *call) (any, error) {
 			s.purgeLater(id, 0)
 		}
 	}
-	for attempt := 0; ; attempt++ {
-		cur, err := s.getObject(c.ctx, r.Name)
+	for attempt, fresh := 0, false; ; fresh = true {
+		cur, err := s.lookupObject(c.ctx, r.Name, fresh)
 		if err != nil {
 			drop()
 			return nil, err
@@ -106,26 +106,51 @@ func (s *Server) put(c *call) (any, error) {
 			return fileInfo(cur.info), nil
 		}
 		if err := s.mayReplace(c, rec, cur); err != nil {
+			if !fresh {
+				continue // the index may lag: look in storage
+			}
 			drop()
 			return nil, err
 		}
 		if err := contentStored(); err != nil {
 			return nil, err
 		}
-		seq, err := s.claimedMeta(c, info, cur.seq)
+		seq, done, err := s.requestMeta(c, info, cur.seq, "")
 		if err == errConflict && attempt < 3 {
+			attempt++
 			continue // the name changed meanwhile: look again
 		}
-		if err == errConflict || subjects.CodeOf(err) == subjects.CodeBusy {
-			drop() // no meta written: a conflict, or a run taken over (stillClaimed)
+		if err == errConflict {
+			drop() // no meta written
 		}
 		if err != nil {
 			// Any other failure may have stored the meta all the same
 			// (its answer lost): the content stays.
 			return nil, err
 		}
+		if done {
+			return s.putDoneBefore(c, info, drop), nil
+		}
 		return s.published(c, info, cur, seq), nil
 	}
+}
+
+// putDoneBefore answers a put whose meta an earlier run of the same
+// request wrote (requestMeta): this run's own attempt whose acknowledgement
+// was lost, or a copy run elsewhere. Unless that meta names this run's
+// content, the content goes (drop). The answer is the file as it stands
+// when it is still the request's; if the name has changed since, the file
+// as this run would have stored it.
+func (s *Server) putDoneBefore(c *call, info jetstream.ObjectInfo, drop func()) subjects.FileInfo {
+	cur, err := s.getObject(c.ctx, info.Name)
+	if err == nil && cur.live() && cur.info.NUID == info.NUID {
+		return fileInfo(cur.info)
+	}
+	drop()
+	if err == nil && cur.live() && doneBy(c, cur) {
+		return fileInfo(cur.info)
+	}
+	return fileInfo(info)
 }
 
 // storeWhole stores the content of a small file as the one chunk of

@@ -42,6 +42,13 @@ import (
 // syncWait bounds how long a refusal waits for the indexes to catch up.
 const syncWait = 5 * time.Second
 
+// indexedFile is a live file in the index and the stream sequence of its
+// meta message, which a write of the name may expect (knownObject).
+type indexedFile struct {
+	subjects.FileInfo
+	seq uint64
+}
+
 type uploadUse struct {
 	reserve int64     // announced size, or the bytes stored when more or unknown
 	active  time.Time // opened, resumed, checkpointed or (direct) its last chunk stored
@@ -56,7 +63,7 @@ type downloadKey struct{ user, id string }
 // methods are the accounting; the watches that feed it are Server methods.
 type usage struct {
 	mu          sync.Mutex
-	files       map[string]subjects.FileInfo    // live files by name, as their last meta message says
+	files       map[string]indexedFile          // live files by name, as their last meta message says
 	names       []string                        // names of files, sorted; nil after a file came or went
 	filesStale  chan struct{}                   // closed to make the files watch start over
 	stored      map[string]int64                // bytes of live files by owner
@@ -86,7 +93,7 @@ func (u *usage) signal() {
 func (u *usage) resetFiles() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.files, u.stored, u.filesSeq, u.names = map[string]subjects.FileInfo{}, map[string]int64{}, 0, nil
+	u.files, u.stored, u.filesSeq, u.names = map[string]indexedFile{}, map[string]int64{}, 0, nil
 	u.filesStale = make(chan struct{})
 }
 
@@ -113,7 +120,7 @@ func (u *usage) putFile(seq uint64, f subjects.FileInfo, live bool) {
 	}
 	live = live && f.Name != ""
 	if live {
-		u.files[f.Name] = f
+		u.files[f.Name] = indexedFile{f, seq}
 		u.stored[f.Owner] += f.Size
 	}
 	if had != live {

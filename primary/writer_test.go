@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strconv"
@@ -210,11 +211,11 @@ func TestWriterRepairsAfterFailedStores(t *testing.T) {
 	}
 }
 
-// TestAStaleRunOfARequestWritesNothing: a server frozen in the middle of a
-// request whose claim a retry took over meanwhile (and ran) must not write
-// the change when it thaws; the client may have acted on the retry's
-// answer (deleted the file the request put).
-func TestAStaleRunOfARequestWritesNothing(t *testing.T) {
+// TestAStaleRunOfAUserRequestWritesNothing: a server frozen in the middle
+// of a request whose claim a retry took over meanwhile (and ran) must not
+// write the change when it thaws; the client may have acted on the retry's
+// answer (removed the user the request added).
+func TestAStaleRunOfAUserRequestWritesNothing(t *testing.T) {
 	url := startTestBroker(t)
 	s := startTestServer(t, url, RolePrimary)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -223,30 +224,12 @@ func TestAStaleRunOfARequestWritesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &call{ctx: ctx, user: AdminUser, admin: true, claimKey: "stale-run", claim: rev}
-	info := jetstream.ObjectInfo{ObjectMeta: jetstream.ObjectMeta{Name: "stale.bin"}, Bucket: subjects.FilesBucket, NUID: "STALE"}
 	// A retry on the other server takes the claim over, runs, answers.
 	if _, err := s.requests.Update(ctx, "stale-run", []byte(`{"body":{}}`), rev); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.claimedMeta(c, info, 0); subjects.CodeOf(err) != subjects.CodeBusy {
-		t.Fatalf("stale run's write: %v, want busy", err)
-	}
-	if o, err := s.getObject(ctx, "stale.bin"); err != nil || o.seq != 0 {
-		t.Fatalf("stale run wrote the meta: %+v, %v", o, err)
-	}
-	// The run that holds the claim writes.
-	e, err := s.requests.Get(ctx, "stale-run")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.claim = e.Revision()
-	if _, err := s.claimedMeta(c, info, 0); err != nil {
-		t.Fatalf("claimed run's write: %v", err)
-	}
 
-	// The same for a user's creation: a stale run must not bring back a
-	// user removed since.
+	// A stale run must not bring back a user removed since.
 	add := &call{ctx: ctx, user: AdminUser, admin: true, claimKey: "stale-run", claim: rev,
 		req: requestWith(subjects.UserAdd, `{"user":"stale-user","password":"stale-password-1"}`)}
 	if _, err := s.userAdd(add); subjects.CodeOf(err) != subjects.CodeBusy {
@@ -254,6 +237,82 @@ func TestAStaleRunOfARequestWritesNothing(t *testing.T) {
 	}
 	if _, err := s.getUser(ctx, "stale-user"); subjects.CodeOf(err) != subjects.CodeNotFound {
 		t.Fatalf("stale run added the user: %v", err)
+	}
+}
+
+// TestAStaleRunOfAFileRequestWritesNothing: a copy of a put, delete or
+// rename that runs again after the request was answered, and after the
+// client acted on that answer, must not make its change a second time: a
+// server frozen with the request thaws and runs it (the fault matrix once
+// found a deleted file back this way).
+func TestAStaleRunOfAFileRequestWritesNothing(t *testing.T) {
+	url := startTestBroker(t)
+	s := startTestServer(t, url, RolePrimary)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	run := func(f op, subject, id string, req micro.Request) error {
+		t.Helper()
+		r := req.(*stubRequest)
+		r.subject = subjects.For(AdminUser, subject)
+		r.headers[subjects.HeaderRequestID] = []string{id}
+		_, err := f(&call{ctx: ctx, req: r, user: AdminUser, admin: true})
+		return err
+	}
+	put := func(name, id string) error {
+		data := []byte("content of " + name)
+		h, _ := json.Marshal(subjects.PutRequest{Name: name, Size: int64(len(data)), Digest: digestBytes(data), Overwrite: true})
+		return run(s.put, subjects.Put, id, &stubRequest{data: data, headers: micro.Headers{subjects.HeaderPut: {string(h)}}})
+	}
+	del := func(name, id string) error {
+		return run(s.delete, subjects.Delete, id, &stubRequest{data: []byte(`{"name":"` + name + `"}`), headers: micro.Headers{}})
+	}
+	rename := func(from, to, id string) error {
+		return run(s.rename, subjects.Rename, id, &stubRequest{data: []byte(`{"from":"` + from + `","to":"` + to + `"}`), headers: micro.Headers{}})
+	}
+	live := func(name string) bool {
+		t.Helper()
+		o, err := s.getObject(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.live()
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A put, answered; the client deletes the file; the put runs again.
+	must(put("put.txt", "put-1"))
+	must(del("put.txt", "del-1"))
+	if err := put("put.txt", "put-1"); err != nil {
+		t.Fatalf("stale put: %v, want the first run's answer", err)
+	}
+	if live("put.txt") {
+		t.Fatal("a stale run of a put brought back the file deleted since")
+	}
+
+	// A delete, answered; the client puts the file again; the delete runs
+	// again.
+	must(put("del.txt", "put-2"))
+	must(del("del.txt", "del-2"))
+	must(put("del.txt", "put-3"))
+	if err := del("del.txt", "del-2"); err != nil {
+		t.Fatalf("stale delete: %v, want the first run's answer", err)
+	}
+	if !live("del.txt") {
+		t.Fatal("a stale run of a delete removed the file put since")
+	}
+
+	// A rename, answered; the client renames it back; the rename runs again.
+	must(put("a.txt", "put-4"))
+	must(rename("a.txt", "b.txt", "mv-1"))
+	must(rename("b.txt", "a.txt", "mv-2"))
+	_ = rename("a.txt", "b.txt", "mv-1")
+	if !live("a.txt") || live("b.txt") {
+		t.Fatalf("a stale run of a rename moved the file again: a.txt live %v, b.txt live %v", live("a.txt"), live("b.txt"))
 	}
 }
 
@@ -267,11 +326,12 @@ type stubRequest struct {
 	micro.Request // not called by the handlers tested
 	subject       string
 	data          []byte
+	headers       micro.Headers
 }
 
 func (r *stubRequest) Data() []byte           { return r.data }
 func (r *stubRequest) Subject() string        { return r.subject }
-func (r *stubRequest) Headers() micro.Headers { return micro.Headers{} }
+func (r *stubRequest) Headers() micro.Headers { return r.headers }
 
 // TestInOrderSeesAChunkStoredBeforeAnEarlierOne checks the writer's order
 // check with acks as they arrive (in the order of their sequences): the

@@ -329,8 +329,9 @@ const (
 	UsersBucket    = "ftfs-users"
 	SessionsBucket = "ftfs-sessions"
 	UploadsBucket  = "ftfs-uploads"
-	// RequestsBucket remembers the outcome of recent mutating requests by
-	// RequestID.
+	// RequestsBucket remembers the outcome of recent user-admin requests
+	// by RequestID. A put, delete or rename needs no record: its meta
+	// write carries the request ID as its JetStream message ID.
 	RequestsBucket = "ftfs-requests"
 	// LoginsBucket counts failed logins per user name (by digest), for the
 	// login throttle all file servers share.
