@@ -157,16 +157,27 @@ func BenchmarkSmallPutVersusObjectStore(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.Run("ftfs", func(b *testing.B) {
-		run(b, func(i, n int) error {
-			_, err := users[i].Put(ctx, "small/"+strconv.Itoa(n), bytes.NewReader(data), int64(len(data)))
-			return err
-		})
+	ftfsPut := func(i, n int) error {
+		_, err := users[i].Put(ctx, "small/"+strconv.Itoa(n), bytes.NewReader(data), int64(len(data)))
+		return err
+	}
+	storePut := func(_, n int) error {
+		_, err := obs.Put(ctx, jetstream.ObjectMeta{Name: "small/" + strconv.Itoa(n)}, bytes.NewReader(data))
+		return err
+	}
+	b.Run("ftfs", func(b *testing.B) { run(b, ftfsPut) })
+	b.Run("objectstore", func(b *testing.B) { run(b, storePut) })
+	// Deletes of files put untimed before.
+	b.Run("ftfs-delete", func(b *testing.B) {
+		b.StopTimer()
+		run(b, ftfsPut)
+		b.StartTimer()
+		run(b, func(i, n int) error { return users[i].Delete(ctx, "small/"+strconv.Itoa(n)) })
 	})
-	b.Run("objectstore", func(b *testing.B) {
-		run(b, func(_, n int) error {
-			_, err := obs.Put(ctx, jetstream.ObjectMeta{Name: "small/" + strconv.Itoa(n)}, bytes.NewReader(data))
-			return err
-		})
+	b.Run("objectstore-delete", func(b *testing.B) {
+		b.StopTimer()
+		run(b, storePut)
+		b.StartTimer()
+		run(b, func(_, n int) error { return obs.Delete(ctx, "small/"+strconv.Itoa(n)) })
 	})
 }
