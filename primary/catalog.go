@@ -50,31 +50,126 @@ func (s *Server) lastFileChange(ctx context.Context) (uint64, error) {
 // syncCatalog waits until the files index holds every file change storage
 // has acknowledged so far; errIndexBehind when it does not in time.
 func (s *Server) syncCatalog(ctx context.Context) error {
-	seq, err := s.lastFileChange(ctx)
-	if err != nil {
-		return err
-	}
-	if s.usage.filesAhead(seq) {
-		return fmt.Errorf("%w: it holds changes past the last one stored (a stream lost or replaced)", errIndexBehind)
-	}
-	return s.catalogAt(ctx, seq)
+	return s.catchUpFiles(ctx, true, s.catalogAt)
 }
 
+// catchUpFiles waits, with wait, until the files index holds every meta
+// message stored so far. Asking the stream for its last meta message
+// (lastFileChange) makes the broker walk every meta subject it holds (a
+// wildcard's last message is found through its index of subjects): 60–70
+// ms a request with a million files, which every page of a listing paid
+// (the bench's scale phase: 77 s to list them all). Instead it asks for
+// the stream's last message, whatever its subject, and for the first meta
+// message from the index's position on, both found without that walk, and
+// waits for each one found until none is left up to the last message.
+// With ahead set, an index holding a meta message past the last one
+// stored (none at or after its position: the stream was lost or
+// replaced, or its last meta purged) is not trusted: errIndexBehind, and
+// the watch starts over (filesAhead).
+func (s *Server) catchUpFiles(ctx context.Context, ahead bool, wait func(context.Context, uint64) error) error {
+	last, err := s.leaderGet(ctx, leaderGetRequest{LastFor: ">"})
+	if err != nil {
+		// The stream's last message deleted (an aborted upload's chunk
+		// purged), or none at all: ask for the last meta message.
+		seq, err := s.lastFileChange(ctx)
+		if err != nil {
+			return err
+		}
+		if ahead && s.usage.filesAhead(seq) {
+			return errIndexAhead
+		}
+		return wait(ctx, seq)
+	}
+	if ahead && s.usage.filesAhead(last.Sequence) {
+		return errIndexAhead
+	}
+	at, _ := s.usage.filesProgress()
+	from := at + 1
+	if ahead && at > 0 {
+		from = at // its own last meta, or a later one, must be there
+	}
+	for {
+		m, err := s.leaderGet(ctx, leaderGetRequest{Seq: from, NextFor: subjects.ObjectMetas(s.cfg.Bucket)})
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			if from == at && s.usage.filesAhead(at-1) {
+				return errIndexAhead
+			}
+			return nil
+		case err != nil:
+			return fmt.Errorf("next file change: %w", err)
+		case m.Sequence > last.Sequence:
+			return nil
+		}
+		if err := wait(ctx, m.Sequence); err != nil {
+			return err
+		}
+		now, _ := s.usage.filesProgress()
+		from, at = max(now, m.Sequence)+1, 0
+	}
+}
+
+var errIndexAhead = fmt.Errorf("%w: it holds changes past the last one stored (a stream lost or replaced)", errIndexBehind)
+
+// catalogLoadStall is how long an index still loading what the bucket
+// held as its watch began (a server's start) may go without moving before
+// an answer reads the bucket itself. Reading the bucket means reading
+// every meta message, as the load does: with a million files that took
+// longer than the load and held every file's ObjectInfo at once (the
+// bench's scale phase: a listing a moment after the start), so while the
+// load moves, waiting for it is the faster way.
+const catalogLoadStall = 2 * time.Second
+
 // catalogAt waits until the files index holds the meta messages up to
-// stream sequence seq; errIndexBehind when it does not in time.
+// stream sequence seq; errIndexBehind when it does not in time: within
+// catalogWait, or while it loads, before it stalls for catalogLoadStall.
 func (s *Server) catalogAt(ctx context.Context, seq uint64) error {
-	wctx, cancel := context.WithTimeout(ctx, catalogWait)
-	defer cancel()
-	if err := s.usage.waitFor(wctx, seq, 0); err != nil {
+	at, loading := s.usage.filesProgress()
+	moved := time.Now()
+	for {
+		wctx, cancel := context.WithTimeout(ctx, catalogWait)
+		err := s.usage.waitFor(wctx, seq, 0)
+		cancel()
+		if err == nil {
+			return nil
+		}
 		if ctx.Err() != nil {
 			return err
 		}
-		return fmt.Errorf("%w: %v", errIndexBehind, err)
+		now, still := s.usage.filesProgress()
+		if now != at {
+			at, moved = now, time.Now()
+		}
+		if !loading || !still || time.Since(moved) >= catalogLoadStall {
+			return fmt.Errorf("%w: %v", errIndexBehind, err)
+		}
 	}
-	return nil
+}
+
+// filesProgress is the last meta message the index applied, and whether
+// it is still loading what the bucket held as its watch began.
+func (u *usage) filesProgress() (uint64, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.filesSeq, u.loading
+}
+
+// filesLoaded records that the index holds what the bucket held as its
+// watch began, and says how many files that is.
+func (u *usage) filesLoaded() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.loading = false
+	return len(u.files)
 }
 
 // listFiles cuts the page r asks for out of the index.
+//
+// Its names are kept sorted between listings: sorting a million names
+// took a listing after any file came or went most of a second. A name
+// that comes joins u.added, a short list merged in as the page is cut; a
+// name that goes stays in u.names, skipped as the page is cut, until they
+// are too many (u.stale) and the next listing sorts every name again.
 func (u *usage) listFiles(r subjects.ListRequest) subjects.ListReply {
 	r.Limit = pageLimit(r)
 	u.mu.Lock()
@@ -85,34 +180,87 @@ func (u *usage) listFiles(r subjects.ListRequest) subjects.ListReply {
 			u.names = append(u.names, name)
 		}
 		slices.Sort(u.names)
+		u.added, u.addedSorted, u.stale = nil, true, 0
 	}
-	from, _ := slices.BinarySearch(u.names, r.Prefix)
-	if r.After >= r.Prefix {
-		from, _ = slices.BinarySearch(u.names, r.After)
-		if from < len(u.names) && u.names[from] == r.After {
-			from++
+	if !u.addedSorted {
+		slices.Sort(u.added)
+		u.addedSorted = true
+	}
+	start := func(names []string) []string {
+		from, _ := slices.BinarySearch(names, r.Prefix)
+		if r.After >= r.Prefix {
+			from, _ = slices.BinarySearch(names, r.After)
+			for from < len(names) && names[from] == r.After {
+				from++ // added may hold a name twice
+			}
 		}
+		return names[from:]
 	}
+	names, added := start(u.names), start(u.added)
 	reply := subjects.ListReply{Files: []subjects.FileInfo{}}
-	for _, name := range u.names[from:] {
+	last := ""
+	for len(names) > 0 || len(added) > 0 {
+		var name string
+		if len(added) == 0 || (len(names) > 0 && names[0] <= added[0]) {
+			name, names = names[0], names[1:]
+		} else {
+			name, added = added[0], added[1:]
+		}
 		if !strings.HasPrefix(name, r.Prefix) {
 			break
+		}
+		rec, live := u.files[name]
+		if !live || (name == last && len(reply.Files) > 0) {
+			continue // gone, or met twice (it came, went and came back)
 		}
 		if len(reply.Files) == r.Limit {
 			reply.More = true
 			break
 		}
-		reply.Files = append(reply.Files, u.files[name].FileInfo)
+		reply.Files = append(reply.Files, u.info(rec))
+		last = name
 	}
 	return reply
+}
+
+// nameCame and nameWent keep u.names (listFiles) as a file comes or goes;
+// u.mu is held.
+func (u *usage) nameCame(name string) {
+	if u.names == nil {
+		return
+	}
+	if i, found := slices.BinarySearch(u.names, name); found && u.names[i] == name {
+		u.stale-- // it went and came back
+		return
+	}
+	u.added = append(u.added, name)
+	u.addedSorted = false
+	u.stale++
+	u.tooStale()
+}
+
+func (u *usage) nameWent() {
+	if u.names == nil {
+		return
+	}
+	u.stale++
+	u.tooStale()
+}
+
+// tooStale drops the sorted names once the names that came or went since
+// they were sorted are many: the next listing sorts them all again.
+func (u *usage) tooStale() {
+	if u.stale > len(u.names)/8+256 {
+		u.names, u.added, u.stale = nil, nil, 0
+	}
 }
 
 // references says whether a live file holds version nuid.
 func (u *usage) references(nuid string) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for _, f := range u.files {
-		if f.Version == nuid {
+	for _, r := range u.files {
+		if r.version() == nuid {
 			return true
 		}
 	}
@@ -142,12 +290,13 @@ func (u *usage) filesAhead(seq uint64) bool {
 // when the index holds no live file of that name.
 func (u *usage) indexedObject(bucket, name string) object {
 	u.mu.Lock()
-	f, ok := u.files[name]
-	u.mu.Unlock()
+	defer u.mu.Unlock()
+	r, ok := u.files[name]
 	if !ok {
 		return object{}
 	}
-	return object{seq: f.seq, info: jetstream.ObjectInfo{
+	f := u.info(r)
+	return object{seq: r.seq(), info: jetstream.ObjectInfo{
 		ObjectMeta: jetstream.ObjectMeta{
 			Name:     f.Name,
 			Metadata: map[string]string{subjects.MetaOwner: f.Owner},

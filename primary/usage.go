@@ -42,13 +42,6 @@ import (
 // syncWait bounds how long a refusal waits for the indexes to catch up.
 const syncWait = 5 * time.Second
 
-// indexedFile is a live file in the index and the stream sequence of its
-// meta message, which a write of the name may expect (knownObject).
-type indexedFile struct {
-	subjects.FileInfo
-	seq uint64
-}
-
 type uploadUse struct {
 	reserve int64     // announced size, or the bytes stored when more or unknown
 	active  time.Time // opened, resumed, checkpointed or (direct) its last chunk stored
@@ -63,8 +56,14 @@ type downloadKey struct{ user, id string }
 // methods are the accounting; the watches that feed it are Server methods.
 type usage struct {
 	mu          sync.Mutex
-	files       map[string]indexedFile          // live files by name, as their last meta message says
-	names       []string                        // names of files, sorted; nil after a file came or went
+	files       map[string]fileRecord           // live files by name, as their last meta message says (filerecord.go)
+	owners      []string                        // the files' owners, by the number their records hold
+	ownerIDs    map[string]uint32               // the numbers of owners
+	loading     bool                            // the files watch has not yet delivered what the bucket held as it began
+	names       []string                        // names of files, sorted as of the last listing; nil: not sorted (listFiles)
+	added       []string                        // names that came since names was sorted
+	addedSorted bool                            // added is sorted
+	stale       int                             // names that came or went since names was sorted
 	filesStale  chan struct{}                   // closed to make the files watch start over
 	stored      map[string]int64                // bytes of live files by owner
 	filesSeq    uint64                          // last meta message applied
@@ -93,7 +92,8 @@ func (u *usage) signal() {
 func (u *usage) resetFiles() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.files, u.stored, u.filesSeq, u.names = map[string]indexedFile{}, map[string]int64{}, 0, nil
+	u.files, u.stored, u.filesSeq, u.names, u.added, u.stale = map[string]fileRecord{}, map[string]int64{}, 0, nil, nil, 0
+	u.owners, u.ownerIDs, u.loading = nil, map[string]uint32{}, true
 	u.filesStale = make(chan struct{})
 }
 
@@ -112,19 +112,23 @@ func (u *usage) putFile(seq uint64, f subjects.FileInfo, live bool) {
 	defer u.mu.Unlock()
 	old, had := u.files[f.Name]
 	if had {
-		u.stored[old.Owner] -= old.Size
-		if u.stored[old.Owner] == 0 {
-			delete(u.stored, old.Owner)
+		owner := u.owners[old.ownerNumber()]
+		u.stored[owner] -= old.size()
+		if u.stored[owner] == 0 {
+			delete(u.stored, owner)
 		}
 		delete(u.files, f.Name)
 	}
 	live = live && f.Name != ""
 	if live {
-		u.files[f.Name] = indexedFile{f, seq}
+		r := u.pack(f, seq)
+		u.files[r.name()] = r // the key shares the record's memory
 		u.stored[f.Owner] += f.Size
-	}
-	if had != live {
-		u.names = nil
+		if !had {
+			u.nameCame(r.name())
+		}
+	} else if had {
+		u.nameWent()
 	}
 	u.filesSeq = max(u.filesSeq, seq)
 	u.signal()
@@ -191,8 +195,8 @@ func (u *usage) used(user, except string) int64 {
 func (u *usage) fileSize(name, user string) int64 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if f, ok := u.files[name]; ok && f.Owner == user {
-		return f.Size
+	if r, ok := u.files[name]; ok && u.owners[r.ownerNumber()] == user {
+		return r.size()
 	}
 	return 0
 }
@@ -373,20 +377,56 @@ func (s *Server) watchFiles(ctx context.Context) error {
 	s.usage.mu.Lock()
 	stale := s.usage.filesStale
 	s.usage.mu.Unlock()
+	began, loaded := time.Now(), false
 	err := s.followLast(ctx, subjects.ObjectStream(s.cfg.Bucket), subjects.ObjectMetas(s.cfg.Bucket), stale,
 		func(md *jetstream.MsgMetadata, m jetstream.Msg) {
-			var info jetstream.ObjectInfo
-			if err := json.Unmarshal(m.Data(), &info); err != nil {
+			f, live, err := decodeMeta(m.Data(), md.Timestamp)
+			if err != nil {
 				s.log.Warn("unreadable file meta message; not counted", "seq", md.Sequence.Stream, "err", err)
-				info = jetstream.ObjectInfo{Deleted: true}
 			}
-			info.ModTime = modTime(info, md.Timestamp) // as a listing says it
-			s.usage.putFile(md.Sequence.Stream, fileInfo(info), !info.Deleted)
+			s.usage.putFile(md.Sequence.Stream, f, live)
+			if !loaded && md.NumPending == 0 {
+				// What the bucket held as the watch began is in: the
+				// bench reads this line (scale phase).
+				loaded = true
+				s.log.Info("files index loaded", "files", s.usage.filesLoaded(), "took", time.Since(began).Round(time.Millisecond),
+					"since_start", time.Since(s.started).Round(time.Millisecond))
+			}
 		})
 	if errors.Is(err, errWatchStopped) {
 		return errors.New("storage holds less than the index: read it afresh")
 	}
 	return err
+}
+
+// metaFields are the fields of a meta message (a jetstream.ObjectInfo) the
+// files index keeps: decoding the whole ObjectInfo made a map of its
+// metadata, and more, for every file at every start.
+type metaFields struct {
+	Name     string `json:"name"`
+	Metadata struct {
+		Owner string `json:"ftfs-owner"` // subjects.MetaOwner
+	} `json:"metadata"`
+	NUID    string    `json:"nuid"`
+	Size    uint64    `json:"size"`
+	ModTime time.Time `json:"mtime"`
+	Chunks  uint32    `json:"chunks"`
+	Digest  string    `json:"digest"`
+	Deleted bool      `json:"deleted"`
+}
+
+// decodeMeta reads a meta message stored at stored as fileInfo(info) with
+// modTime would, and says whether it is live. An unreadable one is not.
+func decodeMeta(data []byte, stored time.Time) (subjects.FileInfo, bool, error) {
+	var m metaFields
+	if err := json.Unmarshal(data, &m); err != nil {
+		return subjects.FileInfo{}, false, err
+	}
+	if m.ModTime.IsZero() {
+		m.ModTime = stored // as a listing says it (modTime)
+	}
+	return subjects.FileInfo{Name: m.Name, Size: int64(m.Size), Modified: m.ModTime, Owner: m.Metadata.Owner,
+		Digest: m.Digest, Version: m.NUID, Chunks: m.Chunks}, !m.Deleted, nil
 }
 
 // errWatchStopped: followLast's stop channel closed.
@@ -452,10 +492,8 @@ func (s *Server) followLast(ctx context.Context, stream, filter string, stop <-c
 func (s *Server) syncUsage(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, syncWait)
 	defer cancel()
-	var filesSeq uint64
 	if s.cfg.UserQuota > 0 {
-		var err error
-		if filesSeq, err = s.lastFileChange(ctx); err != nil {
+		if err := s.syncFiles(ctx); err != nil {
 			return err
 		}
 	}
@@ -470,7 +508,7 @@ func (s *Server) syncUsage(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("last upload change: %w", err)
 	}
-	return s.usage.waitFor(ctx, filesSeq, uploadsSeq)
+	return s.usage.waitFor(ctx, 0, uploadsSeq)
 }
 
 // limited runs check, a limit check on the indexes, first against limits
@@ -645,11 +683,7 @@ func (s *Server) admitCommit(ctx context.Context, rec uploadRecord, replaced obj
 // syncFiles waits until the files index holds every file change storage
 // has acknowledged so far.
 func (s *Server) syncFiles(ctx context.Context) error {
-	seq, err := s.lastFileChange(ctx)
-	if err != nil {
-		return err
-	}
-	return s.usage.waitFor(ctx, seq, 0)
+	return s.catchUpFiles(ctx, false, func(ctx context.Context, seq uint64) error { return s.usage.waitFor(ctx, seq, 0) })
 }
 
 // admitChunk checks a chunk of n bytes before it is stored: an upload may

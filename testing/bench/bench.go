@@ -50,7 +50,7 @@ func measure(tb testing.TB, cfg Config, progress io.Writer, saved func(*Results)
 		res: &Results{Started: time.Now().UTC(), Host: hostInfo(), Config: cfg}}
 	b.setUp()
 	others := b.watchOthers()
-	phases := map[string]func(){"large": b.large, "cli": b.cli, "failover": b.failover, "small": b.small, "mixed": b.mixed, "probe": b.probe}
+	phases := map[string]func(){"large": b.large, "cli": b.cli, "failover": b.failover, "small": b.small, "mixed": b.mixed, "probe": b.probe, "scale": b.scale}
 	for _, phase := range allPhases {
 		if !cfg.has(phase) {
 			continue

@@ -5,6 +5,7 @@
 //	go run ./testing/bench                      # the default run (1 GiB, 5,000 small files, 3 runs)
 //	go run ./testing/bench -size 32MiB -small-count 300 -mixed-time 2s -runs 1   # a quick one
 //	go run ./testing/bench -chart bench.json -o docs/bench.svg                   # the chart
+//	go run ./testing/bench -phases scale -runs 1                               # 10^4, 10^5, 10^6 files (scale.go)
 //
 // It builds the ftfs binary and starts its own broker (file storage, one
 // replica) and file servers (primary and backup) as separate processes on
@@ -55,10 +56,17 @@ type Config struct {
 	// SettleWindow is the window in which the system must be idle, twice
 	// in a row, before the next measurement (see bench.settle).
 	SettleWindow float64 `json:"settle_window_seconds"`
+
+	// ScaleCounts are the bucket sizes of the scale phase, ascending.
+	ScaleCounts []int `json:"scale_counts,omitempty"`
 }
 
 // phases in the order they run.
-var allPhases = []string{"large", "cli", "failover", "small", "mixed", "probe"}
+var allPhases = []string{"large", "cli", "failover", "small", "mixed", "probe", "scale"}
+
+// defaultPhases are those a run without -phases measures: the scale
+// phase's million files take some five minutes of their own.
+var defaultPhases = allPhases[:len(allPhases)-1]
 
 func (c Config) has(phase string) bool { return slices.Contains(c.Phases, phase) }
 
@@ -86,7 +94,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	listRepeat := fs.Int("list-repeat", 3, "listings of the small files per run")
 	clients := fs.String("clients", "1,8,32", "concurrency levels of the mixed-work phase")
 	mixedTime := fs.Duration("mixed-time", 10*time.Second, "duration of each mixed-work measurement")
-	phases := fs.String("phases", strings.Join(allPhases, ","), "phases to run: "+strings.Join(allPhases, ","))
+	phases := fs.String("phases", strings.Join(defaultPhases, ","), "phases to run: some of "+strings.Join(allPhases, ","))
+	scaleCounts := fs.String("scale-counts", "10000,100000,1000000", "scale phase: the numbers of files the bucket holds, in turn")
 	opTimeout := fs.Duration("op-timeout", 5*time.Minute, "deadline of one operation; a put that stalls past it failed")
 	settle := fs.Duration("settle", 400*time.Millisecond, "between measurements, wait until the broker and servers were idle for two such windows")
 	out := fs.String("out", "bench.json", "file for the raw figures (JSON)")
@@ -120,7 +129,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := Config{Runs: *runs, Retries: *retries, SmallCount: *smallCount, SmallClients: *smallClients, SmallDeletes: *smallDeletes, ListRepeat: *listRepeat,
 		MixedSeconds: mixedTime.Seconds(), OpTimeout: opTimeout.Seconds(), SettleWindow: settle.Seconds()}
-	if err := cfg.parse(*size, *smallSize, *clients, *phases); err != nil {
+	if err := cfg.parse(*size, *smallSize, *clients, *phases, *scaleCounts); err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 2
 	}
@@ -198,7 +207,7 @@ func printResults(w io.Writer, res *Results, markdown bool) {
 }
 
 // parse sets the fields given as text and checks them all.
-func (cfg *Config) parse(size, smallSize, clients, phases string) error {
+func (cfg *Config) parse(size, smallSize, clients, phases, scaleCounts string) error {
 	var err error
 	if cfg.Size, err = primary.ParseSize(size); err != nil {
 		return fmt.Errorf("-size: %w", err)
@@ -220,6 +229,17 @@ func (cfg *Config) parse(size, smallSize, clients, phases string) error {
 		}
 		cfg.Phases = append(cfg.Phases, p)
 	}
+	for _, f := range strings.Split(scaleCounts, ",") {
+		if !cfg.has("scale") {
+			break
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-scale-counts: %q is not a positive number", f)
+		}
+		cfg.ScaleCounts = append(cfg.ScaleCounts, n)
+	}
+	slices.Sort(cfg.ScaleCounts)
 	switch {
 	case cfg.Size < 16<<20:
 		// Half of it must be more than an upload window (4 MiB), so that a

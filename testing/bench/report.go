@@ -72,6 +72,12 @@ type Sample struct {
 	// RSS is the peak resident set size, bytes, of each process during
 	// the operation: "cli" from its VmHWM, servers sampled (VmRSS).
 	RSS map[string]int64 `json:"rss,omitempty"`
+
+	// Bucket is how many files the bucket held (scale phase).
+	Bucket int `json:"bucket_files,omitempty"`
+	// CPU is the CPU time, in seconds, processes took during the
+	// operation (scale phase: the start).
+	CPU map[string]float64 `json:"cpu_seconds,omitempty"`
 }
 
 func (s Sample) ok() bool { return s.Err == "" }

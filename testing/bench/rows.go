@@ -89,6 +89,9 @@ func rows(res *Results) []Row {
 	if res.Config.has("probe") {
 		rows = append(rows, probeRows(res)...)
 	}
+	if res.Config.has("scale") {
+		rows = append(rows, scaleRows(res)...)
+	}
 	return rows
 }
 
