@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/ftfs/ftfs/subjects"
 	"github.com/ftfs/ftfs/testing/ftfstest"
 )
 
@@ -36,6 +42,7 @@ func (b *bench) cli() {
 		}
 		b.cliRun(c, run, "get", name, "get", name, "-")
 		b.settle("cli get", nil)
+		b.getToFile(c, run, name)
 		b.dropLarge(name, false)
 	}
 	end := b.hwm()
@@ -53,12 +60,77 @@ func (b *bench) cliRun(c *ftfstest.CLI, run int, op, name string, args ...string
 	s := Sample{Phase: "cli", Op: op, System: sysCLI, Run: run, Bytes: b.cfg.Size, Seconds: since(start)}
 	s.RSS = rss.finish()
 	s.RSS["cli"] = res.MaxRSS
+	s.CPU = map[string]float64{"cli": res.CPU.Seconds()}
 	if res.Code != 0 {
 		s.Err = fmt.Sprintf("ftfs %s exited %d: %s", strings.Join(args, " "), res.Code, strings.TrimSpace(res.Stderr))
 	}
 	b.add(s)
 	b.logf("cli run %d: ftfs %s %s: %s", run, op, name, describe(s))
 	return s
+}
+
+// natsCLI is the NATS CLI's path, or "" when it is not installed
+// (`go install github.com/nats-io/natscli/nats@v0.5.0`).
+func natsCLI() string {
+	if p, err := exec.LookPath("nats"); err == nil {
+		return p
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		if p := filepath.Join(home, "go", "bin", "nats"); exec.Command(p, "--version").Run() == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// getToFile downloads name to a file with `ftfs get` and, when the NATS
+// CLI is installed, with `nats object get` of the same object from the
+// files bucket (as the operator), the two taking turns to go first: the
+// CLI get's target is the NATS CLI's speed, and at most its CPU.
+func (b *bench) getToFile(c *ftfstest.CLI, run int, name string) {
+	dir := b.tb.TempDir()
+	ftfsGet := func() {
+		out := filepath.Join(dir, "ftfs.bin")
+		b.cliRun(c, run, "get-file", name, "get", name, out)
+		os.Remove(out)
+	}
+	nats := natsCLI()
+	natsGet := func() {
+		out := filepath.Join(dir, "nats.bin")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, nats, "object", "get", subjects.FilesBucket, name, "-O", out, "--force", "--no-progress",
+			"--server", b.sys.URLs(), "--user", subjects.OperatorUser, "--password", b.sys.SystemPassword)
+		var errb bytes.Buffer
+		cmd.Stderr, cmd.Stdout = &errb, io.Discard
+		start := time.Now()
+		err := cmd.Run()
+		s := Sample{Phase: "cli", Op: "get-file", System: sysNATSCLI, Run: run, Bytes: b.cfg.Size, Seconds: since(start)}
+		if ps := cmd.ProcessState; ps != nil {
+			s.CPU = map[string]float64{"cli": (ps.UserTime() + ps.SystemTime()).Seconds()}
+		}
+		if err != nil {
+			s.Err = fmt.Sprintf("nats object get: %v: %s", err, strings.TrimSpace(errb.String()))
+		}
+		b.add(s)
+		b.logf("cli run %d: nats object get %s: %s", run, name, describe(s))
+		os.Remove(out)
+	}
+	if nats == "" {
+		if run == 1 {
+			b.logf("cli: nats object get: skipped (no NATS CLI; go install github.com/nats-io/natscli/nats@v0.5.0)")
+		}
+		ftfsGet()
+		return
+	}
+	order := []func(){ftfsGet, natsGet}
+	if run%2 == 0 {
+		order[0], order[1] = order[1], order[0]
+	}
+	for _, get := range order {
+		get()
+		b.settle("get to a file", nil)
+	}
 }
 
 // hwm is each file server's VmHWM now.

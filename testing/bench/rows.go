@@ -62,6 +62,8 @@ func rows(res *Results) []Row {
 			r.Ratio = ratio(r.FTFS, r.AltValue)
 			add(r)
 		}
+		add(cliFileGetRow(res, size))
+		add(cliCPURow(res, size))
 	}
 	if res.Config.has("cli") || res.Config.has("large") || res.Config.has("failover") {
 		rows = append(rows, rssRows(res, size)...)
@@ -404,4 +406,38 @@ func probeRows(res *Results) []Row {
 		r.Note = fmt.Sprintf("each batch waits %.2f ms (median; p99 %.2f ms) for its first chunk: %.0f%% of the download's time", median(waits), percentile(waits, 99), 100*waited/total)
 	}
 	return append(rows, r)
+}
+
+// cliFileGetRow compares `ftfs get` to a file with `nats object get` of
+// the same object to a file, both run as commands.
+func cliFileGetRow(res *Results, size string) Row {
+	r := Row{Name: "get " + size + " to a file (ftfs CLI) vs nats object get", Unit: "MB/s", Alt: sysNATSCLI, Higher: true, Target: 1, TargetText: "≥ 1"}
+	r.FTFS, r.FTFSRuns = medianRate(res.pick("cli", "get-file", sysCLI))
+	r.AltValue, r.AltRuns = medianRate(res.pick("cli", "get-file", sysNATSCLI))
+	r.Ratio = ratio(r.FTFS, r.AltValue)
+	if r.AltValue == 0 {
+		r.Note = "no NATS CLI installed"
+	}
+	return r
+}
+
+// cliCPURow compares the CPU time per GiB the two commands of
+// cliFileGetRow took: lower is better.
+func cliCPURow(res *Results, size string) Row {
+	perGiB := func(ss []Sample) ([]float64, string) {
+		var xs []float64
+		for _, s := range ss {
+			if s.ok() && s.Bytes > 0 && s.CPU != nil {
+				xs = append(xs, s.CPU["cli"]/(float64(s.Bytes)/(1<<30)))
+			}
+		}
+		return xs, fmt.Sprintf("%d/%d", len(xs), len(ss))
+	}
+	r := Row{Name: "CPU per GiB, get " + size + " to a file (ftfs CLI vs NATS CLI)", Unit: "s", Alt: sysNATSCLI, Target: 1, TargetText: "≤ 1"}
+	xs, runs := perGiB(res.pick("cli", "get-file", sysCLI))
+	r.FTFS, r.FTFSRuns = median(xs), runs
+	xs, runs = perGiB(res.pick("cli", "get-file", sysNATSCLI))
+	r.AltValue, r.AltRuns = median(xs), runs
+	r.Ratio = ratio(r.FTFS, r.AltValue)
+	return r
 }

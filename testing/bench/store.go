@@ -33,6 +33,8 @@ const (
 	sysCLI    = "ftfs-cli"
 	sysDirect = "objectstore"
 	sysSFTP   = "sftp"
+	// sysNATSCLI is the NATS CLI's `nats object get`, when installed.
+	sysNATSCLI = "nats-cli"
 )
 
 // ftfsStore is one ftfs client connection.
