@@ -72,6 +72,9 @@ type Sample struct {
 	// RSS is the peak resident set size, bytes, of each process during
 	// the operation: "cli" from its VmHWM, servers sampled (VmRSS).
 	RSS map[string]int64 `json:"rss,omitempty"`
+	// CPU is the CPU time, seconds, each process took during the
+	// operation (tree phase: "cli", the broker and the file servers).
+	CPU map[string]float64 `json:"cpu_seconds,omitempty"`
 }
 
 func (s Sample) ok() bool { return s.Err == "" }

@@ -668,6 +668,8 @@ type Result struct {
 	Stderr string
 	Code   int
 	MaxRSS int64 // peak resident set size, bytes, as sampled while it ran
+	// CPU is the user and system CPU time the run took.
+	CPU time.Duration
 }
 
 // Exec runs ftfs with the given stdin and stdout.
@@ -709,6 +711,9 @@ func (c *CLI) Exec(t testing.TB, stdin io.Reader, stdout io.Writer, env []string
 	close(done)
 	<-sampled
 	res := Result{Stderr: errb.String(), MaxRSS: peak.Load()}
+	if ps := cmd.ProcessState; ps != nil {
+		res.CPU = ps.UserTime() + ps.SystemTime()
+	}
 	if ee, ok := err.(*exec.ExitError); ok {
 		res.Code = ee.ExitCode()
 	} else if err != nil {
