@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -91,7 +92,13 @@ func (e *env) putTreeCmd(cmd *cobra.Command, args []string, tf treeFlags, noClob
 		res, err := c.PutTree(cmd.Context(), root.FS(), prefix, opts...)
 		bar.finish()
 		took := time.Since(start)
+		if err != nil && res.Uploaded+res.Unchanged+res.Existing+res.NotSent+len(res.Failed)+len(res.Ignored) == 0 {
+			return err // refused before anything was tried: the error says it all
+		}
 		e.reportTree(res, tf.asJSON, dir, prefix, took)
+		if errors.Is(err, context.Canceled) && !tf.asJSON {
+			fmt.Fprintln(e.stderr, "ftfs: the same command with --update sends only what is missing")
+		}
 		if err != nil && (res.Uploaded > 0 || res.NotSent > 0 || len(res.Failed) > 0) && !errors.Is(err, client.ErrUnauthorized) {
 			return fmt.Errorf("%w (the same command with --update sends only what is missing)", err)
 		}
@@ -139,23 +146,43 @@ func (e *env) reportTree(res client.TreeResult, asJSON bool, dir, prefix string,
 		}
 		fmt.Fprintf(e.stderr, "ftfs: skipped %s: %s\n", filepath.Join(dir, filepath.FromSlash(f.Path)), f.Reason)
 	}
-	for i, f := range res.Failed {
+	var failed []client.TreeFile
+	interrupted := 0
+	for _, f := range res.Failed {
+		if errors.Is(f.Err, context.Canceled) || errors.Is(f.Err, context.DeadlineExceeded) {
+			interrupted++
+		} else {
+			failed = append(failed, f)
+		}
+	}
+	for i, f := range failed {
 		if i == maxListed {
-			fmt.Fprintf(e.stderr, "ftfs: ... and %d more failed\n", len(res.Failed)-i)
+			fmt.Fprintf(e.stderr, "ftfs: ... and %d more failed\n", len(failed)-i)
 			break
 		}
 		fmt.Fprintf(e.stderr, "ftfs: failed %s: %v\n", filepath.Join(dir, filepath.FromSlash(f.Path)), f.Err)
 	}
-	line := fmt.Sprintf("uploaded %d files (%s) from %s to %s in %.1fs", res.Uploaded, humanSize(res.Bytes), dir, prefixText(prefix), took.Seconds())
+	if interrupted > 0 {
+		fmt.Fprintf(e.stderr, "ftfs: %d files were being sent when interrupted: each may or may not have been stored\n", interrupted)
+	}
+	line := fmt.Sprintf("uploaded %s (%s) from %s to %s in %.1fs", files(res.Uploaded), humanSize(res.Bytes), dir, prefixText(prefix), took.Seconds())
 	for _, part := range []struct {
 		n    int
 		what string
-	}{{res.Unchanged, "unchanged"}, {res.Existing, "existing"}, {len(res.Ignored), "skipped"}, {len(res.Failed), "failed"}, {res.NotSent, "not sent"}} {
+	}{{res.Unchanged, "unchanged"}, {res.Existing, "existing"}, {len(res.Ignored), "skipped"}, {len(failed), "failed"}, {interrupted, "interrupted"}, {res.NotSent, "not sent"}} {
 		if part.n > 0 {
 			line += fmt.Sprintf(", %d %s", part.n, part.what)
 		}
 	}
 	fmt.Fprintln(e.stdout, line)
+}
+
+// files is "1 file" or "n files".
+func files(n int) string {
+	if n == 1 {
+		return "1 file"
+	}
+	return fmt.Sprintf("%d files", n)
 }
 
 // prefixText shows a prefix as the start of names.

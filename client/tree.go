@@ -174,6 +174,10 @@ func (c *Client) PutTree(ctx context.Context, fsys fs.FS, prefix string, opts ..
 		return res, err
 	}
 	t := &tree{c: c, fsys: fsys, o: o, res: &res}
+	t.p.FilesTotal = len(files)
+	for _, f := range files {
+		t.p.BytesTotal += f.Size
+	}
 	for _, f := range ignored {
 		if f.State == TreeFailed {
 			res.Failed = append(res.Failed, f)
@@ -181,10 +185,6 @@ func (c *Client) PutTree(ctx context.Context, fsys fs.FS, prefix string, opts ..
 			res.Ignored = append(res.Ignored, f)
 		}
 		t.fileDone(f)
-	}
-	t.p.FilesTotal = len(files)
-	for _, f := range files {
-		t.p.BytesTotal += f.Size
 	}
 	if o.update || o.noOverwrite {
 		list := strings.TrimRight(prefix, "/")
@@ -275,8 +275,12 @@ func checkNames(files []TreeFile) error {
 	if n > len(bad) {
 		more = fmt.Sprintf("; and %d more", n-len(bad))
 	}
-	return fmt.Errorf("put -r: %w: %d local file names cannot be ftfs names, so nothing was uploaded (rename them or leave them out): %s%s",
-		ErrInvalid, n, strings.Join(bad, "; "), more)
+	what := fmt.Sprintf("%d local file names cannot be ftfs names", n)
+	if n == 1 {
+		what = "a local file name cannot be an ftfs name"
+	}
+	return fmt.Errorf("put -r: %w: %s, so nothing was uploaded (rename or move them): %s%s",
+		ErrInvalid, what, strings.Join(bad, "; "), more)
 }
 
 // tree is one PutTree at work.
@@ -423,6 +427,11 @@ func (t *tree) put(ctx context.Context, f TreeFile) TreeFile {
 	}))
 	fi, err := t.c.Put(ctx, f.Name, r, f.Size, opts...)
 	t.partial.Add(-sent)
+	if err != nil && ctx.Err() != nil {
+		// Whatever the put said (it may have given up waiting), the
+		// interruption ended it, maybe after the file was stored.
+		return fail(fmt.Errorf("interrupted, maybe after it was stored: %w", ctx.Err()))
+	}
 	if err != nil {
 		if fatal(err) {
 			t.mu.Lock()

@@ -213,6 +213,12 @@ func TestPutTreeStopsWhenCancelled(t *testing.T) {
 	if res.NotSent == 0 || res.Uploaded+len(res.Failed)+res.NotSent != 200 {
 		t.Fatalf("result: %d uploaded, %d failed, %d not sent; want them to add up to 200, some not sent", res.Uploaded, len(res.Failed), res.NotSent)
 	}
+	for _, f := range res.Failed {
+		// In flight when cancelled: the interruption, whatever the put said.
+		if !errors.Is(f.Err, context.Canceled) {
+			t.Errorf("%s failed with %v, want context.Canceled", f.Path, f.Err)
+		}
+	}
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
 	if files, err := c.List(ctx2, "c/"); err != nil || len(files) >= 200 {
