@@ -141,7 +141,8 @@ func TreeName(prefix, rel string) string {
 // TreeName(prefix, path), sending many at once over the client's one
 // connection. Each put is retried on another server as any put is (same
 // request ID), so the death of a file server costs no file twice and
-// loses none.
+// loses none. It walks fsys twice, once to count and check what it holds,
+// once to send it, keeping no list of the files.
 //
 // Entries that are not regular files are ignored (TreeIgnored), as rsync
 // and scp skip them: symbolic links are not followed. Before anything is
@@ -166,26 +167,15 @@ func (c *Client) PutTree(ctx context.Context, fsys fs.FS, prefix string, opts ..
 			return res, fmt.Errorf("put -r: prefix: %w", fromWire(err))
 		}
 	}
-	files, ignored, err := walkTree(fsys, prefix)
+	sc, err := scanTree(fsys, prefix)
 	if err != nil {
 		return res, err
 	}
-	if err := checkNames(files); err != nil {
+	if err := sc.invalid(); err != nil {
 		return res, err
 	}
-	t := &tree{c: c, fsys: fsys, o: o, res: &res}
-	t.p.FilesTotal = len(files)
-	for _, f := range files {
-		t.p.BytesTotal += f.Size
-	}
-	for _, f := range ignored {
-		if f.State == TreeFailed {
-			res.Failed = append(res.Failed, f)
-		} else {
-			res.Ignored = append(res.Ignored, f)
-		}
-		t.fileDone(f)
-	}
+	t := &tree{c: c, fsys: fsys, o: o, res: &res, prefix: prefix}
+	t.p.FilesTotal, t.p.BytesTotal = sc.files, sc.bytes
 	if o.update || o.noOverwrite {
 		list := strings.TrimRight(prefix, "/")
 		if list != "" {
@@ -200,23 +190,65 @@ func (c *Client) PutTree(ctx context.Context, fsys fs.FS, prefix string, opts ..
 			t.remote[fi.Name] = fi
 		}
 	}
+	for _, f := range sc.other {
+		if f.State == TreeFailed {
+			res.Failed = append(res.Failed, f)
+		} else {
+			res.Ignored = append(res.Ignored, f)
+		}
+		t.fileDone(f)
+	}
 	t.report(true)
-	t.run(ctx, files)
+	t.run(ctx)
 	t.report(true)
-	return res, t.err(ctx, len(files))
+	return res, t.err(ctx, sc.files)
 }
 
-// walkTree lists the regular files below the root of fsys, in lexical
-// order, and the entries it ignores (not regular) or could not read
-// (TreeFailed: a directory it may not list).
-func walkTree(fsys fs.FS, prefix string) (files, other []TreeFile, err error) {
-	err = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+// scan is what a first walk of a tree found: the regular files (their
+// number and bytes; the second walk, which sends them, keeps none, so that
+// memory does not grow with the tree), the entries it ignores (not
+// regular) or could not read (TreeFailed: a directory it may not list),
+// and the local names that cannot be ftfs names.
+type scan struct {
+	files    int
+	bytes    int64
+	other    []TreeFile
+	bad      []string // the first maxInvalidShown invalid names, with why
+	badCount int
+}
+
+func scanTree(fsys fs.FS, prefix string) (scan, error) {
+	var sc scan
+	err := walkFiles(fsys, prefix, func(f TreeFile) error {
+		if f.State != "" {
+			sc.other = append(sc.other, f)
+			return nil
+		}
+		if err := subjects.ValidName(f.Name); err != nil {
+			sc.badCount++
+			if len(sc.bad) < maxInvalidShown {
+				sc.bad = append(sc.bad, fmt.Sprintf("%q: %v", f.Path, err))
+			}
+		}
+		sc.files++
+		sc.bytes += f.Size
+		return nil
+	})
+	return sc, err
+}
+
+// walkFiles calls found for every entry below the root of fsys but
+// directories, in lexical order: a regular file with its name and size,
+// anything else TreeIgnored, an entry it could not read TreeFailed. An
+// error of found ends the walk with it.
+func walkFiles(fsys fs.FS, prefix string, found func(TreeFile) error) error {
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == "." {
 				return err
 			}
-			other = append(other, TreeFile{Path: p, State: TreeFailed, Err: err})
-			return nil // go on with the rest (WalkDir skips what it could not read)
+			// WalkDir goes on with the rest, skipping what it could not read.
+			return found(TreeFile{Path: p, State: TreeFailed, Err: err})
 		}
 		typ := d.Type()
 		switch {
@@ -225,20 +257,21 @@ func walkTree(fsys fs.FS, prefix string) (files, other []TreeFile, err error) {
 		case typ.IsRegular():
 			info, err := d.Info()
 			if err != nil {
-				other = append(other, TreeFile{Path: p, State: TreeFailed, Err: err})
-				return nil
+				return found(TreeFile{Path: p, State: TreeFailed, Err: err})
 			}
-			files = append(files, TreeFile{Path: p, Name: TreeName(prefix, p), Size: info.Size()})
+			return found(TreeFile{Path: p, Name: TreeName(prefix, p), Size: info.Size()})
 		default:
-			other = append(other, TreeFile{Path: p, State: TreeIgnored, Reason: irregular(typ)})
+			return found(TreeFile{Path: p, State: TreeIgnored, Reason: irregular(typ)})
 		}
-		return nil
 	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("put -r: %w", err)
+	if err != nil && !errors.Is(err, errStopWalk) {
+		return fmt.Errorf("put -r: %w", err)
 	}
-	return files, other, nil
+	return nil
 }
+
+// errStopWalk ends a walk early without an error.
+var errStopWalk = errors.New("stop the walk")
 
 // irregular names the kind of a file that is not regular.
 func irregular(m fs.FileMode) string {
@@ -255,38 +288,29 @@ func irregular(m fs.FileMode) string {
 	return "not a regular file"
 }
 
-// checkNames refuses a tree holding a name ftfs cannot store, naming the
+// invalid refuses a tree holding a name ftfs cannot store, naming the
 // first maxInvalidShown of them.
-func checkNames(files []TreeFile) error {
-	var bad []string
-	n := 0
-	for _, f := range files {
-		if err := subjects.ValidName(f.Name); err != nil {
-			n++
-			if len(bad) < maxInvalidShown {
-				bad = append(bad, fmt.Sprintf("%q: %v", f.Path, err))
-			}
-		}
-	}
-	if n == 0 {
+func (sc scan) invalid() error {
+	if sc.badCount == 0 {
 		return nil
 	}
 	more := ""
-	if n > len(bad) {
-		more = fmt.Sprintf("; and %d more", n-len(bad))
+	if sc.badCount > len(sc.bad) {
+		more = fmt.Sprintf("; and %d more", sc.badCount-len(sc.bad))
 	}
-	what := fmt.Sprintf("%d local file names cannot be ftfs names", n)
-	if n == 1 {
+	what := fmt.Sprintf("%d local file names cannot be ftfs names", sc.badCount)
+	if sc.badCount == 1 {
 		what = "a local file name cannot be an ftfs name"
 	}
 	return fmt.Errorf("put -r: %w: %s, so nothing was uploaded (rename or move them): %s%s",
-		ErrInvalid, what, strings.Join(bad, "; "), more)
+		ErrInvalid, what, strings.Join(sc.bad, "; "), more)
 }
 
 // tree is one PutTree at work.
 type tree struct {
 	c      *Client
 	fsys   fs.FS
+	prefix string
 	o      treeOptions
 	remote map[string]FileInfo // with update or noOverwrite: the prefix's files
 
@@ -298,13 +322,15 @@ type tree struct {
 	partial atomic.Int64
 }
 
-// run sends files with o.jobs workers; a worker with a large file takes
-// one of MaxTreeUploads places first.
-func (t *tree) run(ctx context.Context, files []TreeFile) {
+// run walks the tree again and sends its regular files with o.jobs
+// workers; a worker with a large file takes one of MaxTreeUploads places
+// first. Entries that are not regular files were reported by the first
+// walk; a file that appeared since with an invalid name fails.
+func (t *tree) run(ctx context.Context) {
 	next := make(chan TreeFile)
 	uploads := make(chan struct{}, MaxTreeUploads)
 	var wg sync.WaitGroup
-	for range min(t.o.jobs, len(files)) {
+	for range min(t.o.jobs, max(t.p.FilesTotal, 1)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -324,21 +350,39 @@ func (t *tree) run(ctx context.Context, files []TreeFile) {
 			}
 		}()
 	}
-	for i, f := range files {
+	sent := 0
+	err := walkFiles(t.fsys, t.prefix, func(f TreeFile) error {
+		if f.State != "" {
+			return nil
+		}
 		if t.halted(ctx) {
-			t.notSent(len(files) - i)
-			break
+			return errStopWalk
+		}
+		if err := subjects.ValidName(f.Name); err != nil {
+			f.State, f.Err = TreeFailed, fromWire(err)
+			t.fileDone(f)
+			return nil
 		}
 		select {
 		case next <- f:
-			continue
+			sent++
+			return nil
 		case <-ctx.Done():
+			return errStopWalk
 		}
-		t.notSent(len(files) - i)
-		break
-	}
+	})
 	close(next)
 	wg.Wait()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err != nil && t.stopped == nil {
+		t.stopped = err // the directory could no longer be read
+	}
+	// The files the walk did not reach (the workers count those they got
+	// and could not start).
+	if unsent := t.p.FilesTotal - sent; unsent > 0 && (t.stopped != nil || ctx.Err() != nil) {
+		t.res.NotSent += unsent
+	}
 }
 
 // halted says whether no more files may start.

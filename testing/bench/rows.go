@@ -164,6 +164,13 @@ func treeRow(res *Results, name, alt string, target float64) Row {
 		if len(parts) > 0 {
 			r.Note += "; ftfs's CPU per 1,000 files: " + strings.Join(parts, ", ")
 		}
+		var rss int64
+		for _, s := range res.pick("tree", "put", sysCLI) {
+			rss = max(rss, s.RSS["cli"])
+		}
+		if rss > 0 {
+			r.Note += "; the CLI's peak RSS " + mib(rss)
+		}
 	}
 	return r
 }

@@ -45,9 +45,10 @@ func (b *bench) tree() {
 			var err error
 			switch system {
 			case sysCLI:
-				var took time.Duration
-				took, err = b.treeCLI(c, dir, prefix)
-				s.CPU = map[string]float64{"cli": took.Seconds()}
+				var res ftfstest.Result
+				res, err = b.treeCLI(c, dir, prefix)
+				s.CPU = map[string]float64{"cli": res.CPU.Seconds()}
+				s.RSS = map[string]int64{"cli": res.MaxRSS}
 			case sysDirect:
 				err = b.treeDirect(dir, prefix)
 			default:
@@ -96,17 +97,17 @@ func (b *bench) writeTree() string {
 // treeFile is the path of the tree's file i below its directory.
 func treeFile(i int) string { return fmt.Sprintf("d%02d/f%05d", i%treeDirs, i) }
 
-// treeCLI runs `ftfs put -r dir prefix` and returns the CPU time it took.
-func (b *bench) treeCLI(c *ftfstest.CLI, dir, prefix string) (time.Duration, error) {
+// treeCLI runs `ftfs put -r dir prefix`.
+func (b *bench) treeCLI(c *ftfstest.CLI, dir, prefix string) (ftfstest.Result, error) {
 	var out strings.Builder
 	res := c.Exec(b.tb, nil, &out, nil, "put", "-r", dir, prefix)
 	if res.Code != 0 {
-		return res.CPU, fmt.Errorf("ftfs put -r exited %d: %s", res.Code, strings.TrimSpace(res.Stderr))
+		return res, fmt.Errorf("ftfs put -r exited %d: %s", res.Code, strings.TrimSpace(res.Stderr))
 	}
 	if want := fmt.Sprintf("uploaded %d files", b.cfg.TreeCount); !strings.Contains(out.String(), want) {
-		return res.CPU, fmt.Errorf("ftfs put -r said %q, want %q", strings.TrimSpace(out.String()), want)
+		return res, fmt.Errorf("ftfs put -r said %q, want %q", strings.TrimSpace(out.String()), want)
 	}
-	return res.CPU, nil
+	return res, nil
 }
 
 // cpuEach is the CPU time the broker and each file server have used, in
