@@ -130,59 +130,94 @@ func mvCmd(e *env) *cobra.Command {
 
 func putCmd(e *env) *cobra.Command {
 	var noClobber bool
+	var tf treeFlags
 	cmd := &cobra.Command{
 		Use:     "put LOCAL [REMOTE]",
 		GroupID: "files",
-		Short:   "Upload a file (LOCAL - reads stdin)",
+		Short:   "Upload a file (LOCAL - reads stdin), or with -r a whole directory",
 		Long: `Upload LOCAL as REMOTE (default: LOCAL's base name). The file appears only
 once it is complete and its SHA-256 digest checks out; if the server handling
-the upload dies, the upload continues on another one.`,
-		Example: "  ftfs put report.pdf\n  ftfs put report.pdf docs/2026/report.pdf\n  tar c dir | ftfs put - dir.tar",
-		Args:    cobra.RangeArgs(1, 2),
-		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
-			local, remote := args[0], ""
-			if len(args) == 2 {
-				remote = args[1]
+the upload dies, the upload continues on another one.
+
+With -r, LOCAL is a directory and REMOTE a prefix (default: the directory's
+base name, so that "put -r photos" then "get -r photos" gives the same
+tree back): every regular file below LOCAL is uploaded as
+REMOTE/its/path/below/LOCAL, many at once over one connection, with one
+progress bar for the whole tree. Symbolic links are not followed, and
+they, devices, pipes and sockets are skipped with a notice. If any local
+name cannot be an ftfs name, nothing is uploaded and the command names
+them. A file that fails does not stop the others; the command then lists
+the failures and exits 1. If a file server dies, its requests go to the
+other one: no file is stored twice and none is lost. --update skips files
+whose name already holds the same size and SHA-256 digest, so running the
+same command again after an interruption sends only what is missing.`,
+		Example: "  ftfs put report.pdf\n  ftfs put report.pdf docs/2026/report.pdf\n  tar c dir | ftfs put - dir.tar\n" +
+			"  ftfs put -r photos                  # photos/... from ./photos\n" +
+			"  ftfs put -r ./pictures photos/2026  # photos/2026/... from ./pictures\n" +
+			"  ftfs put -r --update photos         # send only what changed",
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if tf.recursive {
+				return e.putTreeCmd(cmd, args, tf, noClobber)
 			}
-			var r io.Reader
-			size := int64(-1)
-			if local == "-" {
-				if remote == "" {
-					return usagef("put from stdin needs a REMOTE name")
-				}
-				r = e.stdin
-			} else {
-				f, err := os.Open(local)
-				if err != nil {
-					return fmt.Errorf("put: %w", err)
-				}
-				defer f.Close()
-				st, err := f.Stat()
-				if err != nil {
-					return fmt.Errorf("put: %w", err)
-				}
-				if st.IsDir() {
-					return usagef("put: %s is a directory", local)
-				}
-				r, size = f, st.Size()
-				if remote == "" {
-					remote = filepath.Base(local)
-				}
+			if tf.update || tf.asJSON || tf.verbose || cmd.Flags().Changed("jobs") {
+				return usagef("put: --update, --json, --verbose and --jobs go with -r")
 			}
-			opts := e.progress("put "+remote, size)
-			if noClobber {
-				opts = append(opts, client.NoOverwrite())
-			}
-			fi, err := c.Put(cmd.Context(), remote, r, size, opts...)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout, "uploaded %s (%s, %s)\n", fi.Name, humanSize(fi.Size), fi.Digest)
-			return nil
-		}),
+			return e.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
+				return e.putOne(cmd, c, args, noClobber)
+			})(cmd, args)
+		},
 	}
-	cmd.Flags().BoolVarP(&noClobber, "no-clobber", "n", false, "fail if REMOTE exists")
+	cmd.Flags().BoolVarP(&noClobber, "no-clobber", "n", false, "fail if REMOTE exists (with -r: skip every file whose name exists)")
+	cmd.Flags().BoolVarP(&tf.recursive, "recursive", "r", false, "upload every regular file below the LOCAL directory under the REMOTE prefix")
+	cmd.Flags().BoolVarP(&tf.update, "update", "u", false, "with -r: skip files whose name holds the same size and SHA-256 digest already")
+	cmd.Flags().BoolVar(&tf.asJSON, "json", false, "with -r: print the summary as JSON")
+	cmd.Flags().BoolVarP(&tf.verbose, "verbose", "v", false, "with -r: print a line for every file")
+	cmd.Flags().IntVarP(&tf.jobs, "jobs", "j", client.DefaultTreeJobs, "with -r: files sent at once")
 	return cmd
+}
+
+// putOne uploads one file, or stdin.
+func (e *env) putOne(cmd *cobra.Command, c *client.Client, args []string, noClobber bool) error {
+	local, remote := args[0], ""
+	if len(args) == 2 {
+		remote = args[1]
+	}
+	var r io.Reader
+	size := int64(-1)
+	if local == "-" {
+		if remote == "" {
+			return usagef("put from stdin needs a REMOTE name")
+		}
+		r = e.stdin
+	} else {
+		f, err := os.Open(local)
+		if err != nil {
+			return fmt.Errorf("put: %w", err)
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("put: %w", err)
+		}
+		if st.IsDir() {
+			return usagef("put: %s is a directory (put -r uploads a directory)", local)
+		}
+		r, size = f, st.Size()
+		if remote == "" {
+			remote = filepath.Base(local)
+		}
+	}
+	opts := e.progress("put "+remote, size)
+	if noClobber {
+		opts = append(opts, client.NoOverwrite())
+	}
+	fi, err := c.Put(cmd.Context(), remote, r, size, opts...)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "uploaded %s (%s, %s)\n", fi.Name, humanSize(fi.Size), fi.Digest)
+	return nil
 }
 
 // progress returns a progress bar option when stderr is a terminal, and

@@ -50,7 +50,7 @@ func measure(tb testing.TB, cfg Config, progress io.Writer, saved func(*Results)
 		res: &Results{Started: time.Now().UTC(), Host: hostInfo(), Config: cfg}}
 	b.setUp()
 	others := b.watchOthers()
-	phases := map[string]func(){"large": b.large, "cli": b.cli, "failover": b.failover, "small": b.small, "mixed": b.mixed, "probe": b.probe, "scale": b.scale}
+	phases := map[string]func(){"large": b.large, "cli": b.cli, "failover": b.failover, "small": b.small, "tree": b.tree, "mixed": b.mixed, "probe": b.probe, "scale": b.scale}
 	for _, phase := range allPhases {
 		if !cfg.has(phase) {
 			continue
@@ -114,7 +114,7 @@ func (b *bench) setUp() {
 	if b.cfg.has("large") || b.cfg.has("cli") || b.cfg.has("failover") || b.cfg.has("probe") {
 		b.writeBigFile()
 	}
-	if b.cfg.has("large") {
+	if b.cfg.has("large") || b.cfg.has("tree") {
 		var skip string
 		b.sftp, skip = startSFTP(b.tb, b.tb.TempDir())
 		if b.sftp == nil {

@@ -14,7 +14,7 @@ func TestHarness(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a broker and two file servers and moves files through them")
 	}
-	cfg := Config{Size: 16 << 20, Runs: 1, Retries: 1, SmallCount: 40, SmallSize: 4 << 10, SmallClients: 4, SmallDeletes: 20,
+	cfg := Config{Size: 16 << 20, Runs: 1, Retries: 1, SmallCount: 40, SmallSize: 4 << 10, SmallClients: 4, SmallDeletes: 20, TreeCount: 150,
 		ListRepeat: 1, Clients: []int{2}, MixedSeconds: 0.5, Phases: allPhases, OpTimeout: 60, SettleWindow: 0.1, ScaleCounts: []int{5000}}
 	res := measure(t, cfg, testLog{t}, nil)
 	for _, s := range res.Samples {
@@ -31,7 +31,7 @@ func TestHarness(t *testing.T) {
 	}
 	var table bytes.Buffer
 	writeTable(&table, res.Rows)
-	for _, want := range []string{"put 16MiB (Go client)", "list 40 files", "peak RSS, ftfs CLI get", "put 16MiB, server killed halfway", "mixed work, 2 clients", "start, 5000 files: files index loaded", "list 5000 files (ftfs ls)"} {
+	for _, want := range []string{"put 16MiB (Go client)", "list 40 files", "peak RSS, ftfs CLI get", "put 16MiB, server killed halfway", "mixed work, 2 clients", "start, 5000 files: files index loaded", "list 5000 files (ftfs ls)", "put -r 150×4KiB (ftfs CLI)"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("the table has no row %q:\n%s", want, table.String())
 		}

@@ -10,7 +10,9 @@
 // It builds the ftfs binary and starts its own broker (file storage, one
 // replica) and file servers (primary and backup) as separate processes on
 // free loopback ports (testing/ftfstest), then measures: a large file's put
-// and get; many small files' put, list and get rates; 1, 8 and 32 clients
+// and get; many small files' put, list and get rates; a tree of small
+// files put with `ftfs put -r`, the object store one file after the other
+// and `sftp -r`; 1, 8 and 32 clients
 // doing mixed work; a large get and put during which the file server
 // serving it is killed; and the peak RSS of the ftfs CLI and of each file
 // server while they move the large file. Every measurement is repeated
@@ -48,6 +50,7 @@ type Config struct {
 	SmallSize    int64    `json:"small_size"`
 	SmallClients int      `json:"small_clients"`
 	SmallDeletes int      `json:"small_deletes"`
+	TreeCount    int      `json:"tree_count,omitempty"`
 	ListRepeat   int      `json:"list_repeat"`
 	Clients      []int    `json:"clients"`
 	MixedSeconds float64  `json:"mixed_seconds"`
@@ -62,7 +65,7 @@ type Config struct {
 }
 
 // phases in the order they run.
-var allPhases = []string{"large", "cli", "failover", "small", "mixed", "probe", "scale"}
+var allPhases = []string{"large", "cli", "failover", "small", "tree", "mixed", "probe", "scale"}
 
 // defaultPhases are those a run without -phases measures: the scale
 // phase's million files take some five minutes of their own.
@@ -91,6 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	smallSize := fs.String("small-size", "4KiB", "size of each small file")
 	smallClients := fs.Int("small-clients", 8, "clients putting and getting the small files at once")
 	smallDeletes := fs.Int("small-deletes", 500, "small files deleted through each system, timed (the rest are removed untimed)")
+	treeCount := fs.Int("tree-count", 10000, "files of -small-size in the directory put -r uploads (tree phase)")
 	listRepeat := fs.Int("list-repeat", 3, "listings of the small files per run")
 	clients := fs.String("clients", "1,8,32", "concurrency levels of the mixed-work phase")
 	mixedTime := fs.Duration("mixed-time", 10*time.Second, "duration of each mixed-work measurement")
@@ -127,7 +131,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printResults(stdout, res, *markdown)
 		return 0
 	}
-	cfg := Config{Runs: *runs, Retries: *retries, SmallCount: *smallCount, SmallClients: *smallClients, SmallDeletes: *smallDeletes, ListRepeat: *listRepeat,
+	cfg := Config{Runs: *runs, Retries: *retries, SmallCount: *smallCount, SmallClients: *smallClients, SmallDeletes: *smallDeletes, TreeCount: *treeCount, ListRepeat: *listRepeat,
 		MixedSeconds: mixedTime.Seconds(), OpTimeout: opTimeout.Seconds(), SettleWindow: settle.Seconds()}
 	if err := cfg.parse(*size, *smallSize, *clients, *phases, *scaleCounts); err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
@@ -246,8 +250,8 @@ func (cfg *Config) parse(size, smallSize, clients, phases, scaleCounts string) e
 		// chunk has been acknowledged, naming the server holding the
 		// upload, before the failover phase kills it.
 		return fmt.Errorf("-size: at least 16MiB, so that a transfer can be interrupted midway")
-	case cfg.Runs < 1 || cfg.Retries < 0 || cfg.SmallCount < 1 || cfg.SmallClients < 1 || cfg.ListRepeat < 1 || cfg.SmallSize < 1 || cfg.SmallDeletes < 0:
-		return fmt.Errorf("-runs, -small-count, -small-clients, -list-repeat and -small-size must be positive, -retries and -small-deletes not negative")
+	case cfg.Runs < 1 || cfg.Retries < 0 || cfg.SmallCount < 1 || cfg.TreeCount < 1 || cfg.SmallClients < 1 || cfg.ListRepeat < 1 || cfg.SmallSize < 1 || cfg.SmallDeletes < 0:
+		return fmt.Errorf("-runs, -small-count, -tree-count, -small-clients, -list-repeat and -small-size must be positive, -retries and -small-deletes not negative")
 	case cfg.MixedSeconds <= 0 || cfg.OpTimeout <= 0 || cfg.SettleWindow <= 0:
 		return fmt.Errorf("-mixed-time, -op-timeout and -settle must be positive")
 	}

@@ -76,7 +76,8 @@ type Sample struct {
 	// Bucket is how many files the bucket held (scale phase).
 	Bucket int `json:"bucket_files,omitempty"`
 	// CPU is the CPU time, in seconds, processes took during the
-	// operation (scale phase: the start).
+	// operation: the scale phase's start, the tree phase's "cli", broker
+	// and file servers, the cli phase's "cli".
 	CPU map[string]float64 `json:"cpu_seconds,omitempty"`
 }
 

@@ -15,6 +15,8 @@ const (
 	targetSFTP      = 1.0       // ftfs put and get ÷ sftp
 	targetSmall     = 0.8       // small files put and get rates ÷ direct
 	targetList      = 1.2       // listing time ÷ direct
+	targetTree      = 2.0       // put -r rate ÷ direct, one by one
+	targetTreeSFTP  = 5.0       // put -r rate ÷ sftp -r
 	rssBound        = 100 << 20 // peak RSS of client and each server
 	failoverGrace   = 1.0       // seconds a failover may add, besides re-sending
 	failoverResends = subjects.UploadWindow * subjects.ChunkSize
@@ -82,6 +84,15 @@ func rows(res *Results) []Row {
 			add(rateRow(res, fmt.Sprintf("small delete (%d of the %d files, %d clients)", n, res.Config.SmallCount, res.Config.SmallClients), "small", "delete", sysDirect, 0))
 		}
 	}
+	if res.Config.has("tree") {
+		what := fmt.Sprintf("put -r %d×%s (ftfs CLI)", res.Config.TreeCount, sizeText(res.Config.SmallSize))
+		add(treeRow(res, what, sysDirect, targetTree))
+		r := treeRow(res, what+" vs sftp -r", sysSFTP, targetTreeSFTP)
+		if r.AltValue == 0 && sftpNote != "" {
+			r.Note = sftpNote
+		}
+		add(r)
+	}
 	for _, n := range res.Config.Clients {
 		if !res.Config.has("mixed") {
 			break
@@ -126,6 +137,45 @@ func rateRow(res *Results, name, phase, op, alt string, target float64) Row {
 	r.Ratio = ratio(r.FTFS, r.AltValue)
 	if target != 0 {
 		r.TargetText = fmt.Sprintf("≥ %.2g", target)
+	}
+	return r
+}
+
+// treeRow compares the rate of `ftfs put -r` with alt's putting the same
+// tree: the object store one file after the other over one connection, or
+// `sftp -r`.
+func treeRow(res *Results, name, alt string, target float64) Row {
+	r := Row{Name: name, Unit: "files/s", Alt: alt, Higher: true, Target: target, TargetText: fmt.Sprintf("≥ %.2g", target)}
+	r.FTFS, r.FTFSRuns = medianRate(res.pick("tree", "put", sysCLI))
+	r.AltValue, r.AltRuns = medianRate(res.pick("tree", "put", alt))
+	r.Ratio = ratio(r.FTFS, r.AltValue)
+	if alt == sysDirect {
+		r.Note = "the object store puts the files one by one over one connection, as a loop of puts would"
+		// Where ftfs's time goes: CPU per 1,000 files, medians.
+		cpu := map[string][]float64{}
+		for _, s := range res.pick("tree", "put", sysCLI) {
+			for p, v := range s.CPU {
+				if s.ok() && s.Files > 0 {
+					cpu[p] = append(cpu[p], v*1000/float64(s.Files))
+				}
+			}
+		}
+		var parts []string
+		for _, p := range []string{"cli", "primary", "backup", "broker1"} {
+			if xs := cpu[p]; len(xs) > 0 {
+				parts = append(parts, fmt.Sprintf("%s %.2f s", p, median(xs)))
+			}
+		}
+		if len(parts) > 0 {
+			r.Note += "; ftfs's CPU per 1,000 files: " + strings.Join(parts, ", ")
+		}
+		var rss int64
+		for _, s := range res.pick("tree", "put", sysCLI) {
+			rss = max(rss, s.RSS["cli"])
+		}
+		if rss > 0 {
+			r.Note += "; the CLI's peak RSS " + mib(rss)
+		}
 	}
 	return r
 }
