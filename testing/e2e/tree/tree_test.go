@@ -7,6 +7,7 @@ package tree_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,18 +18,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ftfs/ftfs/subjects"
 	"github.com/ftfs/ftfs/testing/ftfstest"
 )
 
-// metaLog records every meta message published into the files bucket, as
-// a core NATS subscriber sees them (before JetStream's rollup keeps only
-// the last of a name): which versions (NUIDs) were written for each name.
-// A file stored twice has two versions; the same meta sent again (a
-// storage call retried) has one.
+// metaLog records every meta message the files bucket stores, as a
+// JetStream consumer started before the tree receives them (each as it is
+// stored, before the rollup of a later one removes it): which versions
+// (NUIDs) were stored for each name. A file stored twice has two
+// versions. A write JetStream refuses (a copy of a request already done,
+// answered duplicate) is not stored, and not counted: a core NATS
+// subscriber would see it.
 type metaLog struct {
 	mu       sync.Mutex
 	versions map[string]map[string]bool // name -> NUIDs
@@ -38,11 +40,23 @@ type metaLog struct {
 func watchMetas(t *testing.T, sys *ftfstest.System) *metaLog {
 	t.Helper()
 	l := &metaLog{versions: map[string]map[string]bool{}}
-	nc := sys.OperatorConn(t)
-	sub, err := nc.Subscribe(subjects.ObjectMetas(subjects.FilesBucket), func(m *nats.Msg) {
+	js, err := jetstream.New(sys.OperatorConn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, subjects.ObjectStream(subjects.FilesBucket), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subjects.ObjectMetas(subjects.FilesBucket)},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
 		var oi jetstream.ObjectInfo
-		if err := json.Unmarshal(m.Data, &oi); err != nil {
-			t.Errorf("undecodable meta on %s: %v", m.Subject, err)
+		if err := json.Unmarshal(m.Data(), &oi); err != nil {
+			t.Errorf("undecodable meta on %s: %v", m.Subject(), err)
 			return
 		}
 		l.mu.Lock()
@@ -56,10 +70,7 @@ func watchMetas(t *testing.T, sys *ftfstest.System) *metaLog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(cc.Stop)
 	return l
 }
 
@@ -67,6 +78,19 @@ func (l *metaLog) names() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.versions)
+}
+
+// settle waits until the consumer has received nothing new for half a
+// second: every meta stored by then has arrived.
+func (l *metaLog) settle(t *testing.T) {
+	t.Helper()
+	last, quiet := l.count(), time.Now()
+	ftfstest.Eventually(t, 20*time.Second, "meta messages to stop arriving", func() bool {
+		if n := l.count(); n != last {
+			last, quiet = n, time.Now()
+		}
+		return time.Since(quiet) >= 500*time.Millisecond
+	})
 }
 
 func (l *metaLog) count() int {
@@ -156,6 +180,7 @@ func TestPutTreeSurvivesKillOfAServer(t *testing.T) {
 	// Every name was stored once: one version among all meta messages
 	// written, and it is the one stored.
 	obs := sys.ObjectStore(t)
+	metas.settle(t)
 	if n := metas.names(); n != len(files) {
 		t.Fatalf("meta messages name %d files, want %d", n, len(files))
 	}
@@ -233,9 +258,7 @@ func TestPutTreeSurvivesKillOfAServer(t *testing.T) {
 	if sum.Prefix != "photos" || sum.Uploaded != 0 || sum.Unchanged != len(files) || len(sum.Ignored) != 1 {
 		t.Fatalf("put -r --update: %+v, want nothing uploaded and %d unchanged under photos", sum, len(files))
 	}
-	if err := sys.OperatorConn(t).Flush(); err != nil {
-		t.Fatal(err)
-	}
+	metas.settle(t)
 	if n := metas.count(); n != before {
 		t.Fatalf("put -r --update wrote %d meta messages, want none", n-before)
 	}
