@@ -67,6 +67,9 @@ func (s *Server) syncCatalog(ctx context.Context) error {
 // replaced, or its last meta purged) is not trusted: errIndexBehind, and
 // the watch starts over (filesAhead).
 func (s *Server) catchUpFiles(ctx context.Context, ahead bool, wait func(context.Context, uint64) error) error {
+	// Where the index was before storage was asked: a meta applied after
+	// the answer left storage is not a sign of a stream lost.
+	held, _ := s.usage.filesProgress()
 	last, err := s.leaderGet(ctx, leaderGetRequest{LastFor: ">"})
 	if err != nil {
 		// The stream's last message deleted (an aborted upload's chunk
@@ -75,12 +78,12 @@ func (s *Server) catchUpFiles(ctx context.Context, ahead bool, wait func(context
 		if err != nil {
 			return err
 		}
-		if ahead && s.usage.filesAhead(seq) {
+		if ahead && held > seq && s.usage.filesAhead(seq) {
 			return errIndexAhead
 		}
 		return wait(ctx, seq)
 	}
-	if ahead && s.usage.filesAhead(last.Sequence) {
+	if ahead && held > last.Sequence && s.usage.filesAhead(last.Sequence) {
 		return errIndexAhead
 	}
 	at, _ := s.usage.filesProgress()
@@ -161,6 +164,19 @@ func (u *usage) filesLoaded() int {
 	defer u.mu.Unlock()
 	u.loading = false
 	return len(u.files)
+}
+
+// loadedListing is listFiles, or ok false when the index is loading: its
+// watch started over (filesAhead, by another request) after the caller
+// caught up with storage, and an index half loaded would list too little.
+func (u *usage) loadedListing(r subjects.ListRequest) (subjects.ListReply, bool) {
+	u.mu.Lock()
+	loading := u.loading
+	u.mu.Unlock()
+	if loading {
+		return subjects.ListReply{}, false
+	}
+	return u.listFiles(r), true
 }
 
 // listFiles cuts the page r asks for out of the index.
@@ -259,6 +275,13 @@ func (u *usage) tooStale() {
 func (u *usage) references(nuid string) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.loading {
+		// The watch started over since the caller caught up (filesAhead):
+		// the index does not hold every file yet, so it cannot say that
+		// none points at nuid. Keep the chunks; the sweep finds them if
+		// they are orphans.
+		return true
+	}
 	for _, r := range u.files {
 		if r.version() == nuid {
 			return true

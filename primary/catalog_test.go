@@ -17,6 +17,7 @@ import (
 func TestCatalogPagesLikeAFullListing(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	u := newUsage()
+	u.filesLoaded() // fed here directly, as a watch that has loaded the bucket feeds it
 	live := map[string]subjects.FileInfo{}
 	seg := []string{"a", "b", "ab", "docs", "docs/x", "z", "é"}
 	name := func() string {
@@ -86,5 +87,32 @@ func TestCatalogAheadOfStorageStartsOver(t *testing.T) {
 	u.resetFiles()
 	if u.filesAhead(3) {
 		t.Fatal("a fresh index is taken for ahead")
+	}
+}
+
+// TestAnIndexLoadingAgainAnswersNothing: a watch that starts over (the
+// index found ahead of storage, by any request) empties the index and
+// loads it again. Meanwhile a request that had caught up with storage
+// just before must not list from it (an empty listing was answered, and
+// the bench's mixed work caught it), nor take a version for unreferenced
+// and purge a live file's chunks.
+func TestAnIndexLoadingAgainAnswersNothing(t *testing.T) {
+	u := newUsage()
+	u.filesLoaded()
+	u.putFile(1, subjects.FileInfo{Name: "kept.txt", Owner: "alice", Size: 3, Version: "V1"}, true)
+	if l, ok := u.loadedListing(subjects.ListRequest{}); !ok || len(l.Files) != 1 {
+		t.Fatalf("loaded index lists %+v, %v", l, ok)
+	}
+	u.resetFiles() // the watch starts over
+	if l, ok := u.loadedListing(subjects.ListRequest{}); ok {
+		t.Fatalf("an index loading again listed %+v", l)
+	}
+	if !u.references("V1") || !u.references("anything") {
+		t.Fatal("an index loading again said a version is unreferenced")
+	}
+	u.putFile(1, subjects.FileInfo{Name: "kept.txt", Owner: "alice", Size: 3, Version: "V1"}, true)
+	u.filesLoaded()
+	if u.references("anything") || !u.references("V1") {
+		t.Fatal("a loaded index answers references wrongly")
 	}
 }

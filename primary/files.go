@@ -254,10 +254,14 @@ func (s *Server) list(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch err := s.syncCatalog(c.ctx); {
-	case err == nil:
-		return s.usage.listFiles(r), nil
-	case !errors.Is(err, errIndexBehind):
+	err = s.syncCatalog(c.ctx)
+	if err == nil {
+		if reply, ok := s.usage.loadedListing(r); ok {
+			return reply, nil
+		}
+		err = errIndexBehind
+	}
+	if !errors.Is(err, errIndexBehind) {
 		return nil, wrapStorage("list files", err)
 	}
 	s.log.Debug("files index behind storage; listing the bucket")

@@ -17,10 +17,12 @@ package primary
 import (
 	"context"
 	"crypto/sha256"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
 
 	"github.com/ftfs/ftfs/subjects"
@@ -56,6 +58,10 @@ func (s *Server) put(c *call) (any, error) {
 	if r.Size > 0 {
 		chunks = 1
 	}
+	var stored chan error
+	if e, ok := c.req.(*earlyPut); ok && e.size == r.Size && e.taken.CompareAndSwap(false, true) {
+		id, stored = e.id, e.stored // stored while the session was checked
+	}
 	info := stamped(c, jetstream.ObjectInfo{
 		ObjectMeta: jetstream.ObjectMeta{
 			Name:     r.Name,
@@ -73,8 +79,7 @@ func (s *Server) put(c *call) (any, error) {
 	// The content is stored while the name's meta is read: a put is
 	// mostly round trips to storage, and the content is harmless until a
 	// meta names it (if none ever does, it is purged).
-	var stored chan error
-	if chunks > 0 {
+	if chunks > 0 && stored == nil {
 		stored = make(chan error, 1)
 		go func() { stored <- s.storeWhole(c.ctx, id, data) }() // waited for below
 	}
@@ -151,6 +156,47 @@ func (s *Server) putDoneBefore(c *call, info jetstream.ObjectInfo, drop func()) 
 		return fileInfo(cur.info)
 	}
 	return fileInfo(info)
+}
+
+// earlyPut is a put request whose content is being stored while its
+// session is checked (putEarly).
+type earlyPut struct {
+	micro.Request
+	id     string     // the version the content is stored as
+	size   int64      // its bytes
+	stored chan error // the store's outcome, once
+	taken  atomic.Bool
+}
+
+// putEarly starts storing a put's content as the request arrives, at the
+// same time as its session is checked and its name looked up: a small put
+// is a chain of storage round trips (session, content, meta), and the
+// content needs none of the others. Until a meta names it the content is
+// invisible; when the put does not take it (no valid session, storage
+// read-only, a refusal before the write), it is purged. Only the request's
+// own shape is checked first: the broker let only its user publish it,
+// and it carries at most MaxPutSize bytes.
+func (s *Server) putEarly(h func(micro.Request)) func(micro.Request) {
+	return func(req micro.Request) {
+		var r subjects.PutRequest
+		data := req.Data()
+		if len(data) == 0 || decode([]byte(req.Headers().Get(subjects.HeaderPut)), &r) != nil ||
+			r.Size != int64(len(data)) || r.Validate() != nil {
+			h(req) // the put explains what is wrong
+			return
+		}
+		e := &earlyPut{Request: req, id: nuid.Next(), size: r.Size, stored: make(chan error, 1)}
+		ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
+		go func() { // waited for by the put, or below
+			defer cancel()
+			e.stored <- s.storeWhole(ctx, e.id, data)
+		}()
+		h(e)
+		if e.taken.CompareAndSwap(false, true) {
+			<-e.stored // stored or not: nothing names it
+			s.purgeLater(e.id, 0)
+		}
+	}
 }
 
 // storeWhole stores the content of a small file as the one chunk of

@@ -463,7 +463,7 @@ func (s *Server) serve() error {
 		{"stat", subjects.Stat, s.async(s.authed(s.readable(s.stat, s.replicaStat)))},
 		{"delete", subjects.Delete, s.async(s.authed(s.writable(s.delete)))},
 		{"rename", subjects.Rename, s.async(s.authed(s.writable(s.rename)))},
-		{"put", subjects.Put, s.async(s.authed(s.writable(s.put)))},
+		{"put", subjects.Put, s.async(s.putEarly(s.authed(s.writable(s.put))))},
 		{"upload-open", subjects.UploadOpen, s.async(s.authed(s.writable(s.uploadOpen)))},
 		{"upload-resume", subjects.UploadResume, s.async(s.authed(s.writable(s.uploadResume)))},
 		{"upload-commit", subjects.UploadCommit, s.async(s.authed(s.writable(s.uploadCommit)))},

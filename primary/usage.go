@@ -378,6 +378,11 @@ func (s *Server) watchFiles(ctx context.Context) error {
 	stale := s.usage.filesStale
 	s.usage.mu.Unlock()
 	began, loaded := time.Now(), false
+	if seq, err := s.lastFileChange(ctx); err == nil && seq == 0 {
+		// No meta to load: no message will say the load is over.
+		loaded = true
+		s.usage.filesLoaded()
+	}
 	err := s.followLast(ctx, subjects.ObjectStream(s.cfg.Bucket), subjects.ObjectMetas(s.cfg.Bucket), stale,
 		func(md *jetstream.MsgMetadata, m jetstream.Msg) {
 			f, live, err := decodeMeta(m.Data(), md.Timestamp)

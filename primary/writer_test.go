@@ -382,3 +382,59 @@ type ackedFuture struct {
 }
 
 func (f *ackedFuture) Ok() <-chan *jetstream.PubAck { return f.ok }
+
+// TestARefusedPutLeavesNoContent: a put's content is stored while its
+// session is checked (putEarly); a put refused then (a session that is
+// not valid, a digest that does not match) leaves no chunk behind, and
+// one that goes through leaves exactly its own.
+func TestARefusedPutLeavesNoContent(t *testing.T) {
+	url := startTestBroker(t)
+	s := startTestServer(t, url, RolePrimary)
+	admin := dialUser(t, url, AdminUser, "admin-password")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	put := func(token, name string, data []byte, digest string) error {
+		h, _ := json.Marshal(subjects.PutRequest{Name: name, Size: int64(len(data)), Digest: digest, Overwrite: true})
+		m := nats.NewMsg(subjects.Put)
+		m.Data = data
+		m.Header.Set(subjects.HeaderPut, string(h))
+		m.Header.Set(subjects.HeaderSession, token)
+		resp, err := admin.request(m)
+		if err != nil {
+			return err
+		}
+		return decodeReply(resp, nil)
+	}
+	chunks := func() int {
+		n, err := s.leaderSubjects(ctx, s.filesStream(), subjects.ObjectChunks(s.cfg.Bucket, "*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(n)
+	}
+	data := []byte("refused content")
+	if err := put("not-a-session-token", "refused.txt", data, digestBytes(data)); subjects.CodeOf(err) != subjects.CodeUnauthorized {
+		t.Fatalf("put with a bad session: %v, want unauthorized", err)
+	}
+	if err := put(admin.token, "refused.txt", data, digestBytes([]byte("other"))); subjects.CodeOf(err) != subjects.CodeIntegrity {
+		t.Fatalf("put with a wrong digest: %v, want an integrity error", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for chunks() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("refused puts left %d chunks in storage", chunks())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := put(admin.token, "kept.txt", data, digestBytes(data)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // any purge of it would have run
+	if n := chunks(); n != 1 {
+		t.Fatalf("a put that went through left %d chunks, want its one", n)
+	}
+	got, err := s.files.GetBytes(ctx, "kept.txt")
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("kept.txt reads back %q, %v", got, err)
+	}
+}
