@@ -15,6 +15,8 @@ const (
 	targetSFTP      = 1.0       // ftfs put and get ÷ sftp
 	targetSmall     = 0.8       // small files put and get rates ÷ direct
 	targetList      = 1.2       // listing time ÷ direct
+	targetDelete    = 0.5       // small files delete rate ÷ direct
+	targetMixed     = 0.8       // mixed work operations rate ÷ direct
 	targetTree      = 2.0       // put -r rate ÷ direct, one by one
 	targetTreeSFTP  = 5.0       // put -r rate ÷ sftp -r
 	rssBound        = 100 << 20 // peak RSS of client and each server
@@ -81,7 +83,7 @@ func rows(res *Results) []Row {
 		add(rateRow(res, "small get ("+what+")", "small", "get", sysDirect, targetSmall))
 		add(timeRow(res, fmt.Sprintf("list %d files", res.Config.SmallCount), "small", "list", sysDirect, targetList))
 		if n := min(res.Config.SmallDeletes, res.Config.SmallCount); n > 0 {
-			add(rateRow(res, fmt.Sprintf("small delete (%d of the %d files, %d clients)", n, res.Config.SmallCount, res.Config.SmallClients), "small", "delete", sysDirect, 0))
+			add(rateRow(res, fmt.Sprintf("small delete (%d of the %d files, %d clients)", n, res.Config.SmallCount, res.Config.SmallClients), "small", "delete", sysDirect, targetDelete))
 		}
 	}
 	if res.Config.has("tree") {
@@ -330,7 +332,8 @@ func mixedRow(res *Results, n int) Row {
 	if n == 1 {
 		clients = "client"
 	}
-	r := Row{Name: fmt.Sprintf("mixed work, %d %s", n, clients), Unit: "ops/s", Alt: sysDirect, Higher: true}
+	r := Row{Name: fmt.Sprintf("mixed work, %d %s", n, clients), Unit: "ops/s", Alt: sysDirect, Higher: true,
+		Target: targetMixed, TargetText: fmt.Sprintf("≥ %.2g", targetMixed)}
 	var errs []string
 	for _, system := range []string{sysFTFS, sysDirect} {
 		var xs, mbs []float64
