@@ -17,6 +17,7 @@ import (
 	"github.com/ftfs/ftfs/client"
 	"github.com/ftfs/ftfs/primary"
 	"github.com/ftfs/ftfs/subjects"
+	"github.com/ftfs/ftfs/testing/ftfstest"
 )
 
 func TestTreeName(t *testing.T) {
@@ -37,15 +38,7 @@ func TestTreeName(t *testing.T) {
 func writeTree(t *testing.T, files map[string][]byte) string {
 	t.Helper()
 	dir := t.TempDir()
-	for p, data := range files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ftfstest.WriteFiles(t, dir, files)
 	return dir
 }
 

@@ -67,13 +67,9 @@ func (b *bench) small() {
 	}
 }
 
-// smallCleanup deletes the small files the timed deletes left, from both
-// buckets, through the object store API (as `nats object rm` would): an
-// ftfs delete lists every file, to be sure that no other name holds the
-// version it purges, so deleting thousands through ftfs takes minutes of
-// time that measures nothing new. The file servers and the backup see
-// these deletes as any other.
-func (b *bench) smallCleanup(dir string, from int, name func(int) string, cleaners []store) {
+// deleteEverywhere deletes the n files name gives from both buckets,
+// over the cleaners' connections, through the object store API.
+func (b *bench) deleteEverywhere(what string, n int, cleaners []store, name func(int) string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, bucket := range []string{subjects.FilesBucket, directBucket} {
@@ -88,13 +84,23 @@ func (b *bench) smallCleanup(dir string, from int, name func(int) string, cleane
 			d.obs = obs
 			handles[i] = d
 		}
-		failed, first, _ := b.batch(b.cfg.SmallCount-from, handles, func(ctx context.Context, s store, i int) error {
-			return s.del(ctx, name(from+i))
+		failed, first, _ := b.batch(n, handles, func(ctx context.Context, s store, i int) error {
+			return s.del(ctx, name(i))
 		})
 		if failed > 0 {
-			b.tb.Errorf("clean up %s from %s: %d deletes failed; the first: %v", dir, bucket, failed, first)
+			b.tb.Errorf("clean up %s from %s: %d deletes failed; the first: %v", what, bucket, failed, first)
 		}
 	}
+}
+
+// smallCleanup deletes the small files the timed deletes left, from both
+// buckets, through the object store API (as `nats object rm` would): an
+// ftfs delete lists every file, to be sure that no other name holds the
+// version it purges, so deleting thousands through ftfs takes minutes of
+// time that measures nothing new. The file servers and the backup see
+// these deletes as any other.
+func (b *bench) smallCleanup(dir string, from int, name func(int) string, cleaners []store) {
+	b.deleteEverywhere(dir, b.cfg.SmallCount-from, cleaners, func(i int) string { return name(from + i) })
 	b.settle("backup replica without "+dir, b.replicaCount(dir, 0))
 	b.compact()
 }

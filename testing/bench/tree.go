@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io/fs"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ftfs/ftfs/subjects"
 	"github.com/ftfs/ftfs/testing/ftfstest"
 )
 
@@ -169,26 +167,7 @@ func (b *bench) replicaTree(prefix string, n int) func() bool {
 // the same reason), and from the sftp dir, and waits until the replica
 // has let it go.
 func (b *bench) dropTree(prefix string, cleaners []store) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, bucket := range []string{subjects.FilesBucket, directBucket} {
-		handles := make([]store, len(cleaners))
-		for i, c := range cleaners {
-			d := c.(directStore)
-			obs, err := d.bucket(ctx, bucket)
-			if err != nil {
-				b.tb.Fatalf("clean up: %v", err)
-			}
-			d.obs = obs
-			handles[i] = d
-		}
-		failed, first, _ := b.batch(b.cfg.TreeCount, handles, func(ctx context.Context, s store, i int) error {
-			return s.del(ctx, prefix+"/"+treeFile(i))
-		})
-		if failed > 0 {
-			b.tb.Errorf("clean up %s from %s: %d deletes failed; the first: %v", prefix, bucket, failed, first)
-		}
-	}
+	b.deleteEverywhere(prefix, b.cfg.TreeCount, cleaners, func(i int) string { return prefix + "/" + treeFile(i) })
 	if b.sftp != nil {
 		os.RemoveAll(b.sftp.remote(prefix))
 	}

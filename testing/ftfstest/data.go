@@ -9,11 +9,28 @@ import (
 	"encoding/hex"
 	"hash"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/ftfs/ftfs/client"
 )
+
+// WriteFiles writes files (path, slash-separated -> content) below dir,
+// making the directories they need: a local tree to put with put -r.
+func WriteFiles(t testing.TB, dir string, files map[string][]byte) {
+	t.Helper()
+	for p, data := range files {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 // RandomBytes returns n random bytes.
 func RandomBytes(n int) []byte {

@@ -114,15 +114,7 @@ func makeTree(t *testing.T, dirName string, n int) (string, map[string][]byte) {
 	for i := range n {
 		files[fmt.Sprintf("d%d/s%d/f%03d.dat", i%7, i%3, i)] = ftfstest.RandomBytes(1 + (i*997)%(8<<10))
 	}
-	for p, data := range files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ftfstest.WriteFiles(t, dir, files)
 	if err := os.Symlink("/etc/passwd", filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
