@@ -124,14 +124,22 @@ var errIndexAhead = fmt.Errorf("%w: it holds changes past the last one stored (a
 const catalogLoadStall = 2 * time.Second
 
 // catalogAt waits until the files index holds the meta messages up to
-// stream sequence seq; errIndexBehind when it does not in time: within
-// catalogWait, or while it loads, before it stalls for catalogLoadStall.
+// stream sequence seq, and, if it was loading, until it has loaded;
+// errIndexBehind when it does not in time: within catalogWait, or while
+// it loads, before it stalls for catalogLoadStall.
 func (s *Server) catalogAt(ctx context.Context, seq uint64) error {
 	at, loading := s.usage.filesProgress()
 	moved := time.Now()
 	for {
 		wctx, cancel := context.WithTimeout(ctx, catalogWait)
 		err := s.usage.waitFor(wctx, seq, 0)
+		if err == nil && loading {
+			// Past seq, but not yet holding every file: a snapshot
+			// installed, its changes still coming, or the last messages
+			// of a load in. Answering now would list too little, and
+			// reading the bucket instead takes longer than the load.
+			err = s.usage.waitLoaded(wctx)
+		}
 		cancel()
 		if err == nil {
 			return nil
@@ -158,12 +166,34 @@ func (u *usage) filesProgress() (uint64, bool) {
 }
 
 // filesLoaded records that the index holds what the bucket held as its
-// watch began, and says how many files that is.
-func (u *usage) filesLoaded() int {
+// watch began (at began, reading it in full unless it started from a
+// snapshot), and says how many files that is.
+func (u *usage) filesLoaded(full bool, began time.Time) int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.loading = false
+	if full {
+		u.fullRead = began
+	}
+	u.signal()
 	return len(u.files)
+}
+
+// waitLoaded waits until the index is no longer loading.
+func (u *usage) waitLoaded(ctx context.Context) error {
+	for {
+		u.mu.Lock()
+		loading, changed := u.loading, u.changed
+		u.mu.Unlock()
+		if !loading {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("files index still loading: %w", ctx.Err())
+		case <-changed:
+		}
+	}
 }
 
 // loadedListing is listFiles, or ok false when the index is loading: its
@@ -300,12 +330,23 @@ func (u *usage) filesAhead(seq uint64) bool {
 	if u.filesSeq <= seq {
 		return false
 	}
+	u.startOverLocked()
+	return true
+}
+
+// startOver makes the files watch start over, reading every file afresh.
+func (u *usage) startOver() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.startOverLocked()
+}
+
+func (u *usage) startOverLocked() {
 	select {
 	case <-u.filesStale:
 	default:
 		close(u.filesStale)
 	}
-	return true
 }
 
 // indexedObject is name's file as the index holds it: its meta, as far as

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ftfs/ftfs/subjects"
 )
@@ -17,7 +18,7 @@ import (
 func TestCatalogPagesLikeAFullListing(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	u := newUsage()
-	u.filesLoaded() // fed here directly, as a watch that has loaded the bucket feeds it
+	u.filesLoaded(true, time.Now()) // fed here directly, as a watch that has loaded the bucket feeds it
 	live := map[string]subjects.FileInfo{}
 	seg := []string{"a", "b", "ab", "docs", "docs/x", "z", "é"}
 	name := func() string {
@@ -98,7 +99,7 @@ func TestCatalogAheadOfStorageStartsOver(t *testing.T) {
 // and purge a live file's chunks.
 func TestAnIndexLoadingAgainAnswersNothing(t *testing.T) {
 	u := newUsage()
-	u.filesLoaded()
+	u.filesLoaded(true, time.Now())
 	u.putFile(1, subjects.FileInfo{Name: "kept.txt", Owner: "alice", Size: 3, Version: "V1"}, true)
 	if l, ok := u.loadedListing(subjects.ListRequest{}); !ok || len(l.Files) != 1 {
 		t.Fatalf("loaded index lists %+v, %v", l, ok)
@@ -111,7 +112,7 @@ func TestAnIndexLoadingAgainAnswersNothing(t *testing.T) {
 		t.Fatal("an index loading again said a version is unreferenced")
 	}
 	u.putFile(1, subjects.FileInfo{Name: "kept.txt", Owner: "alice", Size: 3, Version: "V1"}, true)
-	u.filesLoaded()
+	u.filesLoaded(true, time.Now())
 	if u.references("anything") || !u.references("V1") {
 		t.Fatal("a loaded index answers references wrongly")
 	}

@@ -94,6 +94,12 @@ type Config struct {
 	LoginLockAfter int
 	LoginLock      time.Duration
 
+	// IndexDir, when set, is where the server keeps a snapshot of its
+	// files index (snapshot.go), written as it stops and every few minutes,
+	// so that its next start reads only the changes since. Servers may
+	// share it.
+	IndexDir string
+
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Replica, when set, reports the backup's plain-file replica in the

@@ -82,6 +82,9 @@ type Server struct {
 	inflight   atomic.Int64       // request handlers running
 	errors     atomic.Uint64      // error replies sent
 	lastStart  atomic.Int64       // when the last one started, unix nanoseconds
+
+	snapshotTried atomic.Bool   // the files watch has looked for a snapshot (snapshot.go)
+	snapshotSeq   atomic.Uint64 // the sequence of the snapshot file as last read or written
 }
 
 // Run connects, serves until ctx is done, then drains and returns.
@@ -160,6 +163,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
 		s.followUsage,
+		s.snapshotter,
 		s.watchReplicas,
 	} {
 		s.wg.Add(1)

@@ -95,6 +95,8 @@ func (s *Server) sweepStorage(ctx context.Context, age time.Duration) (sweepResu
 	for subj := range uploads {
 		keep[strings.TrimPrefix(subj, strings.TrimSuffix(subjects.KVSubjects(subjects.UploadsBucket), ">"))] = true
 	}
+	var tombstones []metaMessage
+	through := uint64(0)
 	for _, m := range metas {
 		if !m.info.Deleted {
 			keep[m.info.NUID] = true
@@ -103,6 +105,17 @@ func (s *Server) sweepStorage(ctx context.Context, age time.Duration) (sweepResu
 		if m.seq == last || time.Since(m.time) < age {
 			continue
 		}
+		tombstones = append(tombstones, m)
+		through = max(through, m.seq)
+	}
+	if len(tombstones) > 0 {
+		// Recorded first: a snapshot of a files index that predates one
+		// of these deletes must not be used once its tombstone is gone.
+		if err := s.recordTombstonesPurged(ctx, through); err != nil {
+			return r, err
+		}
+	}
+	for _, m := range tombstones {
 		if err := s.purgeUpTo(ctx, m.subject, m.seq); err != nil {
 			return r, err
 		}
@@ -110,6 +123,9 @@ func (s *Server) sweepStorage(ctx context.Context, age time.Duration) (sweepResu
 	}
 	prefix := s.chunkSubject("")
 	for subj := range chunkSubjects {
+		if subj == subjects.TombstonesPurged(s.cfg.Bucket) {
+			continue
+		}
 		// A version's chunks, or one of its fences (UploadFence).
 		version, _, _ := strings.Cut(strings.TrimPrefix(subj, prefix), ".")
 		if keep[version] {

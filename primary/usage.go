@@ -67,6 +67,7 @@ type usage struct {
 	filesStale  chan struct{}                   // closed to make the files watch start over
 	stored      map[string]int64                // bytes of live files by owner
 	filesSeq    uint64                          // last meta message applied
+	fullRead    time.Time                       // when the index was last read in full from storage (snapshot.go)
 	uploads     map[string]map[string]uploadUse // unfinished uploads by owner and ID
 	uploadOwner map[string]string               // owner by upload ID
 	uploadsSeq  uint64                          // last uploads bucket revision applied
@@ -93,7 +94,7 @@ func (u *usage) resetFiles() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.files, u.stored, u.filesSeq, u.names, u.added, u.stale = map[string]fileRecord{}, map[string]int64{}, 0, nil, nil, 0
-	u.owners, u.ownerIDs, u.loading = nil, map[string]uint32{}, true
+	u.owners, u.ownerIDs, u.loading, u.fullRead = nil, map[string]uint32{}, true, time.Time{}
 	u.filesStale = make(chan struct{})
 }
 
@@ -332,7 +333,7 @@ func (s *Server) keepWatching(what string, reset func(), watch func(context.Cont
 // ends or the consumer fails.
 func (s *Server) watchUploads(ctx context.Context) error {
 	prefix := strings.TrimSuffix(subjects.KVSubjects(subjects.UploadsBucket), ">")
-	return s.followLast(ctx, subjects.KVStream(subjects.UploadsBucket), subjects.KVSubjects(subjects.UploadsBucket), nil,
+	return s.followLast(ctx, subjects.KVStream(subjects.UploadsBucket), subjects.KVSubjects(subjects.UploadsBucket), 0, nil,
 		func(md *jetstream.MsgMetadata, m jetstream.Msg) {
 			id := strings.TrimPrefix(m.Subject(), prefix)
 			var rec *uploadRecord
@@ -373,17 +374,38 @@ func (s *Server) releaseLater(id string) {
 // watchFiles feeds the files index from the object store's meta messages
 // until ctx ends or the consumer fails. A consumer rather than
 // ObjectStore.Watch: a refusal waits for a stream sequence (syncUsage).
+// The first watch of a server starts from the index's snapshot when it has
+// a good one (snapshot.go), and reads only the meta messages after it.
 func (s *Server) watchFiles(ctx context.Context) error {
 	s.usage.mu.Lock()
 	stale := s.usage.filesStale
 	s.usage.mu.Unlock()
 	began, loaded := time.Now(), false
-	if seq, err := s.lastFileChange(ctx); err == nil && seq == 0 {
-		// No meta to load: no message will say the load is over.
-		loaded = true
-		s.usage.filesLoaded()
+	last, err := s.lastFileChange(ctx)
+	if err != nil {
+		// Without it, an index with nothing to load could not tell that
+		// it is loaded.
+		return err
 	}
-	err := s.followLast(ctx, subjects.ObjectStream(s.cfg.Bucket), subjects.ObjectMetas(s.cfg.Bucket), stale,
+	from := uint64(0)
+	if s.snapshotTried.CompareAndSwap(false, true) {
+		from = s.loadSnapshot(ctx)
+	}
+	done := func() {
+		loaded = true
+		n := s.usage.filesLoaded(from == 0, began)
+		// The bench reads this line (scale phase).
+		s.log.Info("files index loaded", "files", n, "from_snapshot", from > 0, "took", time.Since(began).Round(time.Millisecond),
+			"since_start", time.Since(s.started).Round(time.Millisecond))
+		if from > 0 {
+			s.snapshotStillGood(ctx, from)
+		}
+	}
+	if last <= from {
+		// No meta to load: no message will say the load is over.
+		done()
+	}
+	err = s.followLast(ctx, subjects.ObjectStream(s.cfg.Bucket), subjects.ObjectMetas(s.cfg.Bucket), from, stale,
 		func(md *jetstream.MsgMetadata, m jetstream.Msg) {
 			f, live, err := decodeMeta(m.Data(), md.Timestamp)
 			if err != nil {
@@ -391,17 +413,26 @@ func (s *Server) watchFiles(ctx context.Context) error {
 			}
 			s.usage.putFile(md.Sequence.Stream, f, live)
 			if !loaded && md.NumPending == 0 {
-				// What the bucket held as the watch began is in: the
-				// bench reads this line (scale phase).
-				loaded = true
-				s.log.Info("files index loaded", "files", s.usage.filesLoaded(), "took", time.Since(began).Round(time.Millisecond),
-					"since_start", time.Since(s.started).Round(time.Millisecond))
+				// What the bucket held as the watch began is in.
+				done()
 			}
 		})
 	if errors.Is(err, errWatchStopped) {
 		return errors.New("storage holds less than the index: read it afresh")
 	}
 	return err
+}
+
+// snapshotStillGood checks, once the index has caught up from a snapshot
+// at seq, that no sweep purged a tombstone past seq while it did: the
+// index could have missed that delete. It then starts over from storage.
+func (s *Server) snapshotStillGood(ctx context.Context, seq uint64) {
+	purged, _, err := s.tombstonesPurged(ctx)
+	if err == nil && purged <= seq {
+		return
+	}
+	s.log.Warn("a sweep purged deletes while the files index caught up from its snapshot; reading every file", "purged", purged, "snapshot", seq, "err", err)
+	s.usage.startOver()
 }
 
 // metaFields are the fields of a meta message (a jetstream.ObjectInfo) the
@@ -438,18 +469,20 @@ func decodeMeta(data []byte, stored time.Time) (subjects.FileInfo, bool, error) 
 var errWatchStopped = errors.New("watch stopped")
 
 // followLast hands take the last message of every subject of stream that
-// matches filter, then every new one, in stream order, until ctx ends (nil),
+// matches filter (with after set: every message past stream sequence
+// after), then every new one, in stream order, until ctx ends (nil),
 // stop closes (errWatchStopped) or the consumer fails. An ordered pull
 // consumer with 2 s heartbeats: one lost with its broker, or left behind
 // by a frozen server, is replaced within seconds, from where it was, where
 // a KeyValue watch (push, 5 s heartbeats) noticed after 10 s, and every
 // upload's open waited for its index meanwhile.
-func (s *Server) followLast(ctx context.Context, stream, filter string, stop <-chan struct{}, take func(md *jetstream.MsgMetadata, m jetstream.Msg)) error {
+func (s *Server) followLast(ctx context.Context, stream, filter string, after uint64, stop <-chan struct{}, take func(md *jetstream.MsgMetadata, m jetstream.Msg)) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}
+	if after > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
+	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	cons, err := s.js.OrderedConsumer(cctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-	})
+	cons, err := s.js.OrderedConsumer(cctx, stream, cfg)
 	cancel()
 	if err != nil {
 		return err

@@ -30,6 +30,13 @@ func UploadFence(bucket, id string, i int) string {
 	return ObjectChunks(bucket, id) + ".f" + strconv.Itoa(i)
 }
 
+// TombstonesPurged is the subject of the file servers' record of the
+// highest stream sequence of a deleted name's meta (a tombstone) their
+// storage sweep purged: a snapshot of a files index older than that may
+// miss a delete. Below the chunk subjects, where object store readers
+// never look, but its name can be no version's (a NUID has no '-').
+func TombstonesPurged(bucket string) string { return ObjectChunks(bucket, "ftfs-tombstones-purged") }
+
 // ObjectChunksAll matches the chunk and fence subjects of every version.
 func ObjectChunksAll(bucket string) string { return "$O." + bucket + ".C.>" }
 

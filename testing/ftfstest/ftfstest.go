@@ -222,7 +222,7 @@ func Start(t testing.TB, opts ...Option) *System {
 		replicas = "3"
 	}
 	for _, role := range cfg.servers {
-		args := []string{role, "--server", sys.URLs(), "--replicas", replicas}
+		args := []string{role, "--server", sys.URLs(), "--replicas", replicas, "--index-dir", sys.IndexDir(role)}
 		if role == "backup" {
 			args = append(args, "--replica-dir", sys.ReplicaDir)
 		}
@@ -371,6 +371,18 @@ func stop(p *Process, grace time.Duration) {
 		<-p.exited
 	}
 }
+
+// Stop ends a process as an operator would (SIGTERM), and waits until it
+// is gone; after 30 s it is killed.
+func (sys *System) Stop(t testing.TB, name string) {
+	t.Helper()
+	stop(sys.Process(name), 30*time.Second)
+	t.Logf("stopped %s", name)
+}
+
+// IndexDir is where a file server role keeps its files index's snapshot
+// (--index-dir).
+func (sys *System) IndexDir(role string) string { return filepath.Join(sys.Dir, role+"-index") }
 
 // Kill sends SIGKILL to a process and waits until it is gone.
 func (sys *System) Kill(t testing.TB, name string) {
