@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -28,35 +27,26 @@ func lsCmd(e *env) *cobra.Command {
 			if len(args) == 1 {
 				prefix = args[0]
 			}
-			l, err := c.ListFiles(cmd.Context(), prefix)
+			// Each page is printed as it arrives, so that a listing of
+			// any length takes the memory of one page.
+			out := listPrinter(&jsonList{w: e.stdout})
+			if !asJSON {
+				out = newFileTable(e.stdout, long)
+			}
+			noticed := false
+			err := c.ListPages(cmd.Context(), prefix, func(page client.Listing) error {
+				if page.Replica != nil && !noticed {
+					e.noticeReplica(page.Replica)
+					noticed = true
+				}
+				return out.page(page.Files)
+			})
 			if err != nil {
+				// Not ended: a --json array cut short stays open, so
+				// that it does not parse as the whole listing.
 				return err
 			}
-			e.noticeReplica(l.Replica)
-			files := l.Files
-			if asJSON {
-				if files == nil {
-					files = []client.FileInfo{}
-				}
-				return printJSON(e.stdout, files)
-			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			if long {
-				fmt.Fprintln(tw, "NAME\tSIZE\tMODIFIED\tOWNER\tDIGEST")
-			} else {
-				fmt.Fprintln(tw, "NAME\tSIZE\tMODIFIED\tOWNER")
-			}
-			for _, f := range files {
-				line := fmt.Sprintf("%s\t%s\t%s\t%s", f.Name, humanSize(f.Size), f.Modified.Local().Format(time.DateTime), f.Owner)
-				if long {
-					line += "\t" + f.Digest
-				}
-				if f.Pending {
-					line += "\t(pending: not yet copied into the replica)"
-				}
-				fmt.Fprintln(tw, line)
-			}
-			return tw.Flush()
+			return out.end()
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

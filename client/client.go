@@ -11,6 +11,7 @@
 //	f, _ := os.Open("report.pdf")
 //	info, err := c.Put(ctx, "report.pdf", f, -1)
 //	files, err := c.List(ctx, "")
+//	err = c.ListPages(ctx, "", func(p client.Listing) error { ... }) // a page at a time
 //	err = c.Get(ctx, "report.pdf", w)    // verified against its SHA-256
 //	if errors.Is(err, client.ErrNotFound) { ... }
 package client
@@ -510,13 +511,14 @@ func (c *Client) WhoAmI(ctx context.Context) (Session, error) {
 // List returns every file whose name starts with prefix, sorted by name.
 // Files listed by a backup from its replica (storage has lost its quorum)
 // have Replica set, and those it has seen stored but not yet copied have
-// Pending set; ListFiles also says so of an empty listing.
+// Pending set; ListFiles also says so of an empty listing. It holds the
+// whole listing in memory: ListPages takes one page at a time.
 func (c *Client) List(ctx context.Context, prefix string) ([]FileInfo, error) {
 	l, err := c.ListFiles(ctx, prefix)
 	return l.Files, err
 }
 
-// Listing is the answer to ListFiles.
+// Listing is the answer to ListFiles, and one page of ListPages.
 type Listing struct {
 	Files []FileInfo
 	// Replica is set when a backup listed from its replica dir, because
@@ -528,24 +530,51 @@ type Listing struct {
 // replica answered instead of storage.
 func (c *Client) ListFiles(ctx context.Context, prefix string) (Listing, error) {
 	var l Listing
-	after := ""
-	for {
-		var page subjects.ListReply
-		err := c.do(ctx, call{subject: subjects.List, replica: subjects.ReplicaList, body: subjects.ListRequest{Prefix: prefix, After: after, Limit: subjects.MaxListPage}, reply: &page})
-		if err != nil {
-			return Listing{}, fmt.Errorf("list %q: %w", prefix, err)
-		}
+	err := c.ListPages(ctx, prefix, func(page Listing) error {
+		l.Files = append(l.Files, page.Files...)
 		if page.Replica != nil {
 			l.Replica = page.Replica
-			for i := range page.Files {
-				page.Files[i].Replica = page.Replica
+		}
+		return nil
+	})
+	if err != nil {
+		return Listing{}, err
+	}
+	return l, nil
+}
+
+// ListPages lists as ListFiles does, a page at a time, so that a listing
+// of any length takes the memory of one page: it asks for the files whose
+// names start with prefix up to subjects.MaxListPage at a time, and calls
+// page with each page as it arrives, in name order. page is called at
+// least once: an empty listing is one empty page. A page that a backup
+// listed from its replica has Replica set, as has each of its files. The
+// page's Files are its own; page may keep them. An error that page returns
+// ends the listing, and ListPages returns it as it is.
+func (c *Client) ListPages(ctx context.Context, prefix string, page func(Listing) error) error {
+	after := ""
+	for {
+		var p subjects.ListReply
+		err := c.do(ctx, call{subject: subjects.List, replica: subjects.ReplicaList, body: subjects.ListRequest{Prefix: prefix, After: after, Limit: subjects.MaxListPage}, reply: &p})
+		if err != nil {
+			return fmt.Errorf("list %q: %w", prefix, err)
+		}
+		if p.Replica != nil {
+			for i := range p.Files {
+				p.Files[i].Replica = p.Replica
 			}
 		}
-		l.Files = append(l.Files, page.Files...)
-		if !page.More || len(page.Files) == 0 {
-			return l, nil
+		last := len(p.Files) == 0 || !p.More
+		if !last {
+			// Taken before page, which may do as it likes with the files.
+			after = p.Files[len(p.Files)-1].Name
 		}
-		after = page.Files[len(page.Files)-1].Name
+		if err := page(Listing{Files: p.Files, Replica: p.Replica}); err != nil {
+			return err
+		}
+		if last {
+			return nil
+		}
 	}
 }
 
