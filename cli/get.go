@@ -74,36 +74,50 @@ func (e *env) getTree(ctx context.Context, c *client.Client, prefix, dir string)
 	if dir == "-" {
 		return usagef("get -r: LOCAL must be a directory, not stdout")
 	}
-	l, err := c.ListFiles(ctx, prefix)
+	// The files are downloaded a page of the listing at a time, so that a
+	// tree of any size takes the memory of one page.
+	var root *os.Root
+	defer func() {
+		if root != nil {
+			root.Close()
+		}
+	}()
+	noticed := false
+	err := c.ListPages(ctx, prefix, func(page client.Listing) error {
+		if page.Replica != nil && !noticed {
+			e.noticeReplica(page.Replica)
+			noticed = true
+		}
+		if root == nil && len(page.Files) > 0 {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("get -r: %w", err)
+			}
+			var err error
+			if root, err = os.OpenRoot(dir); err != nil {
+				return fmt.Errorf("get -r: %w", err)
+			}
+		}
+		for _, f := range page.Files {
+			rel, err := treePath(prefix, f.Name)
+			if err != nil {
+				return err
+			}
+			if d := filepath.Dir(rel); d != "." {
+				if err := root.MkdirAll(d, 0o755); err != nil {
+					return fmt.Errorf("get %q: %w", f.Name, err)
+				}
+			}
+			if err := e.getInto(ctx, c, f.Name, root, rel); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	e.noticeReplica(l.Replica)
-	files := l.Files
-	if len(files) == 0 {
+	if root == nil {
 		return fmt.Errorf("get -r %q: %w: no file has that prefix", prefix, client.ErrNotFound)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("get -r: %w", err)
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return fmt.Errorf("get -r: %w", err)
-	}
-	defer root.Close()
-	for _, f := range files {
-		rel, err := treePath(prefix, f.Name)
-		if err != nil {
-			return err
-		}
-		if d := filepath.Dir(rel); d != "." {
-			if err := root.MkdirAll(d, 0o755); err != nil {
-				return fmt.Errorf("get %q: %w", f.Name, err)
-			}
-		}
-		if err := e.getInto(ctx, c, f.Name, root, rel); err != nil {
-			return err
-		}
 	}
 	return nil
 }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -160,11 +163,13 @@ func startSystem(t *testing.T) string {
 	return b.ClientURL()
 }
 
-// TestLsPrintsEveryPage lists more files than a page holds through `ftfs
-// ls` and `ftfs ls --json` against a real broker and file server: every
-// name once, in order, and JSON that parses and is what printJSON made of
-// the whole listing before ls printed it page by page.
-func TestLsPrintsEveryPage(t *testing.T) {
+// manyFiles starts a system, logs the CLI in as the admin (a session in
+// a config dir of the test's own) and stores n files of one byte each,
+// named many/0000, many/0001, ... (returned in order), with "a" and "z"
+// beside them, before and after the prefix. It returns a client of the
+// admin.
+func manyFiles(t *testing.T, n int) (*client.Client, []string) {
+	t.Helper()
 	url := startSystem(t)
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	t.Setenv("NATS_URL", url)
@@ -172,8 +177,6 @@ func TestLsPrintsEveryPage(t *testing.T) {
 	if _, stderr, code := run(t, "login", primary.AdminUser); code != 0 {
 		t.Fatalf("login: exit %d: %s", code, stderr)
 	}
-
-	const n = 2*subjects.MaxListPage + 100
 	fsys := fstest.MapFS{}
 	var names []string
 	for i := range n {
@@ -187,19 +190,30 @@ func TestLsPrintsEveryPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(c.Close)
 	if _, err := c.Login(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if res, err := c.PutTree(ctx, fs.FS(fsys), "many"); err != nil || res.Uploaded != n {
 		t.Fatalf("put %d files: %+v, %v", n, res, err)
 	}
-	// One file outside the prefix, listed before and after it.
 	for _, name := range []string{"a", "z"} {
 		if _, err := c.Put(ctx, name, strings.NewReader(name), 1); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return c, names
+}
+
+// TestLsPrintsEveryPage lists more files than a page holds through `ftfs
+// ls` and `ftfs ls --json` against a real broker and file server: every
+// name once, in order, and JSON that parses and is what printJSON made of
+// the whole listing before ls printed it page by page.
+func TestLsPrintsEveryPage(t *testing.T) {
+	const n = 2*subjects.MaxListPage + 100
+	c, names := manyFiles(t, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 
 	out, stderr, code := run(t, "ls", "many/")
 	if code != 0 || stderr != "" {
@@ -253,5 +267,35 @@ func TestLsPrintsEveryPage(t *testing.T) {
 	}
 	if out, stderr, code := run(t, "ls", "none/", "--json"); code != 0 || out != "[]\n" {
 		t.Fatalf("empty ls --json: exit %d, %q %s", code, out, stderr)
+	}
+}
+
+// TestGetTreeDownloadsEveryPage: get -r, which downloads the files of a
+// page before it asks for the next, downloads every file of a prefix
+// more than a page holds; a prefix without files is an error, and makes
+// no directory.
+func TestGetTreeDownloadsEveryPage(t *testing.T) {
+	_, names := manyFiles(t, subjects.MaxListPage+1) // a download takes a fsync
+	dir := filepath.Join(t.TempDir(), "into")
+	out, stderr, code := run(t, "get", "-r", "many", dir)
+	if code != 0 || strings.Count(out, "downloaded ") != len(names) {
+		t.Fatalf("get -r: exit %d, %d files downloaded, want %d: %s", code, strings.Count(out, "downloaded "), len(names), stderr)
+	}
+	for _, name := range names {
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+		if err != nil || string(b) != name[len(name)-1:] {
+			t.Fatalf("%s: %q, %v", name, b, err)
+		}
+	}
+	if entries, err := os.ReadDir(filepath.Join(dir, "many")); err != nil || len(entries) != len(names) {
+		t.Fatalf("%d entries below the directory, %v; want %d", len(entries), err, len(names))
+	}
+
+	empty := filepath.Join(t.TempDir(), "empty")
+	if _, stderr, code := run(t, "get", "-r", "none/", empty); code != 1 || !strings.Contains(stderr, "no file has that prefix") {
+		t.Fatalf("get -r of no file: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(empty); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("get -r of no file made its directory: %v", err)
 	}
 }
