@@ -3,13 +3,13 @@
 // stored file on the backup's own disk, kept in sync by watching the bucket.
 package backup
 
-import "github.com/ftfs/ftfs/primary"
+import "github.com/ftfs/ftfs/fileserver"
 
 // Config configures the backup server.
 type Config struct {
 	// Service configures the file service this process also runs; its Role
-	// is forced to primary.RoleBackup.
-	Service primary.Config
+	// is forced to fileserver.RoleBackup.
+	Service fileserver.Config
 	// ReplicaDir holds the plain-file copy of the bucket (default
 	// ./data/backup).
 	ReplicaDir string

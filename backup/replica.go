@@ -21,7 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ftfs/ftfs/primary"
+	"github.com/ftfs/ftfs/fileserver"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -29,7 +29,7 @@ import (
 // when one fails the other is stopped.
 func Run(ctx context.Context, cfg Config) error {
 	svc := cfg.Service
-	svc.Role = primary.RoleBackup
+	svc.Role = fileserver.RoleBackup
 	if svc.Logger == nil {
 		svc.Logger = slog.Default()
 	}
@@ -39,7 +39,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.ReplicaDir == "" {
 		cfg.ReplicaDir = "./data/backup"
 	}
-	log := svc.Logger.With("role", primary.RoleBackup)
+	log := svc.Logger.With("role", fileserver.RoleBackup)
 	opts := []nats.Option{
 		nats.Name("ftfs-backup-replica"),
 		nats.UserInfo(subjects.ServiceUser, svc.ServicePassword),
@@ -69,7 +69,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, 2)
-	go func() { errs <- primary.Run(ctx, svc) }()
+	go func() { errs <- fileserver.Run(ctx, svc) }()
 	go func() { errs <- rep.Run(ctx) }()
 	first := <-errs
 	cancel()

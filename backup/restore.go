@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/ftfs/ftfs/primary"
+	"github.com/ftfs/ftfs/fileserver"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -29,7 +29,7 @@ type RestoreConfig struct {
 	ServicePassword string
 	Bucket          string // default subjects.FilesBucket
 	// Replicas of the bucket. 0 picks them as the file servers are told
-	// to (primary.Config.Replicas): 1 on a single broker, on a cluster one
+	// to (fileserver.Config.Replicas): 1 on a single broker, on a cluster one
 	// per broker up to 3 (MaxAutoReplicas). When the bucket exists with
 	// fewer, a restore given Replicas raises them; one that picked them
 	// itself only warns.
@@ -40,7 +40,7 @@ type RestoreConfig struct {
 	Owner  string
 	Logger *slog.Logger
 	// TLSCA, when set, is the CA file that signed the brokers'
-	// certificates (see primary.Config.TLSCA).
+	// certificates (see fileserver.Config.TLSCA).
 	TLSCA string
 	// CallTimeout bounds each call to the brokers (default 10 s);
 	// StepTimeout how long one step (connecting, creating the bucket,
@@ -598,5 +598,5 @@ func retryable(err error) bool {
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeInsufficientResources {
 		return true
 	}
-	return primary.StorageUnavailable(err) || errors.Is(err, nats.ErrNoServers)
+	return fileserver.StorageUnavailable(err) || errors.Is(err, nats.ErrNoServers)
 }

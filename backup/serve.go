@@ -10,13 +10,13 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ftfs/ftfs/primary"
+	"github.com/ftfs/ftfs/fileserver"
 	"github.com/ftfs/ftfs/subjects"
 )
 
 // The replica serves reads while JetStream has lost its quorum: it is the
 // one copy of every file that needs no broker to read.
-var _ primary.Fallback = (*Replica)(nil)
+var _ fileserver.Fallback = (*Replica)(nil)
 
 func (e entry) info(name string) subjects.FileInfo {
 	return subjects.FileInfo{

@@ -18,7 +18,7 @@ import (
 
 	"github.com/ftfs/ftfs/broker"
 	"github.com/ftfs/ftfs/client"
-	"github.com/ftfs/ftfs/primary"
+	"github.com/ftfs/ftfs/fileserver"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -155,7 +155,7 @@ func startSystem(t *testing.T) string {
 	t.Cleanup(b.Shutdown)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	s, err := primary.Start(ctx, primary.Config{Servers: []string{b.ClientURL()}, ServicePassword: lsServicePassword, AdminPassword: lsAdminPassword, Role: primary.RolePrimary, Logger: log})
+	s, err := fileserver.Start(ctx, fileserver.Config{Servers: []string{b.ClientURL()}, ServicePassword: lsServicePassword, AdminPassword: lsAdminPassword, Role: fileserver.RolePrimary, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func manyFiles(t *testing.T, n int) (*client.Client, []string) {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	t.Setenv("NATS_URL", url)
 	t.Setenv(subjects.EnvUserPassword, lsAdminPassword)
-	if _, stderr, code := run(t, "login", primary.AdminUser); code != 0 {
+	if _, stderr, code := run(t, "login", fileserver.AdminUser); code != 0 {
 		t.Fatalf("login: exit %d: %s", code, stderr)
 	}
 	fsys := fstest.MapFS{}
@@ -186,7 +186,7 @@ func manyFiles(t *testing.T, n int) (*client.Client, []string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, []string{url}, client.Credentials{User: primary.AdminUser, Password: lsAdminPassword})
+	c, err := client.Dial(ctx, []string{url}, client.Credentials{User: fileserver.AdminUser, Password: lsAdminPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestLsPrintsEveryPage(t *testing.T) {
 		t.Fatalf("ls --json: %d files, want %d", len(files), n)
 	}
 	for i, f := range files {
-		if f.Name != names[i] || f.Size != 1 || f.Owner != primary.AdminUser {
+		if f.Name != names[i] || f.Size != 1 || f.Owner != fileserver.AdminUser {
 			t.Fatalf("ls --json file %d: %+v, want %s", i, f, names[i])
 		}
 	}

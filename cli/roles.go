@@ -9,7 +9,7 @@ import (
 
 	"github.com/ftfs/ftfs/backup"
 	"github.com/ftfs/ftfs/broker"
-	"github.com/ftfs/ftfs/primary"
+	"github.com/ftfs/ftfs/fileserver"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -74,7 +74,7 @@ development certificates). A tls block in --config works as in nats-server.`,
 }
 
 // serviceFlags are the flags both file server roles take.
-func serviceFlags(cmd *cobra.Command, cfg *primary.Config) {
+func serviceFlags(cmd *cobra.Command, cfg *fileserver.Config) {
 	f := cmd.Flags()
 	f.IntVar(&cfg.Replicas, "replicas", 1, "JetStream replicas of the buckets it creates (3 on a cluster)")
 	f.StringVar(&cfg.Bucket, "bucket", subjects.FilesBucket, "object store bucket for file content")
@@ -87,38 +87,38 @@ func serviceFlags(cmd *cobra.Command, cfg *primary.Config) {
 
 // loginFlags are the login throttle's flags (shared by every file server
 // through storage; give every server the same values).
-func loginFlags(cmd *cobra.Command, cfg *primary.Config) {
+func loginFlags(cmd *cobra.Command, cfg *fileserver.Config) {
 	f := cmd.Flags()
-	f.DurationVar(&cfg.LoginBackoff, "login-backoff", primary.DefaultLoginBackoff,
-		fmt.Sprintf("wait after %d failed logins for a user name; doubles with each further failure, up to a minute", primary.LoginFree))
-	f.IntVar(&cfg.LoginLockAfter, "login-lock-after", primary.DefaultLoginLockAfter, "failed logins that lock a user name")
-	f.DurationVar(&cfg.LoginLock, "login-lock", primary.DefaultLoginLock, "how long a locked user name stays locked (at most 24h)")
+	f.DurationVar(&cfg.LoginBackoff, "login-backoff", fileserver.DefaultLoginBackoff,
+		fmt.Sprintf("wait after %d failed logins for a user name; doubles with each further failure, up to a minute", fileserver.LoginFree))
+	f.IntVar(&cfg.LoginLockAfter, "login-lock-after", fileserver.DefaultLoginLockAfter, "failed logins that lock a user name")
+	f.DurationVar(&cfg.LoginLock, "login-lock", fileserver.DefaultLoginLock, "how long a locked user name stays locked (at most 24h)")
 }
 
-// limitFlags are the per-user limits (primary.Config); 0 is unlimited.
+// limitFlags are the per-user limits (fileserver.Config); 0 is unlimited.
 // Give both file servers the same.
-func limitFlags(cmd *cobra.Command, cfg *primary.Config) {
+func limitFlags(cmd *cobra.Command, cfg *fileserver.Config) {
 	f := cmd.Flags()
-	cfg.MaxFileSize = primary.DefaultMaxFileSize
+	cfg.MaxFileSize = fileserver.DefaultMaxFileSize
 	f.Var(sizeFlag{&cfg.MaxFileSize}, "max-file-size", "largest file a user may store, e.g. 10GiB or 500MB; 0: no limit")
 	f.Var(sizeFlag{&cfg.UserQuota}, "user-quota", "bytes each user may store in files and unfinished uploads; 0: no limit")
-	f.IntVar(&cfg.MaxTransfers, "max-transfers", primary.DefaultMaxTransfers, "uploads and downloads each user may run at once; 0: no limit")
-	f.IntVar(&cfg.MaxOpenUploads, "max-open-uploads", primary.DefaultMaxOpenUploads, "unfinished uploads each user may have; 0: no limit")
+	f.IntVar(&cfg.MaxTransfers, "max-transfers", fileserver.DefaultMaxTransfers, "uploads and downloads each user may run at once; 0: no limit")
+	f.IntVar(&cfg.MaxOpenUploads, "max-open-uploads", fileserver.DefaultMaxOpenUploads, "unfinished uploads each user may have; 0: no limit")
 }
 
 // sizeFlag is a byte count flag that takes sizes such as 4096, 512K,
-// 10GiB or 500MB (primary.ParseSize).
+// 10GiB or 500MB (fileserver.ParseSize).
 type sizeFlag struct{ p *int64 }
 
 func (f sizeFlag) String() string {
 	if f.p == nil || *f.p == 0 {
 		return "0"
 	}
-	return primary.FormatSize(*f.p)
+	return fileserver.FormatSize(*f.p)
 }
 
 func (f sizeFlag) Set(v string) error {
-	n, err := primary.ParseSize(v)
+	n, err := fileserver.ParseSize(v)
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func (f sizeFlag) Set(v string) error {
 
 func (f sizeFlag) Type() string { return "size" }
 
-func (e *env) serviceConfig(cmd *cobra.Command, cfg *primary.Config) error {
+func (e *env) serviceConfig(cmd *cobra.Command, cfg *fileserver.Config) error {
 	cfg.Servers = e.servers(cmd)
 	cfg.ServicePassword = e.getenv(subjects.EnvServicePassword)
 	cfg.AdminPassword = e.getenv(subjects.EnvAdminPassword)
@@ -146,7 +146,7 @@ callout). It needs ` + subjects.EnvServicePassword + `; ` + subjects.EnvAdminPas
 "admin" when no user exists yet.`
 
 func primaryCmd(e *env) *cobra.Command {
-	var cfg primary.Config
+	var cfg fileserver.Config
 	cmd := &cobra.Command{
 		Use:     "primary",
 		GroupID: "servers",
@@ -158,8 +158,8 @@ func primaryCmd(e *env) *cobra.Command {
 			if err := e.serviceConfig(cmd, &cfg); err != nil {
 				return err
 			}
-			cfg.Role = primary.RolePrimary
-			return primary.Run(cmd.Context(), cfg)
+			cfg.Role = fileserver.RolePrimary
+			return fileserver.Run(cmd.Context(), cfg)
 		},
 	}
 	serviceFlags(cmd, &cfg)
@@ -183,7 +183,7 @@ catches up after a restart.`,
 			if err := e.serviceConfig(cmd, &cfg.Service); err != nil {
 				return err
 			}
-			cfg.Service.Role = primary.RoleBackup
+			cfg.Service.Role = fileserver.RoleBackup
 			return backup.Run(cmd.Context(), cfg)
 		},
 	}

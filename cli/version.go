@@ -7,7 +7,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/spf13/cobra"
 
-	"github.com/ftfs/ftfs/primary"
+	"github.com/ftfs/ftfs/fileserver"
 )
 
 func versionCmd(e *env) *cobra.Command {
@@ -17,7 +17,7 @@ func versionCmd(e *env) *cobra.Command {
 		Short:   "Print the versions of ftfs, its wire protocol and the NATS server it embeds",
 		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprintf(e.stdout, "ftfs %s (protocol v1, nats-server %s, %s)\n", primary.Version, server.VERSION, buildOf())
+			fmt.Fprintf(e.stdout, "ftfs %s (protocol v1, nats-server %s, %s)\n", fileserver.Version, server.VERSION, buildOf())
 			return nil
 		},
 	}

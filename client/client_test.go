@@ -19,7 +19,7 @@ import (
 
 	"github.com/ftfs/ftfs/broker"
 	"github.com/ftfs/ftfs/client"
-	"github.com/ftfs/ftfs/primary"
+	"github.com/ftfs/ftfs/fileserver"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -35,7 +35,7 @@ func quiet() *slog.Logger {
 // system is a broker and file servers in this process.
 type system struct {
 	url     string
-	servers []*primary.Server
+	servers []*fileserver.Server
 }
 
 func startSystem(t *testing.T, roles ...string) *system {
@@ -52,11 +52,11 @@ func startSystem(t *testing.T, roles ...string) *system {
 	return sys
 }
 
-func (sys *system) startServer(t *testing.T, role string) *primary.Server {
+func (sys *system) startServer(t *testing.T, role string) *fileserver.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	s, err := primary.Start(ctx, primary.Config{Servers: []string{sys.url}, ServicePassword: servicePassword, AdminPassword: adminPassword, Role: role, Logger: quiet()})
+	s, err := fileserver.Start(ctx, fileserver.Config{Servers: []string{sys.url}, ServicePassword: servicePassword, AdminPassword: adminPassword, Role: role, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +87,8 @@ func randomBytes(n int) []byte {
 }
 
 func TestRoundTripsOfEverySize(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary, primary.RoleBackup)
-	c := sys.login(t, primary.AdminUser, adminPassword)
+	sys := startSystem(t, fileserver.RolePrimary, fileserver.RoleBackup)
+	c := sys.login(t, fileserver.AdminUser, adminPassword)
 	ctx := context.Background()
 	for _, n := range []int{0, 1, subjects.ChunkSize - 1, subjects.ChunkSize, subjects.ChunkSize + 1, 5*subjects.ChunkSize + 3} {
 		data := randomBytes(n)
@@ -115,8 +115,8 @@ func TestRoundTripsOfEverySize(t *testing.T) {
 }
 
 func TestErrorsAreSentinels(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary)
-	admin := sys.login(t, primary.AdminUser, adminPassword)
+	sys := startSystem(t, fileserver.RolePrimary)
+	admin := sys.login(t, fileserver.AdminUser, adminPassword)
 	ctx := context.Background()
 	if _, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: "admin", Password: "wrong-password"}); !errors.Is(err, client.ErrUnauthorized) {
 		t.Fatalf("bad password: %v", err)
@@ -195,8 +195,8 @@ func TestErrorsAreSentinels(t *testing.T) {
 }
 
 func TestUploadMovesToTheOtherServerWhenItsServerStops(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary, primary.RoleBackup)
-	c := sys.login(t, primary.AdminUser, adminPassword, client.WithRelayedUploads())
+	sys := startSystem(t, fileserver.RolePrimary, fileserver.RoleBackup)
+	c := sys.login(t, fileserver.AdminUser, adminPassword, client.WithRelayedUploads())
 	data := randomBytes(64 << 20)
 	var stopped bool
 	var last client.Progress
@@ -227,8 +227,8 @@ func TestUploadMovesToTheOtherServerWhenItsServerStops(t *testing.T) {
 // sent to the server holding the upload first, goes to the other server
 // when the holder has stopped after acknowledging every chunk.
 func TestCommitGoesToAnyServerWhenItsHolderIsGone(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary, primary.RoleBackup)
-	c := sys.login(t, primary.AdminUser, adminPassword, client.WithRelayedUploads())
+	sys := startSystem(t, fileserver.RolePrimary, fileserver.RoleBackup)
+	c := sys.login(t, fileserver.AdminUser, adminPassword, client.WithRelayedUploads())
 	data := randomBytes(2 * subjects.ChunkSize)
 	stopped := false
 	fi, err := c.Put(context.Background(), "holder-gone.bin", bytes.NewReader(data), int64(len(data)), client.OnProgress(func(p client.Progress) {
@@ -260,10 +260,10 @@ func TestCommitGoesToAnyServerWhenItsHolderIsGone(t *testing.T) {
 // request timeout but sends keepalives gets the request once; one that
 // falls silent gets it again, on the same reply subject, after the timeout.
 func TestSlowServerIsNotAskedTwiceButASilentOneIs(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary)
+	sys := startSystem(t, fileserver.RolePrimary)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: primary.AdminUser, Password: adminPassword}, client.WithRequestTimeout(300*time.Millisecond))
+	c, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: fileserver.AdminUser, Password: adminPassword}, client.WithRequestTimeout(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestSlowServerIsNotAskedTwiceButASilentOneIs(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 	answer := func(m *nats.Msg) {
-		b, _ := json.Marshal(subjects.FileInfo{Name: "x", Owner: primary.AdminUser})
+		b, _ := json.Marshal(subjects.FileInfo{Name: "x", Owner: fileserver.AdminUser})
 		if err := m.Respond(b); err != nil {
 			t.Error(err)
 		}
@@ -336,11 +336,11 @@ func TestSlowServerIsNotAskedTwiceButASilentOneIs(t *testing.T) {
 // a request disconnects, its broker says so (subjects.ServerGone) and the
 // client sends the request again without waiting for the silence to show.
 func TestRequestsOfADeadServerAreSentAgainAtOnce(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary)
+	sys := startSystem(t, fileserver.RolePrimary)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const silence = 20 * time.Second // longer than this test may take
-	c, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: primary.AdminUser, Password: adminPassword}, client.WithRequestTimeout(silence))
+	c, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: fileserver.AdminUser, Password: adminPassword}, client.WithRequestTimeout(silence))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,8 +443,8 @@ func (r *recordLog) saw(part string) bool {
 // contiguous chunks; the guess is wrong here, and the file must still come
 // back whole.
 func TestDownloadOfInterleavedChunks(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary)
-	c := sys.login(t, primary.AdminUser, adminPassword)
+	sys := startSystem(t, fileserver.RolePrimary)
+	c := sys.login(t, fileserver.AdminUser, adminPassword)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	data := randomBytes(40 * subjects.ChunkSize)
@@ -471,7 +471,7 @@ func TestDownloadOfInterleavedChunks(t *testing.T) {
 	}
 
 	rec := &recordLog{}
-	reader, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: primary.AdminUser, Password: adminPassword}, client.WithLogger(slog.New(rec)))
+	reader, err := client.Dial(ctx, []string{sys.url}, client.Credentials{User: fileserver.AdminUser, Password: adminPassword}, client.WithLogger(slog.New(rec)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ftfs/ftfs/client"
-	"github.com/ftfs/ftfs/primary"
+	"github.com/ftfs/ftfs/fileserver"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -47,7 +47,7 @@ func ask(t *testing.T, c *client.Client, subject string, body, reply any) subjec
 func uploadConn(sys *system, token string) (*nats.Conn, <-chan error, error) {
 	errs := make(chan error, 16)
 	id, _, _ := subjects.ParseUploadToken(token)
-	nc, err := nats.Connect(sys.url, nats.Token(token), nats.CustomInboxPrefix(subjects.UploadInbox(primary.AdminUser, id)),
+	nc, err := nats.Connect(sys.url, nats.Token(token), nats.CustomInboxPrefix(subjects.UploadInbox(fileserver.AdminUser, id)),
 		nats.Timeout(10*time.Second), nats.MaxReconnects(0),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
 	return nc, errs, err
@@ -58,8 +58,8 @@ func uploadConn(sys *system, token string) (*nats.Conn, <-chan error, error) {
 // and nothing else; a wrong secret, and the token of an upload that is
 // over, are refused.
 func TestUploadConnectionMayPublishOnlyItsChunks(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary)
-	c := sys.login(t, primary.AdminUser, adminPassword)
+	sys := startSystem(t, fileserver.RolePrimary)
+	c := sys.login(t, fileserver.AdminUser, adminPassword)
 	var st subjects.UploadState
 	if code := ask(t, c, subjects.UploadOpen, subjects.UploadOpenRequest{Name: "d.bin", Size: 10, Direct: true}, &st); code != "" || st.Direct == nil {
 		t.Fatalf("open: %s %+v", code, st)
@@ -80,7 +80,7 @@ func TestUploadConnectionMayPublishOnlyItsChunks(t *testing.T) {
 		t.Fatalf("publish a chunk: %v", err)
 	}
 	for _, subj := range []string{subjects.UploadChunks("SOMEONEELSE"), subjects.ObjectChunks(subjects.FilesBucket, st.Upload), subjects.ObjectMetas(subjects.FilesBucket),
-		subjects.For(primary.AdminUser, subjects.Login), "$JS.API.STREAM.PURGE.OBJ_" + subjects.FilesBucket, subjects.DownloadImport} {
+		subjects.For(fileserver.AdminUser, subjects.Login), "$JS.API.STREAM.PURGE.OBJ_" + subjects.FilesBucket, subjects.DownloadImport} {
 		if err := nc.Publish(subj, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
@@ -112,8 +112,8 @@ func TestUploadConnectionMayPublishOnlyItsChunks(t *testing.T) {
 // counted two chunks while storage holds three (the second twice) is sent
 // to resume, which deletes the copy; the file then commits whole.
 func TestDirectCommitOfAChunkStoredTwiceResumesIntoOrder(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary)
-	c := sys.login(t, primary.AdminUser, adminPassword)
+	sys := startSystem(t, fileserver.RolePrimary)
+	c := sys.login(t, fileserver.AdminUser, adminPassword)
 	data := randomBytes(subjects.ChunkSize + 100)
 	var st subjects.UploadState
 	if code := ask(t, c, subjects.UploadOpen, subjects.UploadOpenRequest{Name: "twice.bin", Size: int64(len(data)), Direct: true}, &st); code != "" {
@@ -158,8 +158,8 @@ func TestDirectCommitOfAChunkStoredTwiceResumesIntoOrder(t *testing.T) {
 // into storage without a failover or a byte sent twice, and the commit
 // reaches the other server.
 func TestDirectUploadNeedsNoServerForItsChunks(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary, primary.RoleBackup)
-	c := sys.login(t, primary.AdminUser, adminPassword)
+	sys := startSystem(t, fileserver.RolePrimary, fileserver.RoleBackup)
+	c := sys.login(t, fileserver.AdminUser, adminPassword)
 	data := randomBytes(64 << 20)
 	stopped := false
 	var last client.Progress

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/ftfs/ftfs/client"
-	"github.com/ftfs/ftfs/primary"
+	"github.com/ftfs/ftfs/fileserver"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -25,8 +25,8 @@ import (
 // List are every page together; an error of the page function ends the
 // listing, as it is; a server's error is wrapped with the prefix.
 func TestListPagesGivesEachPageAsItComes(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary)
-	c := sys.login(t, primary.AdminUser, adminPassword)
+	sys := startSystem(t, fileserver.RolePrimary)
+	c := sys.login(t, fileserver.AdminUser, adminPassword)
 	sys.servers[0].Stop() // from here on, the hand-made server answers
 
 	svc, err := nats.Connect(sys.url, nats.UserInfo(subjects.FrontUser, servicePassword), nats.Timeout(10*time.Second))
@@ -76,7 +76,7 @@ func TestListPagesGivesEachPageAsItComes(t *testing.T) {
 		}
 		reply := &subjects.ListReply{Files: []subjects.FileInfo{}}
 		for i := first; i < n && len(reply.Files) < r.Limit; i++ {
-			reply.Files = append(reply.Files, subjects.FileInfo{Name: name(r.Prefix, i), Owner: primary.AdminUser})
+			reply.Files = append(reply.Files, subjects.FileInfo{Name: name(r.Prefix, i), Owner: fileserver.AdminUser})
 		}
 		reply.More = first+len(reply.Files) < n
 		return reply

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/ftfs/ftfs/client"
-	"github.com/ftfs/ftfs/primary"
+	"github.com/ftfs/ftfs/fileserver"
 	"github.com/ftfs/ftfs/subjects"
 	"github.com/ftfs/ftfs/testing/ftfstest"
 )
@@ -48,8 +48,8 @@ func writeTree(t *testing.T, files map[string][]byte) string {
 // second put sends only the file that changed, and with TreeNoOverwrite
 // nothing.
 func TestPutTreeUploadsEveryRegularFile(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary, primary.RoleBackup)
-	c := sys.login(t, primary.AdminUser, adminPassword)
+	sys := startSystem(t, fileserver.RolePrimary, fileserver.RoleBackup)
+	c := sys.login(t, fileserver.AdminUser, adminPassword)
 	ctx := context.Background()
 	files := map[string][]byte{
 		"a.txt":             []byte("alpha"),
@@ -140,8 +140,8 @@ func TestPutTreeUploadsEveryRegularFile(t *testing.T) {
 // TestPutTreeWithAnInvalidNameSendsNothing: a tree holding a name ftfs
 // cannot store is refused whole, naming it, before anything is sent.
 func TestPutTreeWithAnInvalidNameSendsNothing(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary)
-	c := sys.login(t, primary.AdminUser, adminPassword)
+	sys := startSystem(t, fileserver.RolePrimary)
+	c := sys.login(t, fileserver.AdminUser, adminPassword)
 	ctx := context.Background()
 	fsys := fstest.MapFS{
 		"ok.txt":       {Data: []byte("fine")},
@@ -163,8 +163,8 @@ func TestPutTreeWithAnInvalidNameSendsNothing(t *testing.T) {
 // TestPutTreeGoesOnPastAFailedFile: a file the user may not replace (an
 // admin's) fails; every other file is uploaded, and the error names it.
 func TestPutTreeGoesOnPastAFailedFile(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary)
-	admin := sys.login(t, primary.AdminUser, adminPassword)
+	sys := startSystem(t, fileserver.RolePrimary)
+	admin := sys.login(t, fileserver.AdminUser, adminPassword)
 	ctx := context.Background()
 	if err := admin.AddUser(ctx, "alice", "alice-password", false); err != nil {
 		t.Fatal(err)
@@ -190,8 +190,8 @@ func TestPutTreeGoesOnPastAFailedFile(t *testing.T) {
 // TestPutTreeStopsWhenCancelled: a cancelled context stops the tree; the
 // files never started are counted as not sent.
 func TestPutTreeStopsWhenCancelled(t *testing.T) {
-	sys := startSystem(t, primary.RolePrimary)
-	c := sys.login(t, primary.AdminUser, adminPassword)
+	sys := startSystem(t, fileserver.RolePrimary)
+	c := sys.login(t, fileserver.AdminUser, adminPassword)
 	fsys := fstest.MapFS{}
 	for i := range 200 {
 		fsys[fmt.Sprintf("f%03d", i)] = &fstest.MapFile{Data: []byte("x")}

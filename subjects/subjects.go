@@ -214,7 +214,7 @@ type ServerGoneNotice struct {
 }
 
 // TransferEvents is where the file servers tell each other that a user's
-// download started, went on or ended (a JSON notice the primary package
+// download started, went on or ended (a JSON notice the fileserver package
 // defines), so that each counts a user's transfers at once without asking
 // the others. Outside Prefix: no user may publish or read it.
 const TransferEvents = "ftfs.events.v1.transfers"

@@ -1,0 +1,295 @@
+package fileserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// Quorum loss. With two of three brokers down JetStream can neither store
+// nor read through its leaders; a request that waits for it would hang
+// until its deadline. Each file server therefore counts the brokers that
+// answer its census (subjects.BrokerCensus) and, while too few are up to
+// elect a leader, is read-only: writes fail at once with CodeReadOnly,
+// sessions and users are checked against an in-memory mirror of their
+// buckets, and reads are served from a backup's replica dir (see Fallback).
+
+// quorumPoll is how often a server counts the brokers it can reach.
+const quorumPoll = 500 * time.Millisecond
+
+// quorumLostAfter is how many counts in a row must find too few brokers
+// before a server turns read-only: two seconds. One is not enough: a
+// broker busy for a moment misses its answer, and a broker thawed after a
+// freeze reaches the others again only once its routes are back. JetStream
+// itself is no quicker witness: a survivor answers as if the cluster were
+// whole until its meta group has gone without a leader for about ten
+// seconds, while the brokers' routes close the moment a broker dies.
+const quorumLostAfter = 4
+
+// errReadOnly is the answer to a write while storage has no quorum.
+var errReadOnly = subjects.Errorf(subjects.CodeReadOnly,
+	"read-only: storage quorum lost (too few brokers are up); downloads and listings are served from the backup's replica, writes resume when a broker returns")
+
+// watchQuorum keeps s.readOnly up to date until the server stops. A count
+// made while the server's own connection is down (its broker died, it is
+// moving to another) says nothing and leaves the last state.
+func (s *Server) watchQuorum() {
+	tick := time.NewTicker(quorumPoll)
+	defer tick.Stop()
+	noQuorum := 0 // counts in a row with too few brokers
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		reachable, err := s.quorumReachable()
+		switch {
+		case err != nil || !s.front.IsConnected():
+			continue
+		case reachable:
+			noQuorum = 0
+			s.quorumSeen.Store(time.Now().UnixNano())
+		default:
+			noQuorum++
+		}
+		lost := noQuorum >= quorumLostAfter
+		if lost != (noQuorum > 0) {
+			continue // not sure yet: keep the state
+		}
+		if s.readOnly.Swap(lost) != lost {
+			if lost {
+				s.log.Warn("storage quorum lost: read-only until a broker returns")
+			} else {
+				s.log.Info("storage quorum back: writable")
+			}
+		}
+	}
+}
+
+// writable refuses f while storage is read-only.
+func (s *Server) writable(f op) op {
+	return func(c *call) (any, error) {
+		if s.readOnly.Load() {
+			return nil, errReadOnly
+		}
+		return f(c)
+	}
+}
+
+// mirror is an in-memory copy of a KV bucket, kept by a watch. It answers
+// for the bucket while storage has no quorum; at other times the bucket
+// itself is read, so that a change made a moment ago on another server is
+// never missed.
+type mirror struct {
+	mu      sync.RWMutex
+	entries map[string][]byte
+	loaded  atomic.Bool // the watch has delivered the bucket's contents
+}
+
+func newMirror() *mirror { return &mirror{entries: map[string][]byte{}} }
+
+// sessionUser is the user of the session token, if this mirror of the
+// sessions bucket holds it (however current it is).
+func (m *mirror) sessionUser(token string) (string, bool) {
+	if token == "" {
+		return "", false
+	}
+	v, ok := m.get(sessionKey(token))
+	var sess sessionRecord
+	if !ok || json.Unmarshal(v, &sess) != nil || sess.User == "" {
+		return "", false
+	}
+	return sess.User, true
+}
+
+func (m *mirror) get(key string) ([]byte, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	v, ok := m.entries[key]
+	return v, ok
+}
+
+// follow watches kv into m until ctx ends, starting the watch again after
+// a failure.
+func (m *mirror) follow(ctx context.Context, s *Server, kv jetstream.KeyValue) {
+	backoff := 250 * time.Millisecond
+	for ctx.Err() == nil {
+		err := m.watch(ctx, kv)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Debug("bucket mirror restarting", "bucket", kv.Bucket(), "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (m *mirror) watch(ctx context.Context, kv jetstream.KeyValue) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := kv.WatchAll(wctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch closed")
+			}
+			if e == nil {
+				m.loaded.Store(true) // initial values delivered
+				continue
+			}
+			m.mu.Lock()
+			if e.Operation() == jetstream.KeyValuePut {
+				m.entries[e.Key()] = e.Value()
+			} else {
+				delete(m.entries, e.Key())
+			}
+			m.mu.Unlock()
+		}
+	}
+}
+
+// sweepSessions drops mirrored sessions past their expiry (the bucket's TTL
+// removes them without a delete marker).
+func (m *mirror) sweepSessions() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	for k, v := range m.entries {
+		var sess sessionRecord
+		if json.Unmarshal(v, &sess) != nil || now.After(sess.Expires) {
+			delete(m.entries, k)
+		}
+	}
+}
+
+// readKV reads key from kv, or from its mirror once storage is read-only,
+// or when the mirror has the key while the bucket's stream has no leader.
+// A broker's death leaves the streams it led without one for an election
+// (3 to 5 s with ftfs's brokers, up to 9 s with a plain nats-server); every
+// request reads its session, so without the mirror every request, and
+// every reconnecting client's authorization, would wait for the sessions
+// stream's election. While a stream has no leader nothing can
+// be written to it, so what the mirror holds is current (but for a change
+// made the instant before, not yet delivered).
+func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror, key string) ([]byte, error) {
+	if !s.readOnly.Load() {
+		var e jetstream.KeyValueEntry
+		read := func(ctx context.Context) (err error) {
+			e, err = kv.Get(ctx, key)
+			return err
+		}
+		lctx, cancel := context.WithTimeout(ctx, leaderWait)
+		err := read(lctx)
+		cancel()
+		if err == nil {
+			return e.Value(), nil
+		}
+		if !storageUnavailable(err) {
+			return nil, err
+		}
+		// Only what the mirror has: it may lack a key written a moment
+		// ago (its watch lags, and restarts when its consumer's broker
+		// dies), and "no such user" must not be said on a lag.
+		if v, ok := mir.get(key); ok && mir.loaded.Load() {
+			s.log.Debug("bucket unavailable; answering from its mirror", "bucket", kv.Bucket(), "err", err)
+			return v, nil
+		}
+		if err = s.retryRead(ctx, subjects.KVStream(kv.Bucket()), read); err == nil {
+			return e.Value(), nil
+		}
+		if !errors.Is(err, errReadOnly) {
+			return nil, err
+		}
+	}
+	v, ok := mir.get(key)
+	if !ok {
+		return nil, jetstream.ErrKeyNotFound
+	}
+	return v, nil
+}
+
+// leaderWait is how long a bucket read waits for its stream's leader before
+// the bucket's mirror answers instead.
+const leaderWait = time.Second
+
+// readAttempt bounds one storage read. A read sent to a stream leader that
+// has just died is never answered; a new leader is elected within seconds,
+// so the read is sent again rather than waited on for the whole request.
+const readAttempt = 2 * time.Second
+
+// retryRead runs a storage read, again after a timeout or a moment of
+// unavailability, until ctx ends or storage turns read-only.
+func (s *Server) retryRead(ctx context.Context, stream string, read func(context.Context) error) error {
+	return s.retryStorage(ctx, stream, readAttempt, 500*time.Millisecond, read)
+}
+
+// requestAll sends a request that several may answer, and returns the
+// subscription its answers arrive on; the caller unsubscribes.
+func (s *Server) requestAll(nc *nats.Conn, subject string, body []byte) (*nats.Subscription, error) {
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	if err := nc.PublishRequest(subject, inbox, body); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
+	return sub, nil
+}
+
+// quorumReachable says whether enough brokers answer (each for itself, on
+// subjects.BrokerCensus) for the meta group to elect a leader. Only
+// brokers the broker of this server's front connection can reach answer
+// (the brokers answer in the users' account); with brokers killed, not
+// cut off, the storage connection's broker sees the same. An error: the
+// question could not be sent, or no broker answered.
+func (s *Server) quorumReachable() (bool, error) {
+	sub, err := s.requestAll(s.front, subjects.BrokerCensus, nil)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	up := map[string]bool{}
+	need := 0
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		var rep subjects.BrokerReport
+		if json.Unmarshal(m.Data, &rep) != nil || rep.Name == "" {
+			continue
+		}
+		up[rep.Name] = true
+		need = max(need, rep.QuorumNeeded, rep.MetaSize/2+1)
+	}
+	if len(up) == 0 {
+		// Not even the broker the question went through answered: it is
+		// frozen or dying, and says nothing of the others (a chaos soak
+		// turned a server read-only for 5 s while its broker was frozen).
+		return false, errors.New("no broker answered the census")
+	}
+	return len(up) >= need, nil
+}

@@ -1,0 +1,560 @@
+// Package fileserver is the ftfs file service: the NATS micro service "ftfs"
+// that every file server instance runs, whatever its role. It authorizes
+// connections (auth callout), manages users and sessions, and moves file
+// content in and out of the JetStream object store.
+//
+// No state lives only in one process: users, sessions, uploads in flight
+// and files are all in JetStream, so any instance can answer any request,
+// and an upload held by a dead instance is continued by another from the
+// last checkpoint (see upload.go).
+package fileserver
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+// Version is the file service's version, as `nats micro ls` shows it.
+const Version = "0.1.0"
+
+// Server is one running file server instance.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	nc     *nats.Conn // storage: JetStream, in subjects.Account
+	front  *nats.Conn // requests and replies, in subjects.UsersAccount
+	js     jetstream.JetStream
+	svc    micro.Service
+	issuer nkeys.KeyPair
+
+	files    jetstream.ObjectStore
+	stream   jetstream.Stream // the object store's stream, for chunk and meta messages
+	users    jetstream.KeyValue
+	sessions jetstream.KeyValue
+	uploads  jetstream.KeyValue
+	requests jetstream.KeyValue
+	logins   jetstream.KeyValue // failed logins per user name (throttle.go)
+	throttle *loginThrottle
+
+	instance string
+	started  time.Time
+
+	ctx    context.Context // the server's lifetime; handlers derive from it
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the server starts
+	slots  chan struct{}  // bounds concurrent request handlers
+
+	mu        sync.Mutex
+	transfers map[string]*upload // uploads this instance holds
+	stopOnce  sync.Once
+
+	// readOnly is set while JetStream has lost its quorum (quorum.go);
+	// usersMirror and sessionsMirror answer for their buckets meanwhile.
+	readOnly atomic.Bool
+	// quorumSeen is when the server last counted enough brokers for a quorum (unix
+	// nanoseconds; 0 before the first answer): what a replica's answer
+	// is as of (fallback.go).
+	quorumSeen     atomic.Int64
+	usersMirror    *mirror
+	sessionsMirror *mirror
+	usage          *usage // per-user limits (usage.go)
+	elections      elections
+	// shortfalls are the buckets found with fewer replicas than
+	// --replicas (replicas.go).
+	shortfalls replicaShortfalls
+
+	authSub    *nats.Subscription
+	overrunSub *nats.Subscription // subjects.UploadOverrun
+	inflight   atomic.Int64       // request handlers running
+	errors     atomic.Uint64      // error replies sent
+	lastStart  atomic.Int64       // when the last one started, unix nanoseconds
+
+	snapshotTried atomic.Bool   // the files watch has looked for a snapshot (snapshot.go)
+	snapshotSeq   atomic.Uint64 // the sequence of the snapshot file as last read or written
+}
+
+// Run connects, serves until ctx is done, then drains and returns.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	s.Stop()
+	return nil
+}
+
+// Start connects to the brokers, makes sure the buckets exist and starts
+// serving. Stop ends it.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	cfg = withDefaults(cfg)
+	if cfg.Role != RolePrimary && cfg.Role != RoleBackup {
+		return nil, fmt.Errorf("file server: role %q: want %q or %q", cfg.Role, RolePrimary, RoleBackup)
+	}
+	if cfg.Bucket != subjects.FilesBucket {
+		// The brokers export this bucket's downloads and direct uploads
+		// to the users' accounts, and no other.
+		return nil, fmt.Errorf("file server: bucket %q: the brokers serve %q only", cfg.Bucket, subjects.FilesBucket)
+	}
+	issuer, err := subjects.IssuerKey(cfg.ServicePassword)
+	if err != nil {
+		return nil, fmt.Errorf("file server: %w", err)
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger.With("role", cfg.Role),
+		issuer:    issuer,
+		started:   time.Now().UTC(),
+		slots:     make(chan struct{}, 64),
+		transfers: map[string]*upload{},
+		throttle:  newLoginThrottle(cfg),
+
+		usersMirror:    newMirror(),
+		sessionsMirror: newMirror(),
+		usage:          newUsage(),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	if err := s.connect(ctx); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	if err := s.openBuckets(ctx); err != nil {
+		s.closeConns()
+		s.cancel()
+		return nil, err
+	}
+	if err := s.bootstrapAdmin(ctx); err != nil {
+		s.closeConns()
+		s.cancel()
+		return nil, err
+	}
+	if err := s.serve(); err != nil {
+		s.closeConns()
+		s.cancel()
+		return nil, err
+	}
+	// Ready means the broker routes requests here: flush the subscriptions.
+	for _, nc := range []*nats.Conn{s.nc, s.front} {
+		if err := nc.FlushTimeout(10 * time.Second); err != nil {
+			s.Stop()
+			return nil, fmt.Errorf("file server: flush subscriptions: %w", err)
+		}
+	}
+	for _, f := range []func(){
+		s.janitor,
+		s.sweeper,
+		s.watchQuorum,
+		s.followElections,
+		func() { s.usersMirror.follow(s.ctx, s, s.users) },
+		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
+		s.followUsage,
+		s.snapshotter,
+		s.watchReplicas,
+	} {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			f()
+		}()
+	}
+	s.log.Info("file server ready", "instance", s.instance, "bucket", cfg.Bucket, "replicas", cfg.Replicas)
+	return s, nil
+}
+
+// Instance is this server's micro service ID, the token of its chunk subject.
+func (s *Server) Instance() string { return s.instance }
+
+// Stop stops serving and closes the connection. Uploads this instance holds
+// stay resumable on another instance from their last checkpoint.
+func (s *Server) Stop() { s.stopOnce.Do(s.stop) }
+
+func (s *Server) stop() {
+	// Stop taking requests, and answer those already received: a request
+	// dropped here would cost its client a timeout.
+	if s.svc != nil {
+		_ = s.svc.Stop()
+	}
+	if s.authSub != nil {
+		_ = s.authSub.Drain()
+	}
+	if s.overrunSub != nil {
+		_ = s.overrunSub.Drain()
+	}
+	_ = s.nc.FlushTimeout(2 * time.Second)
+	_ = s.front.FlushTimeout(2 * time.Second)
+	for deadline := time.Now().Add(requestTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		quiet := time.Since(time.Unix(0, s.lastStart.Load())) > 100*time.Millisecond
+		if s.inflight.Load() == 0 && quiet {
+			break
+		}
+	}
+	s.cancel()
+	s.mu.Lock()
+	held := make([]*upload, 0, len(s.transfers))
+	for _, u := range s.transfers {
+		held = append(held, u)
+	}
+	s.mu.Unlock()
+	for _, u := range held {
+		u.stop()
+	}
+	s.wg.Wait()
+	s.closeConns()
+	s.log.Info("file server stopped")
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if len(cfg.Servers) == 0 {
+		cfg.Servers = []string{nats.DefaultURL}
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Bucket == "" {
+		cfg.Bucket = subjects.FilesBucket
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = subjects.SessionTTL
+	}
+	if cfg.UploadIdle <= 0 {
+		cfg.UploadIdle = subjects.UploadIdle
+	}
+	return cfg
+}
+
+// connect opens the server's two connections: the storage connection in
+// the account that holds JetStream, and the front connection in the users'
+// account, which takes the requests and answers them. A user names reply
+// subjects; they exist only in the users' account, where the front
+// connection may publish into inboxes and nowhere that stores anything.
+func (s *Server) connect(ctx context.Context) error {
+	nc, err := s.dial(ctx, subjects.ServiceUser, "storage")
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(10*time.Second))
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	front, err := s.dial(ctx, subjects.FrontUser, "front")
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	s.nc, s.js, s.front = nc, js, front
+	return nil
+}
+
+// dial connects as user, waiting for the first connection: RetryOnFailedConnect
+// lets the server start before the broker, and bucket setup needs somewhere
+// to go.
+func (s *Server) dial(ctx context.Context, user, conn string) (*nats.Conn, error) {
+	log := s.log.With("connection", conn)
+	opts := []nats.Option{
+		nats.Name(map[string]string{RolePrimary: subjects.ConnNamePrimary, RoleBackup: subjects.ConnNameBackup}[s.cfg.Role]),
+		nats.UserInfo(user, s.cfg.ServicePassword),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.PingInterval(2 * time.Second),
+		nats.MaxPingsOutstanding(3),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from broker", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("reconnected to broker", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Error("nats async error", "subject", subj, "err", err)
+		}),
+	}
+	if s.cfg.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(s.cfg.TLSCA))
+	}
+	if d, ok := ctx.Deadline(); ok {
+		opts = append(opts, nats.Timeout(time.Until(d)))
+	}
+	servers := strings.Join(s.cfg.Servers, ",")
+	nc, err := nats.Connect(servers, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s as %s: %w", servers, user, err)
+	}
+	for !nc.IsConnected() {
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return nil, fmt.Errorf("connect to %s as %s: %w", servers, user, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if nc.IsClosed() {
+			return nil, fmt.Errorf("connect to %s as %s: %w", servers, user, nats.ErrConnectionClosed)
+		}
+	}
+	return nc, nil
+}
+
+// closeConns closes both connections.
+func (s *Server) closeConns() {
+	s.nc.Close()
+	if s.front != nil {
+		s.front.Close()
+	}
+}
+
+// openBuckets creates the buckets or opens them when another instance got
+// there first (both may start at the same moment).
+func (s *Server) openBuckets(ctx context.Context) error {
+	r := s.cfg.Replicas
+	var err error
+	err = retryStartup(ctx, s.log, "object store "+s.cfg.Bucket, func(ctx context.Context) error {
+		s.files, err = s.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      s.cfg.Bucket,
+			Description: "ftfs file content",
+			Storage:     jetstream.FileStorage,
+			Replicas:    r,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || isAlreadyInUse(err) {
+			s.files, err = s.js.ObjectStore(ctx, s.cfg.Bucket)
+		}
+		if err != nil {
+			return err
+		}
+		s.stream, err = s.js.Stream(ctx, subjects.ObjectStream(s.cfg.Bucket))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	kvs := []struct {
+		dst     *jetstream.KeyValue
+		bucket  string
+		about   string
+		history int64
+		ttl     time.Duration
+	}{
+		{&s.users, subjects.UsersBucket, "ftfs users", 1, 0},
+		{&s.sessions, subjects.SessionsBucket, "ftfs sessions", 1, s.cfg.SessionTTL + time.Hour},
+		{&s.uploads, subjects.UploadsBucket, "ftfs uploads in flight", 1, 0},
+		{&s.requests, subjects.RequestsBucket, "ftfs outcomes of recent requests, by request id", 1, 10 * time.Minute},
+		{&s.logins, subjects.LoginsBucket, "ftfs failed logins, by digest of the user name", 1, loginsKeep},
+	}
+	for _, k := range kvs {
+		// The stream nats.go's CreateKeyValue makes, but without direct
+		// gets: reads must see every acknowledged write (a session just
+		// created, an upload's last checkpoint), and a lagging follower
+		// may answer a direct get. Made in one step, so that two servers
+		// starting together do not race to update it.
+		cfg := jetstream.StreamConfig{
+			Name:              subjects.KVStream(k.bucket),
+			Subjects:          []string{subjects.KVSubjects(k.bucket)},
+			Description:       k.about,
+			MaxMsgsPerSubject: k.history,
+			MaxBytes:          -1,
+			MaxAge:            k.ttl,
+			MaxMsgSize:        -1,
+			Storage:           jetstream.FileStorage,
+			Replicas:          r,
+			AllowRollup:       true,
+			DenyDelete:        true,
+			Duplicates:        min(2*time.Minute, cmp.Or(k.ttl, 2*time.Minute)),
+			MaxMsgs:           -1,
+			MaxConsumers:      -1,
+			Discard:           jetstream.DiscardNew,
+		}
+		err := retryStartup(ctx, s.log, "key-value bucket "+k.bucket, func(ctx context.Context) error {
+			_, err := s.js.CreateStream(ctx, cfg)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || isAlreadyInUse(err) {
+				// Made by an earlier version, with direct gets: turn them off.
+				var stream jetstream.Stream
+				if stream, err = s.js.Stream(ctx, cfg.Name); err == nil {
+					if have := stream.CachedInfo().Config; have.AllowDirect {
+						have.AllowDirect = false
+						if _, err = s.js.UpdateStream(ctx, have); err != nil {
+							err = fmt.Errorf("disable direct gets: %w", err)
+						}
+					}
+				}
+			}
+			if err != nil {
+				return err
+			}
+			*k.dst, err = s.js.KeyValue(ctx, k.bucket)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isAlreadyInUse(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "already in use")
+}
+
+// retryStartup retries a start-up step that fails while JetStream is still
+// electing leaders or the broker is restarting.
+func retryStartup(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := f(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		log.Warn("start-up step failed; retrying", "step", what, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// serve registers the micro service and the auth callout responder.
+func (s *Server) serve() error {
+	svc, err := micro.AddService(s.front, micro.Config{
+		Name:        subjects.ServiceName,
+		Version:     Version,
+		Description: "ftfs fault-tolerant file service",
+		QueueGroup:  subjects.QueueGroup,
+		Metadata: map[string]string{
+			subjects.MetaRole:    s.cfg.Role,
+			subjects.MetaStarted: s.started.Format(time.RFC3339),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("register micro service: %w", err)
+	}
+	s.svc = svc
+	s.instance = svc.Info().ID
+
+	type endpoint struct {
+		name, subject string
+		h             micro.Handler
+	}
+	endpoints := []endpoint{
+		{"login", subjects.Login, s.async(s.login)},
+		{"logout", subjects.Logout, s.async(s.authed(s.writable(s.logout)))},
+		{"whoami", subjects.WhoAmI, s.async(s.authed(s.whoami))},
+		{"list", subjects.List, s.async(s.authed(s.readable(s.list, s.replicaList)))},
+		{"stat", subjects.Stat, s.async(s.authed(s.readable(s.stat, s.replicaStat)))},
+		{"delete", subjects.Delete, s.async(s.authed(s.writable(s.delete)))},
+		{"rename", subjects.Rename, s.async(s.authed(s.writable(s.rename)))},
+		{"put", subjects.Put, s.async(s.putEarly(s.authed(s.writable(s.put))))},
+		{"upload-open", subjects.UploadOpen, s.async(s.authed(s.writable(s.uploadOpen)))},
+		{"upload-resume", subjects.UploadResume, s.async(s.authed(s.writable(s.uploadResume)))},
+		{"upload-commit", subjects.UploadCommit, s.async(s.authed(s.writable(s.uploadCommit)))},
+		{"upload-abort", subjects.UploadAbort, s.async(s.authed(s.writable(s.uploadAbort)))},
+		{"get", subjects.Get, s.async(s.authed(s.readable(s.get, s.replicaGet)))},
+		{"download", subjects.Download, s.async(s.authed(s.readable(s.download, s.replicaDownload)))},
+		{"status", subjects.Status, s.async(s.authed(s.status))},
+		{"user-add", subjects.UserAdd, s.async(s.authed(s.admin(s.writable(s.idempotent(s.userAdd)))))},
+		{"user-rm", subjects.UserRemove, s.async(s.authed(s.admin(s.writable(s.idempotent(s.userRemove)))))},
+		{"user-passwd", subjects.UserPassword, s.async(s.authed(s.writable(s.idempotent(s.userPassword))))},
+		{"user-ls", subjects.UserList, s.async(s.authed(s.admin(s.userList)))},
+		{"user-revoke", subjects.UserRevoke, s.async(s.authed(s.admin(s.writable(s.idempotent(s.userRevoke)))))},
+	}
+	if s.cfg.Fallback != nil {
+		endpoints = append(endpoints, []endpoint{
+			{"replica-list", subjects.ReplicaList, s.async(s.authed(s.replicaList))},
+			{"replica-stat", subjects.ReplicaStat, s.async(s.authed(s.replicaStat))},
+			{"replica-download", subjects.ReplicaDownload, s.async(s.authed(s.replicaDownload))},
+		}...)
+	}
+	for _, e := range endpoints {
+		if err := svc.AddEndpoint(e.name, s.gate(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
+			_ = svc.Stop()
+			return fmt.Errorf("add endpoint %s: %w", e.name, err)
+		}
+	}
+	// Every instance answers Stats with its own.
+	err = svc.AddEndpoint("stats", s.gate(s.async(s.authed(s.stats))),
+		micro.WithEndpointSubject(subjects.Stats),
+		micro.WithEndpointQueueGroupDisabled())
+	if err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("add stats endpoint: %w", err)
+	}
+	// Chunks must reach the instance holding their upload, in order, so this
+	// endpoint is the instance's own and its handler never goes async.
+	err = svc.AddEndpoint("chunk", s.gate(micro.HandlerFunc(s.chunk)),
+		micro.WithEndpointSubject(subjects.Chunk(s.instance)),
+		micro.WithEndpointQueueGroupDisabled(),
+		micro.WithEndpointPendingLimits(4096, 64<<20))
+	if err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("add chunk endpoint: %w", err)
+	}
+	err = svc.AddEndpoint("upload-commit-here", s.gate(s.async(s.authed(s.writable(s.uploadCommit)))),
+		micro.WithEndpointSubject(subjects.UploadCommitAt(s.instance)),
+		micro.WithEndpointQueueGroupDisabled())
+	if err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("add commit endpoint: %w", err)
+	}
+	if err := s.serveAuthCallout(); err != nil {
+		_ = svc.Stop()
+		return err
+	}
+	// The brokers pair this storage connection with the instance by it
+	// (their watchdog closes both connections of a frozen server).
+	if _, err := s.nc.Subscribe(subjects.InstanceMark(s.instance), func(*nats.Msg) {}); err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("subscribe %s: %w", subjects.InstanceMark(s.instance), err)
+	}
+	if s.overrunSub, err = s.front.QueueSubscribe(subjects.UploadOverrun, subjects.QueueGroup, func(m *nats.Msg) {
+		s.goBounded(func() { s.dropOverrun(string(m.Data)) })
+	}); err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("subscribe %s: %w", subjects.UploadOverrun, err)
+	}
+	return nil
+}
+
+// gate drops, before anything else, a request whose reply subject is not
+// in the inbox of the user its subject names: any answer, even a refusal,
+// would go to somebody else, published with the service's rights.
+func (s *Server) gate(h micro.Handler) micro.Handler {
+	return micro.HandlerFunc(func(req micro.Request) {
+		if !subjects.OwnInbox(req.Subject(), req.Reply()) {
+			s.log.Warn("request dropped: reply subject outside the user's inbox", "subject", req.Subject(), "reply", req.Reply())
+			return
+		}
+		h.Handle(req)
+	})
+}
+
+// stats answers Stats with this instance's micro statistics.
+func (s *Server) stats(c *call) (any, error) {
+	if _, err := decodeCall[subjects.Empty](c); err != nil {
+		return nil, err
+	}
+	return s.svc.Stats(), nil
+}

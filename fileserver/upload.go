@@ -1,0 +1,794 @@
+package fileserver
+
+// Uploads. A client opens an upload on any instance and streams chunks to
+// the instance holding it, whose writer stores them into the object store
+// with several in flight, behind the upload's fences, and repairs the
+// order when a store fails (writer.go). Every few chunks the holder writes
+// a checkpoint (chunk count, size, last stream sequence and the SHA-256
+// state) to the uploads bucket with a compare-and-set on its revision. When
+// the holder dies the client asks any instance to resume: that instance
+// moves the fences on (the old holder can store nothing more), reads the
+// checkpoint, walks the chunks stored since, takes the record over
+// (compare-and-set again) and tells the client where to go on. Nothing is
+// visible until commit writes the object's meta message; abandoned uploads
+// are purged by the janitor.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+const (
+	// checkpointChunks and checkpointEvery bound how much a resuming
+	// instance must re-read to rebuild the digest state.
+	checkpointChunks = 16
+	checkpointEvery  = 2 * time.Second
+	// committedKeep is how long a committed upload's record stays, so that
+	// a client retrying its commit gets the same answer.
+	committedKeep = 10 * time.Minute
+)
+
+// uploadRecord is an upload as stored in the uploads bucket, keyed by its ID
+// (which is also the NUID of the object it will become).
+type uploadRecord struct {
+	ID        string             `json:"id"`
+	Name      string             `json:"name"`
+	Owner     string             `json:"owner"`
+	Size      int64              `json:"size"` // announced; -1 unknown
+	Overwrite bool               `json:"overwrite"`
+	Instance  string             `json:"instance"` // holder
+	Created   time.Time          `json:"created"`
+	Updated   time.Time          `json:"updated"`
+	Chunks    uint32             `json:"chunks"`
+	Bytes     int64              `json:"bytes"`
+	LastSeq   uint64             `json:"last_seq"`
+	Hash      []byte             `json:"hash,omitempty"` // sha256 state after Chunks
+	Committed *subjects.FileInfo `json:"committed,omitempty"`
+	// Direct: the client publishes the chunks itself (direct.go), over a
+	// connection authorized by the secret whose SHA-256 is TokenHash.
+	Direct    bool   `json:"direct,omitempty"`
+	TokenHash string `json:"token_hash,omitempty"`
+}
+
+// upload is an upload this instance holds.
+type upload struct {
+	s            *Server
+	rec          uploadRecord
+	rev          uint64    // revision of the record this holder last wrote
+	hash         hash.Hash // digest state after rec.Chunks
+	fences       []uint64  // where this holder set each fence subject (writer.go)
+	mark         string    // this holder's mark on its fence moves
+	inflight     []*storing
+	failingSince time.Time     // first of the failed stores since the last one stored
+	backoff      time.Duration // before the next repair
+	queue        chan chunkMsg
+	ctx          context.Context
+	cancel       context.CancelFunc
+	done         chan struct{}
+	pending      int // chunks stored since the last checkpoint
+	saved        time.Time
+}
+
+type chunkMsg struct {
+	index uint32
+	data  []byte
+	reply micro.Request
+}
+
+func (u *upload) stop() {
+	u.cancel()
+	<-u.done
+}
+
+func (s *Server) uploadState(rec uploadRecord) subjects.UploadState {
+	return subjects.UploadState{
+		Upload:    rec.ID,
+		Instance:  s.instance,
+		NextChunk: rec.Chunks,
+		Offset:    rec.Bytes,
+		ChunkSize: subjects.ChunkSize,
+		Window:    subjects.UploadWindow,
+	}
+}
+
+func (s *Server) uploadOpen(c *call) (any, error) {
+	r, err := decodeCall[subjects.UploadOpenRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	if err := subjects.ValidName(r.Name); err != nil {
+		return nil, err
+	}
+	if r.Size < -1 {
+		return nil, subjects.Errorf(subjects.CodeInvalid, "size %d is negative", r.Size)
+	}
+	if err := s.checkFileSize(r.Name, r.Size); err != nil {
+		return nil, err
+	}
+	// Fail fast; commit checks again against the file as it is then.
+	cur, err := s.getObject(c.ctx, r.Name)
+	if err != nil {
+		return nil, err
+	}
+	if cur.live() && !r.Overwrite {
+		return nil, subjects.Errorf(subjects.CodeConflict, "%q exists already", r.Name)
+	}
+	if err := mayChange(c, cur); err != nil {
+		return nil, err
+	}
+	if r.Direct && r.Size < 0 {
+		// Its size bounds what its connection may store.
+		return nil, subjects.Errorf(subjects.CodeInvalid, "a direct upload needs its size; upload a stream of unknown size through a server")
+	}
+	if err := s.admitUpload(c.ctx, c.user, r.Size, ownSize(cur, c.user)); err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	rec := uploadRecord{
+		ID: nuid.Next(), Name: r.Name, Owner: c.user, Size: r.Size, Overwrite: r.Overwrite,
+		Instance: s.instance, Created: now, Updated: now, Hash: hashState(sha256.New()),
+	}
+	var secret string
+	if r.Direct {
+		secret = newSecret()
+		rec.Direct, rec.TokenHash = true, sessionKey(secret)
+	}
+	b, _ := json.Marshal(rec)
+	rev, err := s.kvCreate(c.ctx, s.uploads, rec.ID, b)
+	if err != nil {
+		return nil, wrapStorage("record upload", err)
+	}
+	if rec.Direct {
+		s.log.Debug("direct upload opened", "upload", rec.ID, "name", rec.Name, "user", c.user)
+		return s.directState(rec, make([]uint64, fenceCount), secret), nil
+	}
+	s.hold(rec, rev, sha256.New(), make([]uint64, fenceCount), holderMark(s))
+	s.log.Debug("upload opened", "upload", rec.ID, "name", rec.Name, "user", c.user)
+	return s.uploadState(rec), nil
+}
+
+// holderMark is a new mark for a holder's fence moves.
+func holderMark(s *Server) string { return s.instance + "." + nuid.Next() }
+
+// hold makes this instance the holder of an upload and starts its writer.
+func (s *Server) hold(rec uploadRecord, rev uint64, h hash.Hash, fences []uint64, mark string) *upload {
+	ctx, cancel := context.WithCancel(s.ctx)
+	u := &upload{
+		s: s, rec: rec, rev: rev, hash: h, fences: fences, mark: mark,
+		queue:  make(chan chunkMsg, 2*subjects.UploadWindow),
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+		saved:  time.Now(),
+	}
+	s.mu.Lock()
+	old := s.transfers[rec.ID]
+	s.transfers[rec.ID] = u
+	s.mu.Unlock()
+	if old != nil {
+		old.stop()
+	}
+	// Another server taking the upload over asks this one to let go first
+	// (releaseElsewhere). Without the subscription the checkpoint's
+	// compare-and-set still deposes this holder, only later.
+	sub, err := s.nc.Subscribe(subjects.UploadRelease(rec.ID), func(m *nats.Msg) {
+		s.letGo(u)
+		_ = m.Respond(nil)
+	})
+	if err != nil {
+		s.log.Warn("upload held without its release subscription", "upload", rec.ID, "err", err)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(u.done)
+		if sub != nil {
+			defer func() { _ = sub.Unsubscribe() }()
+		}
+		u.run()
+	}()
+	return u
+}
+
+// letGo releases u, if it is still the upload this server holds under its
+// ID, and returns once its writer has stopped.
+func (s *Server) letGo(u *upload) {
+	s.mu.Lock()
+	held := s.transfers[u.rec.ID] == u
+	if held {
+		delete(s.transfers, u.rec.ID)
+	}
+	s.mu.Unlock()
+	if held {
+		u.stop()
+	}
+}
+
+// releaseElsewhere asks the server holding an upload, if another one does,
+// to let it go, and waits (briefly) until it has: only then may this one
+// take the upload over, commit or abort it without a chunk still being
+// stored after. No responders means that nobody holds it; a holder that
+// does not answer in time (frozen, or killed and not yet noticed) is
+// deposed by the record's compare-and-set all the same.
+func (s *Server) releaseElsewhere(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := s.nc.RequestWithContext(ctx, subjects.UploadRelease(id), nil); err != nil && !errors.Is(err, nats.ErrNoResponders) {
+		s.log.Warn("holder of an upload did not let go", "upload", id, "err", err)
+	}
+}
+
+// release forgets a held upload, stopping its writer.
+func (s *Server) release(id string) {
+	s.mu.Lock()
+	u := s.transfers[id]
+	delete(s.transfers, id)
+	s.mu.Unlock()
+	if u != nil {
+		u.stop()
+	}
+}
+
+// chunk takes one chunk message. It runs on the endpoint's single dispatch
+// goroutine, which keeps the chunks of an upload in their order; the
+// upload's writer does the storing.
+func (s *Server) chunk(req micro.Request) {
+	id := req.Headers().Get(subjects.HeaderUpload)
+	idx, err := strconv.ParseUint(req.Headers().Get(subjects.HeaderChunk), 10, 32)
+	if id == "" || err != nil {
+		s.reply(req, nil, subjects.Errorf(subjects.CodeInvalid, "chunk without valid %s and %s headers", subjects.HeaderUpload, subjects.HeaderChunk))
+		return
+	}
+	if len(req.Data()) > subjects.ChunkSize {
+		s.reply(req, nil, subjects.Errorf(subjects.CodeTooLarge, "chunk of %d bytes; the limit is %d", len(req.Data()), subjects.ChunkSize))
+		return
+	}
+	s.mu.Lock()
+	u := s.transfers[id]
+	s.mu.Unlock()
+	if u == nil {
+		s.reply(req, nil, subjects.Errorf(subjects.CodeNotFound, "upload %s is not held by this server: resume it", id))
+		return
+	}
+	if !ownInbox(req, u.rec.Owner) {
+		s.log.Warn("chunk refused: reply subject outside the owner's inbox", "upload", id)
+		return
+	}
+	select {
+	case u.queue <- chunkMsg{index: uint32(idx), data: req.Data(), reply: req}:
+	default:
+		s.reply(req, nil, subjects.Errorf(subjects.CodeBusy, "more than %d chunks in flight for upload %s", subjects.UploadWindow, id))
+	}
+}
+
+// A chunk's store is waited for chunkAttempt before the writer repairs, and
+// repaired for chunkRetryFor in all. A publish that reached a stream leader
+// as it died is never answered: a short wait repairs soon after the
+// election (4 to 9 s) has found a new one.
+const (
+	chunkAttempt  = 2 * time.Second
+	chunkRetryFor = 30 * time.Second
+)
+
+func isTooManyRequests(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code == 429
+}
+
+// checkpoint saves the holder's progress, failing if another instance has
+// written the record since (it took the upload over).
+func (u *upload) checkpoint() error {
+	u.rec.Hash = hashState(u.hash)
+	u.rec.Updated = time.Now().UTC()
+	u.rec.Instance = u.s.instance
+	b, _ := json.Marshal(u.rec)
+	ctx, cancel := context.WithTimeout(u.ctx, 10*time.Second)
+	defer cancel()
+	rev, err := u.s.kvUpdate(ctx, u.s.uploads, u.rec.ID, b, u.rev)
+	if err != nil {
+		return err
+	}
+	u.rev, u.pending, u.saved = rev, 0, time.Now()
+	return nil
+}
+
+func hashState(h hash.Hash) []byte {
+	b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		panic(err) // crypto/sha256 always marshals
+	}
+	return b
+}
+
+func digestOf(h hash.Hash) string {
+	return "SHA-256=" + base64.URLEncoding.EncodeToString(h.Sum(nil))
+}
+
+// loadUpload reads an upload record the caller may act on.
+func (s *Server) loadUpload(c *call, id string) (uploadRecord, uint64, error) {
+	if id == "" {
+		return uploadRecord{}, 0, subjects.Errorf(subjects.CodeInvalid, "no upload id")
+	}
+	rec, rev, err := s.readUpload(c.ctx, id)
+	if err != nil {
+		return rec, 0, err
+	}
+	if rec.Owner != c.user && !c.admin {
+		return rec, 0, subjects.Errorf(subjects.CodeForbidden, "upload %s belongs to another user", id)
+	}
+	return rec, rev, nil
+}
+
+// readUpload reads upload id's record and its revision, whoever asks:
+// CodeNotFound when there is none.
+func (s *Server) readUpload(ctx context.Context, id string) (uploadRecord, uint64, error) {
+	var rec uploadRecord
+	e, err := s.kvGet(ctx, s.uploads, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return rec, 0, subjects.Errorf(subjects.CodeNotFound, "no upload %s (finished, aborted or expired)", id)
+	}
+	if err != nil {
+		return rec, 0, wrapStorage("read upload", err)
+	}
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return rec, 0, fmt.Errorf("upload %s: corrupt record: %w", id, err)
+	}
+	return rec, e.Revision(), nil
+}
+
+// takeOver makes this instance the holder of an upload, whoever held it:
+// it stops a local writer, moves the upload's fences on (the holder before
+// can store nothing more), rolls the record's checkpoint forward over the
+// chunks stored after it (walk), and claims the record.
+func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
+	// Whether the caller may act on it, first: a request refused (another
+	// user's, an unknown upload) must not stop the writer of someone's
+	// upload in flight.
+	if rec, _, err := s.loadUpload(c, id); err != nil {
+		return nil, rec, err
+	}
+	s.release(id) // a local writer must not race the roll-forward
+	s.releaseElsewhere(c.ctx, id)
+	for attempt := 0; ; attempt++ {
+		rec, rev, err := s.loadUpload(c, id)
+		if err != nil || rec.Committed != nil {
+			return nil, rec, err
+		}
+		h := sha256.New()
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(rec.Hash); err != nil {
+			return nil, rec, fmt.Errorf("upload %s: bad digest state: %w", id, err)
+		}
+		fences, mark := make([]uint64, fenceCount), holderMark(s)
+		if err := s.fence(c.ctx, id, fences, true, mark); err != nil {
+			if errors.Is(err, errDeposed) && attempt < 3 {
+				continue // another server is taking it over too
+			}
+			if errors.Is(err, errDeposed) {
+				return nil, rec, errTakeoverRace(id)
+			}
+			return nil, rec, wrapStorage("fence upload", err)
+		}
+		if err := s.walk(c.ctx, &rec, h); err != nil {
+			return nil, rec, err
+		}
+		rec.Hash = hashState(h)
+		rec.Instance = s.instance
+		rec.Updated = time.Now().UTC()
+		b, _ := json.Marshal(rec)
+		newRev, err := s.kvUpdate(c.ctx, s.uploads, id, b, rev)
+		if err != nil && attempt < 3 && !storageUnavailable(err) {
+			continue // someone checkpointed meanwhile: roll forward again
+		}
+		if err != nil && !storageUnavailable(err) {
+			return nil, rec, errTakeoverRace(id)
+		}
+		if err != nil {
+			return nil, rec, wrapStorage("claim upload", err)
+		}
+		if rec.Direct {
+			// Its client stores the chunks, behind the fences just moved.
+			return &upload{s: s, rec: rec, rev: newRev, hash: h, fences: fences, mark: mark}, rec, nil
+		}
+		return s.hold(rec, newRev, h, fences, mark), rec, nil
+	}
+}
+
+// errTakeoverRace answers a takeover that kept losing to another one (a
+// client that sent its resume again to the other server, the holder
+// repairing): busy, so that the client asks again, and one of them wins.
+func errTakeoverRace(id string) error {
+	return subjects.Errorf(subjects.CodeBusy, "upload %s is being taken over by another request; try again", id)
+}
+
+// heldUnchanged lets go of an upload this server holds for the caller and
+// returns it when nobody has written its record since this holder did: its
+// state in memory is then exactly what storage holds, and a commit needs
+// neither the roll-forward over the chunks stored since the last checkpoint
+// (read back through the stream) nor the claim of takeOver. A record
+// written since means another server took the upload over.
+func (s *Server) heldUnchanged(c *call, id string) (*upload, uploadRecord, bool) {
+	s.mu.Lock()
+	u := s.transfers[id]
+	s.mu.Unlock()
+	if u == nil || (u.rec.Owner != c.user && !c.admin) {
+		return nil, uploadRecord{}, false
+	}
+	s.letGo(u) // its writer stopped, u.rec and u.hash are ours to read
+	if len(u.inflight) > 0 {
+		return nil, uploadRecord{}, false // stores may still land: fence and walk
+	}
+	e, err := s.kvGet(c.ctx, s.uploads, id)
+	if err != nil || e.Revision() != u.rev {
+		return nil, uploadRecord{}, false
+	}
+	return u, u.rec, true
+}
+
+func (s *Server) uploadResume(c *call) (any, error) {
+	r, err := decodeCall[subjects.UploadRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	u, rec, err := s.takeOver(c, r.Upload)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Committed != nil {
+		// Nobody holds it: a state would send chunks where none is taken.
+		return nil, subjects.Errorf(subjects.CodeConflict, "upload %s is committed already", rec.ID)
+	}
+	s.log.Info("upload resumed", "upload", rec.ID, "name", rec.Name, "from_chunk", rec.Chunks, "offset", rec.Bytes, "direct", rec.Direct)
+	if rec.Direct {
+		return s.directState(rec, u.fences, ""), nil
+	}
+	return s.uploadState(rec), nil
+}
+
+func (s *Server) uploadCommit(c *call) (any, error) {
+	r, err := decodeCall[subjects.UploadCommitRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	u, rec, ok := s.heldUnchanged(c, r.Upload)
+	if !ok {
+		cur, rev, err := s.loadUpload(c, r.Upload)
+		if err != nil {
+			return nil, err
+		}
+		if cur.Direct {
+			return s.commitDirect(c, r, cur, rev)
+		}
+		u, rec, err = s.takeOver(c, r.Upload)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Committed != nil {
+			return *rec.Committed, nil
+		}
+	}
+	defer s.release(rec.ID)
+	// The writer is idle: a client commits only after every chunk's ack.
+	u.stop()
+	digest := digestOf(u.hash)
+	switch {
+	case rec.Bytes != r.Size:
+		s.abortUpload(c.ctx, rec.ID)
+		return nil, subjects.Errorf(subjects.CodeIntegrity, "upload of %q: server stored %d bytes, client sent %d; nothing was stored", rec.Name, rec.Bytes, r.Size)
+	case rec.Size >= 0 && rec.Size != r.Size:
+		s.abortUpload(c.ctx, rec.ID)
+		return nil, subjects.Errorf(subjects.CodeIntegrity, "upload of %q: announced %d bytes, got %d; nothing was stored", rec.Name, rec.Size, r.Size)
+	case digest != r.Digest:
+		s.abortUpload(c.ctx, rec.ID)
+		return nil, subjects.Errorf(subjects.CodeIntegrity, "upload of %q: digest mismatch (server %s, client %s); nothing was stored", rec.Name, digest, r.Digest)
+	}
+	return s.publishUpload(c, rec, u.rev, digest)
+}
+
+// publishUpload makes the upload rec, whose chunks are stored and checked,
+// visible under its name with the given digest, and marks the record
+// committed. rev is the revision of the record this commit claimed (its
+// holder's last checkpoint, a takeover's or a direct commit's claim).
+//
+// Two copies of one commit may run at once: a client that got no answer in
+// time asks again, on either server. The meta is written once at most, and
+// never after the client acted on an answer (deleted the file, put another
+// in its place). A copy writes only while its claim is the record's latest
+// and the name is unchanged since it looked (the meta's compare-and-set);
+// a name that holds or held this upload's version was published already;
+// and a copy answers success only once its own claim marked the record
+// committed, so that no other copy can hold a claim by then.
+func (s *Server) publishUpload(c *call, rec uploadRecord, rev uint64, digest string) (subjects.FileInfo, error) {
+	info := jetstream.ObjectInfo{
+		ObjectMeta: jetstream.ObjectMeta{
+			Name:     rec.Name,
+			Metadata: map[string]string{subjects.MetaOwner: rec.Owner},
+			Opts:     &jetstream.ObjectMetaOptions{ChunkSize: subjects.ChunkSize},
+		},
+		Bucket:  s.cfg.Bucket,
+		NUID:    rec.ID,
+		Size:    uint64(rec.Bytes),
+		ModTime: time.Now().UTC(),
+		Chunks:  rec.Chunks,
+		Digest:  digest,
+	}
+	for attempt := 0; ; attempt++ {
+		replaced, err := s.getObject(c.ctx, rec.Name)
+		if err != nil {
+			return subjects.FileInfo{}, err
+		}
+		if replaced.seq != 0 && replaced.info.NUID == rec.ID {
+			// Published by another copy of this commit, and deleted or
+			// renamed since when its meta is a tombstone.
+			fi := fileInfo(info)
+			if replaced.live() {
+				fi = fileInfo(replaced.info)
+			}
+			return s.markCommitted(c, rec, rev, fi)
+		}
+		// Checked after the name was read: a claim taken from here on
+		// comes with a meta write that fails this one's compare-and-set.
+		if fi, done, err := s.stillHolds(c, rec.ID, rev); done || err != nil {
+			return fi, err
+		}
+		if err := s.mayReplace(c, rec, replaced); err != nil {
+			s.abortUpload(c.ctx, rec.ID)
+			return subjects.FileInfo{}, err
+		}
+		metaSeq, err := s.putMeta(c.ctx, info, replaced.seq)
+		if err == errConflict && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return subjects.FileInfo{}, err
+		}
+		return s.markCommitted(c, rec, rev, s.published(c, info, replaced, metaSeq))
+	}
+}
+
+// stillHolds checks that upload id's record is still at rev, the revision
+// this commit claimed. Moved on, the commit is done: with the outcome
+// another copy of it recorded, or busy while that copy runs.
+func (s *Server) stillHolds(c *call, id string, rev uint64) (fi subjects.FileInfo, done bool, err error) {
+	cur, curRev, err := s.loadUpload(c, id)
+	switch {
+	case err != nil:
+		return fi, true, err
+	case curRev == rev:
+		return fi, false, nil
+	case cur.Committed != nil:
+		return *cur.Committed, true, nil
+	}
+	return fi, true, errTakeoverRace(id)
+}
+
+// markCommitted records fi, the published version, as the outcome of the
+// commit whose claim is at rev.
+func (s *Server) markCommitted(c *call, rec uploadRecord, rev uint64, fi subjects.FileInfo) (subjects.FileInfo, error) {
+	rec.Committed, rec.Updated = &fi, time.Now().UTC()
+	b, _ := json.Marshal(rec)
+	if _, err := s.kvUpdate(c.ctx, s.uploads, rec.ID, b, rev); err != nil {
+		return s.claimLost(c, rec.ID, "mark upload committed", err)
+	}
+	return fi, nil
+}
+
+// claimLost answers a commit whose write to upload id's record (its claim,
+// or the mark of its outcome) failed with err: the outcome another copy of
+// the commit recorded, or err while storage is unavailable, or busy while
+// another copy holds the claim. The client must not act on this copy's
+// success while the other may still write.
+func (s *Server) claimLost(c *call, id, what string, err error) (subjects.FileInfo, error) {
+	if cur, _, lerr := s.loadUpload(c, id); lerr == nil && cur.Committed != nil {
+		return *cur.Committed, nil
+	}
+	if storageUnavailable(err) {
+		return subjects.FileInfo{}, wrapStorage(what, err)
+	}
+	return subjects.FileInfo{}, errTakeoverRace(id)
+}
+
+// mayReplace checks that the version rec describes may take its name from
+// cur, the version the name holds now: the name is free or rec
+// overwrites, the user may change cur, and the limits admit it.
+func (s *Server) mayReplace(c *call, rec uploadRecord, cur object) error {
+	if cur.live() && !rec.Overwrite {
+		return subjects.Errorf(subjects.CodeConflict, "%q exists already", rec.Name)
+	}
+	if err := mayChange(c, cur); err != nil {
+		return err
+	}
+	return s.admitCommit(c.ctx, rec, cur)
+}
+
+// published follows the writing of info's meta at stream sequence seq,
+// where it replaced the version replaced: the version replaced is purged
+// later, and the file's info is returned as stored (modTime).
+func (s *Server) published(c *call, info jetstream.ObjectInfo, replaced object, seq uint64) subjects.FileInfo {
+	if replaced.live() && replaced.info.NUID != info.NUID {
+		s.purgeLater(replaced.info.NUID, seq)
+	}
+	fi := fileInfo(info)
+	s.log.Info("file stored", "name", fi.Name, "size", fi.Size, "owner", fi.Owner, "by", c.user)
+	return fi
+}
+
+func (s *Server) uploadAbort(c *call) (any, error) {
+	r, err := decodeCall[subjects.UploadRequest](c)
+	if err != nil {
+		return nil, err
+	}
+	rec, _, err := s.loadUpload(c, r.Upload)
+	if subjects.CodeOf(err) == subjects.CodeNotFound {
+		return nil, nil // already gone: aborting is idempotent
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rec.Committed != nil {
+		return nil, subjects.Errorf(subjects.CodeConflict, "upload %s is committed already", rec.ID)
+	}
+	s.release(rec.ID)
+	s.releaseElsewhere(c.ctx, rec.ID) // or its holder acknowledges chunks of a purged upload
+	s.abortUpload(c.ctx, rec.ID)
+	return nil, nil
+}
+
+// abortUpload forgets an upload and purges its chunks. A direct upload's
+// connections are cut first (endUpload) and its record goes before its
+// chunks, so that no reconnect is authorized meanwhile; the chunks are
+// purged again a moment later, for any that were on their way while the
+// brokers cut. A purge that fails leaves chunks nothing points at, which
+// the storage sweep finds.
+func (s *Server) abortUpload(ctx context.Context, id string) {
+	s.release(id)
+	s.endUpload(id)
+	if err := s.uploads.Purge(ctx, id); err != nil {
+		s.log.Warn("forget aborted upload", "upload", id, "err", err)
+	}
+	s.purgeChunks(ctx, id)
+	s.goBounded(func() {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		defer cancel()
+		s.purgeChunks(ctx, id)
+	})
+}
+
+// purgeChunks purges the chunk subject of an upload that was not committed.
+func (s *Server) purgeChunks(ctx context.Context, id string) {
+	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(id))); err != nil {
+		s.log.Warn("purge aborted upload", "upload", id, "err", err)
+	}
+}
+
+// endUpload tells the brokers that upload id has ended (committed, aborted
+// or dropped): they cut its direct connections at once.
+func (s *Server) endUpload(id string) {
+	if err := s.front.Publish(subjects.UploadEnded, []byte(id)); err != nil {
+		s.log.Warn("tell the brokers an upload ended", "upload", id, "err", err)
+	}
+}
+
+// dropOverrun drops a direct upload whose connection a broker cut for
+// publishing more than its size allows (subjects.UploadOverrun).
+func (s *Server) dropOverrun(id string) {
+	ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
+	defer cancel()
+	rec, _, err := s.readUpload(ctx, id)
+	if err != nil {
+		// Gone: aborted or dropped (and purged then; the storage sweep
+		// takes what came after), or committed long ago and forgotten,
+		// whose chunks are a file's. Purging here could take a file.
+		if subjects.CodeOf(err) != subjects.CodeNotFound {
+			s.log.Warn("upload overrun: read upload", "upload", id, "err", err)
+		}
+		return
+	}
+	if !rec.Direct || rec.Committed != nil {
+		return
+	}
+	s.log.Warn("direct upload dropped: its connection published more than its size", "upload", id, "name", rec.Name, "user", rec.Owner, "size", rec.Size)
+	s.abortUpload(ctx, id)
+}
+
+// janitor purges abandoned uploads and forgets committed ones, on every
+// instance; compare-and-set deletes make the instances agree.
+func (s *Server) janitor() {
+	t := time.NewTicker(min(30*time.Second, s.cfg.UploadIdle/2))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.sessionsMirror.sweepSessions()
+		if !s.readOnly.Load() {
+			s.sweepUploads()
+		}
+	}
+}
+
+// eachUpload calls f with every upload record.
+func (s *Server) eachUpload(ctx context.Context, f func(rec uploadRecord, rev uint64)) {
+	lister, err := s.uploads.ListKeys(ctx)
+	if err != nil {
+		return
+	}
+	var ids []string
+	for k := range lister.Keys() {
+		ids = append(ids, k)
+	}
+	for _, id := range ids {
+		e, err := s.uploads.Get(ctx, id)
+		if err != nil {
+			continue
+		}
+		var rec uploadRecord
+		if json.Unmarshal(e.Value(), &rec) == nil {
+			f(rec, e.Revision())
+		}
+	}
+}
+
+func (s *Server) sweepUploads() {
+	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+	defer cancel()
+	s.eachUpload(ctx, func(rec uploadRecord, rev uint64) {
+		id := rec.ID
+		age := time.Since(rec.Updated)
+		switch {
+		case rec.Committed != nil && age > committedKeep:
+			_ = s.uploads.Delete(ctx, id, jetstream.LastRevision(rev))
+		case rec.Committed == nil && rec.Direct:
+			if s.directAbandoned(ctx, rec, age) {
+				s.dropAbandoned(ctx, rec, rev, age)
+			}
+		case rec.Committed == nil && age > s.cfg.UploadIdle:
+			s.release(id)
+			s.dropAbandoned(ctx, rec, rev, age)
+		}
+	})
+}
+
+// dropAbandoned forgets an abandoned upload, then purges its chunks. The
+// record goes first: a commit still running somewhere then loses its claim
+// (publishUpload) instead of publishing chunks being purged. A version
+// published all the same (a commit that could not mark its record) keeps
+// its chunks. A purge that fails leaves chunks nothing points at, which
+// the storage sweep finds.
+func (s *Server) dropAbandoned(ctx context.Context, rec uploadRecord, rev uint64, idle time.Duration) {
+	if err := s.uploads.Delete(ctx, rec.ID, jetstream.LastRevision(rev)); err != nil {
+		return // written meanwhile: not abandoned after all
+	}
+	if rec.Direct {
+		s.endUpload(rec.ID)
+	}
+	if err := s.syncCatalog(ctx); err != nil || s.usage.references(rec.ID) {
+		return
+	}
+	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(rec.ID))); err != nil {
+		s.log.Warn("purge abandoned upload", "upload", rec.ID, "err", err)
+		return
+	}
+	s.log.Info("abandoned upload purged", "upload", rec.ID, "name", rec.Name, "idle", idle.Round(time.Second))
+}
