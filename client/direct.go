@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/internal/ackwindow"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -43,9 +44,7 @@ var (
 type directChunk struct {
 	index uint32
 	data  []byte
-	ack   jetstream.PubAckFuture
-	early *jetstream.PubAck // its ack, taken before its turn (inOrder)
-	err   error             // the publish failed before it was sent
+	ack   ackwindow.Ack
 	sent  time.Time
 }
 
@@ -156,18 +155,18 @@ func (u *directUploader) run(ctx context.Context) error {
 		head := u.pending[0]
 		var failure error
 		switch {
-		case head.err != nil:
-			failure = head.err
-		case head.early != nil:
-			failure = u.count(head.early)
+		case head.ack.Err != nil:
+			failure = head.ack.Err
+		case head.ack.Early != nil:
+			failure = u.count(head.ack.Early)
 		default:
 			timer.Reset(time.Until(head.sent.Add(directAckWait)))
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case ack := <-head.ack.Ok():
+			case ack := <-head.ack.Future.Ok():
 				failure = u.count(ack)
-			case err := <-head.ack.Err():
+			case err := <-head.ack.Future.Err():
 				failure = err
 			case <-timer.C:
 				failure = errAckTimeout
@@ -200,27 +199,10 @@ func (u *directUploader) run(ctx context.Context) error {
 
 // count takes the ack of the first chunk in flight: it counts the chunk
 // stored if it was stored after every chunk before it and before every
-// chunk after it. Acks come in the order of their sequences, so any later
-// chunk stored before it has its ack in already: those are taken (early).
+// chunk after it (ackwindow.InOrder).
 func (u *directUploader) count(ack *jetstream.PubAck) error {
-	if ack.Sequence <= u.lastSeq {
+	if !ackwindow.InOrder(u.lastSeq, ack.Sequence, u.pending[1:], (*directChunk).acked) {
 		return errOutOfOrder
-	}
-	for _, p := range u.pending[1:] {
-		if p.ack == nil || p.err != nil {
-			continue
-		}
-		if p.early == nil {
-			select {
-			case a := <-p.ack.Ok():
-				p.early = a
-			default:
-				continue
-			}
-		}
-		if p.early.Sequence < ack.Sequence {
-			return errOutOfOrder
-		}
 	}
 	head := u.pending[0]
 	u.pending = u.pending[1:]
@@ -263,6 +245,9 @@ func (u *directUploader) readChunk() error {
 	return nil
 }
 
+// acked is where the chunk's publish stands with its ack.
+func (p *directChunk) acked() *ackwindow.Ack { return &p.ack }
+
 // publish sends a chunk behind its fence, without waiting.
 func (u *directUploader) publish(p *directChunk) {
 	m := nats.NewMsg(u.d.Subject)
@@ -271,10 +256,10 @@ func (u *directUploader) publish(p *directChunk) {
 	f := u.d.Fences[int(p.index)%len(u.d.Fences)]
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(f.Seq, 10))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, f.Subject)
-	p.sent, p.early = time.Now(), nil
+	p.sent = time.Now()
 	// No retry inside nats.go: a publish it sent again later would be
 	// stored after the chunks sent behind it.
-	p.ack, p.err = u.js.PublishMsgAsync(m, jetstream.WithRetryAttempts(0))
+	p.ack.Sent(u.js.PublishMsgAsync(m, jetstream.WithRetryAttempts(0)))
 }
 
 // resume asks a server to put the stored chunks in order behind new

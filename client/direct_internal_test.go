@@ -6,6 +6,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/internal/ackwindow"
 )
 
 // stubAck is a publish whose ack is already in.
@@ -24,22 +26,22 @@ func (a *stubAck) Ok() <-chan *jetstream.PubAck { return a.ok }
 func (a *stubAck) Err() <-chan error            { return a.err }
 func (a *stubAck) Msg() *nats.Msg               { return nil }
 
-// TestCountSeesAChunkStoredBeforeAnEarlierOne: a chunk is counted stored
-// only if no later chunk's ack shows that one stored first, and only at a
-// sequence past the last chunk counted.
+// TestCountSeesAChunkStoredBeforeAnEarlierOne: a chunk is counted stored,
+// freed and reported only if it is in order (ackwindow.InOrder, tested
+// there); one out of order fails the count with errOutOfOrder.
 func TestCountSeesAChunkStoredBeforeAnEarlierOne(t *testing.T) {
 	pending := func(seqs ...uint64) *directUploader {
 		u := &directUploader{}
 		for i, seq := range seqs {
-			u.pending = append(u.pending, &directChunk{index: uint32(i), data: make([]byte, 4), ack: ackedAt(seq)})
+			u.pending = append(u.pending, &directChunk{index: uint32(i), data: make([]byte, 4), ack: ackwindow.Ack{Future: ackedAt(seq)}})
 		}
 		return u
 	}
 	head := func(u *directUploader) *jetstream.PubAck {
-		if p := u.pending[0]; p.early != nil {
-			return p.early // taken by the count before
+		if p := u.pending[0]; p.ack.Early != nil {
+			return p.ack.Early // taken by the count before
 		}
-		return <-u.pending[0].ack.Ok()
+		return <-u.pending[0].ack.Future.Ok()
 	}
 
 	u := pending(11, 12, 13)
@@ -53,8 +55,8 @@ func TestCountSeesAChunkStoredBeforeAnEarlierOne(t *testing.T) {
 	}
 
 	u = pending(12, 11) // chunk 1 stored before chunk 0
-	if err := u.count(head(u)); !errors.Is(err, errOutOfOrder) || u.stored != 0 {
-		t.Fatalf("chunk stored before an earlier one: %v, stored %d", err, u.stored)
+	if err := u.count(head(u)); !errors.Is(err, errOutOfOrder) || u.stored != 0 || len(u.pending) != 2 || u.rep.p.Done != 0 {
+		t.Fatalf("chunk stored before an earlier one: %v, stored %d, pending %d, done %d", err, u.stored, len(u.pending), u.rep.p.Done)
 	}
 
 	u = pending(20, 21)

@@ -45,6 +45,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/ftfs/ftfs/internal/ackwindow"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -68,11 +69,8 @@ type storing struct {
 	data    []byte
 	replies []micro.Request // the client's request, and any resent copy
 	stops   []func()        // their keepalives
-	ack     jetstream.PubAckFuture
-	early   *jetstream.PubAck // ack taken before its turn (inOrder)
-	err     error             // the publish failed before it was sent
-	settled bool              // ack's outcome was taken
-	lost    bool              // no outcome in time: the store may still land
+	ack     ackwindow.Ack   // Settled: ack's outcome was taken
+	lost    bool            // no outcome in time: the store may still land
 	sent    time.Time
 }
 
@@ -90,18 +88,18 @@ func (p *storing) answer(s *Server, reply any, err error) {
 // settle waits until the store's outcome is in (and drops it), or until
 // it is overdue, or stop.
 func (p *storing) settle(stop <-chan struct{}) {
-	if p.ack == nil || p.settled || p.early != nil {
+	if p.ack.Future == nil || p.ack.Settled || p.ack.Early != nil {
 		return
 	}
 	select {
-	case <-p.ack.Ok():
-	case <-p.ack.Err():
+	case <-p.ack.Future.Ok():
+	case <-p.ack.Future.Err():
 	case <-time.After(time.Until(p.sent.Add(chunkAttempt))):
 		p.lost = true
 	case <-stop:
 		return
 	}
-	p.settled = true
+	p.ack.Settled = true
 }
 
 func (u *upload) run() {
@@ -129,20 +127,20 @@ func (u *upload) run() {
 		var late <-chan time.Time
 		if len(u.inflight) > 0 {
 			head := u.inflight[0]
-			if head.ack == nil {
-				if !u.recover(head.err) {
+			if head.ack.Future == nil {
+				if !u.recover(head.ack.Err) {
 					return
 				}
 				continue
 			}
-			if head.early != nil {
-				if !u.stored(head.early) {
+			if head.ack.Early != nil {
+				if !u.stored(head.ack.Early) {
 					u.forget()
 					return
 				}
 				continue
 			}
-			stored, failed = head.ack.Ok(), head.ack.Err()
+			stored, failed = head.ack.Future.Ok(), head.ack.Future.Err()
 			timer.Reset(time.Until(head.sent.Add(chunkAttempt)))
 			late = timer.C
 		}
@@ -155,10 +153,10 @@ func (u *upload) run() {
 		case ack := <-stored:
 			held = u.stored(ack)
 		case err := <-failed:
-			u.inflight[0].settled = true
+			u.inflight[0].ack.Settled = true
 			held = u.recover(err)
 		case <-late:
-			u.inflight[0].settled, u.inflight[0].lost = true, true
+			u.inflight[0].ack.Settled, u.inflight[0].lost = true, true
 			held = u.recover(errStoreTimeout)
 		}
 		if !held {
@@ -218,17 +216,17 @@ func (u *upload) send(p *storing) {
 	f := int(p.index) % fenceCount
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(u.fences[f], 10))
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, u.s.fenceSubject(u.rec.ID, f))
-	p.sent, p.settled, p.lost, p.early = time.Now(), false, false, nil
+	p.sent, p.lost = time.Now(), false
 	// No retry inside nats.go: a publish answered "no responders" (a
 	// leader being elected) is sent again by it 250 ms later, after the
 	// chunks sent behind it, which are then stored before it.
-	p.ack, p.err = u.s.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
+	p.ack.Sent(u.s.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0)))
 }
 
 // stored takes the acknowledgement of the first chunk in flight. It
 // returns false when this server no longer holds the upload.
 func (u *upload) stored(ack *jetstream.PubAck) bool {
-	if !u.inOrder(ack.Sequence) {
+	if !ackwindow.InOrder(u.rec.LastSeq, ack.Sequence, u.inflight[1:], (*storing).acked) {
 		// Not to be repaired here: a checkpoint may already count a chunk
 		// stored after the one found out of order. The client resumes the
 		// upload, and whoever takes it walks the chunks from the last
@@ -250,33 +248,8 @@ func (u *upload) stored(ack *jetstream.PubAck) bool {
 	return held
 }
 
-// inOrder says whether the first chunk in flight, stored at stream
-// sequence seq, was stored after every chunk before it and before every
-// chunk after it. Acks come in the order of their sequences, so every
-// later chunk stored before it has its ack in already: those are taken
-// (kept as early) and looked at.
-func (u *upload) inOrder(seq uint64) bool {
-	if seq <= u.rec.LastSeq {
-		return false
-	}
-	for _, p := range u.inflight[1:] {
-		if p.ack == nil || p.settled {
-			continue
-		}
-		if p.early == nil {
-			select {
-			case a := <-p.ack.Ok():
-				p.early = a
-			default:
-				continue
-			}
-		}
-		if p.early.Sequence < seq {
-			return false
-		}
-	}
-	return true
-}
+// acked is where the chunk's store stands with its ack.
+func (p *storing) acked() *ackwindow.Ack { return &p.ack }
 
 // accept counts a chunk stored in order at stream sequence seq.
 func (u *upload) accept(data []byte, seq uint64) {

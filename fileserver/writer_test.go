@@ -333,56 +333,6 @@ func (r *stubRequest) Data() []byte           { return r.data }
 func (r *stubRequest) Subject() string        { return r.subject }
 func (r *stubRequest) Headers() micro.Headers { return r.headers }
 
-// TestInOrderSeesAChunkStoredBeforeAnEarlierOne checks the writer's order
-// check with acks as they arrive (in the order of their sequences): the
-// first chunk in flight is counted only if no chunk after it was stored
-// before it, a case a publish sent again after "no responders" produced
-// (chunk 5 stored at 20119, chunk 4 at 20120: the file read back wrong).
-func TestInOrderSeesAChunkStoredBeforeAnEarlierOne(t *testing.T) {
-	acked := func(seq uint64) *storing {
-		f := &ackedFuture{ok: make(chan *jetstream.PubAck, 1)}
-		f.ok <- &jetstream.PubAck{Sequence: seq}
-		return &storing{ack: f}
-	}
-	pending := &storing{ack: &ackedFuture{ok: make(chan *jetstream.PubAck, 1)}}
-	cases := []struct {
-		name     string
-		lastSeq  uint64
-		seq      uint64
-		later    []*storing
-		in       bool
-		earlyAck []uint64 // the later acks kept for their turn
-	}{
-		{name: "alone", lastSeq: 20118, seq: 20120, in: true},
-		{name: "before the last chunk counted", lastSeq: 20118, seq: 20117},
-		{name: "later chunks after it", lastSeq: 20118, seq: 20119, later: []*storing{acked(20120), pending, acked(20125)}, in: true, earlyAck: []uint64{20120, 0, 20125}},
-		{name: "a later chunk before it", lastSeq: 20118, seq: 20120, later: []*storing{acked(20119)}, earlyAck: []uint64{20119}},
-		{name: "a chunk further on before it", lastSeq: 20118, seq: 20121, later: []*storing{acked(20122), acked(20119)}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			u := &upload{rec: uploadRecord{LastSeq: c.lastSeq}, inflight: append([]*storing{{}}, c.later...)}
-			if got := u.inOrder(c.seq); got != c.in {
-				t.Fatalf("inOrder(%d) = %v, want %v", c.seq, got, c.in)
-			}
-			for i, want := range c.earlyAck {
-				p := c.later[i]
-				if (want == 0) != (p.early == nil) || (p.early != nil && p.early.Sequence != want) {
-					t.Fatalf("later chunk %d kept ack %+v, want sequence %d", i, p.early, want)
-				}
-			}
-		})
-	}
-}
-
-// ackedFuture is a publish's future whose ack is given by the test.
-type ackedFuture struct {
-	jetstream.PubAckFuture
-	ok chan *jetstream.PubAck
-}
-
-func (f *ackedFuture) Ok() <-chan *jetstream.PubAck { return f.ok }
-
 // TestARefusedPutLeavesNoContent: a put's content is stored while its
 // session is checked (putEarly); a put refused then (a session that is
 // not valid, a digest that does not match) leaves no chunk behind, and
