@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -408,7 +407,7 @@ func (r *Replica) fetch(c *change) error {
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	digest := "SHA-256=" + base64.URLEncoding.EncodeToString(h.Sum(nil))
+	digest := subjects.Digest(h.Sum(nil))
 	mismatch := err == nil && (digest != info.Digest || n != int64(info.Size))
 	if c.ctx.Err() != nil {
 		return nil // superseded: a newer change of the name is queued

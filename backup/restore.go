@@ -3,7 +3,6 @@ package backup
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -436,7 +435,7 @@ func fileDigest(p string) (string, int64, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	return "SHA-256=" + base64.URLEncoding.EncodeToString(h.Sum(nil)), n, nil
+	return subjects.Digest(h.Sum(nil)), n, nil
 }
 
 // putFile stores one file as the file servers do: its chunks on a new
@@ -487,7 +486,7 @@ func (r *restorer) putFile(ctx context.Context, f plannedFile, owner, digest str
 			return rerr
 		}
 	}
-	if got := "SHA-256=" + base64.URLEncoding.EncodeToString(h.Sum(nil)); got != digest {
+	if got := subjects.Digest(h.Sum(nil)); got != digest {
 		r.purge(ctx, chunkSubj)
 		return errChanged
 	}

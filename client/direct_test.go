@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -197,5 +196,5 @@ func TestDirectUploadNeedsNoServerForItsChunks(t *testing.T) {
 
 func digest(b []byte) string {
 	sum := sha256.Sum256(b)
-	return "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])
+	return subjects.Digest(sum[:])
 }

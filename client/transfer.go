@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,7 +63,7 @@ func (r *reporter) report(final bool) {
 }
 
 func digestOf(h hash.Hash) string {
-	return "SHA-256=" + base64.URLEncoding.EncodeToString(h.Sum(nil))
+	return subjects.Digest(h.Sum(nil))
 }
 
 // Put uploads r as name. size is the number of bytes r will give, or -1 if

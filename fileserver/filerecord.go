@@ -44,8 +44,6 @@ const (
 	noTime    = math.MinInt64
 )
 
-const digestPrefix = "SHA-256="
-
 // ownerNumber is owner's number in u.owners, added if new; u.mu is held.
 func (u *usage) ownerNumber(owner string) uint32 {
 	n, ok := u.ownerIDs[owner]
@@ -61,7 +59,7 @@ func (u *usage) ownerNumber(owner string) uint32 {
 func (u *usage) pack(f subjects.FileInfo, seq uint64) fileRecord {
 	digest := []byte(f.Digest)
 	digestLen := uint32(len(digest))
-	if b64, ok := strings.CutPrefix(f.Digest, digestPrefix); ok && len(b64) == 44 {
+	if b64, ok := strings.CutPrefix(f.Digest, subjects.DigestPrefix); ok && len(b64) == 44 {
 		if raw, err := base64.URLEncoding.DecodeString(b64); err == nil && len(raw) == 32 && base64.URLEncoding.EncodeToString(raw) == b64 {
 			digest, digestLen = raw, rawDigest
 		}
@@ -120,7 +118,7 @@ func (u *usage) info(r fileRecord) subjects.FileInfo {
 	end, raw := r.digestEnd()
 	digest := string(r[from:end])
 	if raw {
-		digest = digestPrefix + base64.URLEncoding.EncodeToString([]byte(digest))
+		digest = subjects.Digest([]byte(digest))
 	}
 	var modified time.Time
 	if n := int64(r.u64(recModified)); n != noTime {

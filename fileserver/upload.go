@@ -17,7 +17,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -316,7 +315,7 @@ func hashState(h hash.Hash) []byte {
 }
 
 func digestOf(h hash.Hash) string {
-	return "SHA-256=" + base64.URLEncoding.EncodeToString(h.Sum(nil))
+	return subjects.Digest(h.Sum(nil))
 }
 
 // loadUpload reads an upload record the caller may act on.

@@ -1,6 +1,9 @@
 package subjects
 
-import "time"
+import (
+	"encoding/base64"
+	"time"
+)
 
 // Messages are JSON. The servers read requests with Decode: unknown fields
 // are rejected, and so is a request that fails its Validate method, which
@@ -34,7 +37,7 @@ type FileInfo struct {
 	Modified time.Time `json:"modified"`
 	Owner    string    `json:"owner"`
 	// Digest is "SHA-256=" and the base64url (padded) digest, as the
-	// JetStream object store writes it.
+	// JetStream object store writes it (see Digest).
 	Digest string `json:"digest"`
 	// Version identifies this content of the file (the object's NUID); it
 	// changes on every overwrite.
@@ -48,6 +51,16 @@ type FileInfo struct {
 	// how far behind storage that replica was. (A ListReply carries it
 	// once for the page; the client copies it onto each file.)
 	Replica *ReplicaLag `json:"replica,omitempty"`
+}
+
+// DigestPrefix starts every digest (FileInfo.Digest): the hash's name.
+const DigestPrefix = "SHA-256="
+
+// Digest writes a SHA-256 sum as a FileInfo's Digest holds it:
+// DigestPrefix and the sum in padded base64url, as the JetStream object
+// store writes it.
+func Digest(sum []byte) string {
+	return DigestPrefix + base64.URLEncoding.EncodeToString(sum)
 }
 
 // ReplicaLag comes with every answer a backup serves from its replica dir

@@ -1,6 +1,7 @@
 package subjects
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"testing"
 	"time"
@@ -63,5 +64,14 @@ func TestIssuerKeyIsDerivedFromTheServicePassword(t *testing.T) {
 	}
 	if _, err := IssuerKey(""); err == nil {
 		t.Fatal("empty password accepted")
+	}
+}
+
+// TestDigest: a digest reads as the JetStream object store writes it, so
+// that ftfs's digests and the store's compare equal.
+func TestDigest(t *testing.T) {
+	empty := sha256.Sum256(nil)
+	if got, want := Digest(empty[:]), "SHA-256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU="; got != want {
+		t.Fatalf("Digest(sha256 of nothing) = %q, want %q", got, want)
 	}
 }

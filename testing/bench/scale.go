@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -54,7 +53,7 @@ func scaleName(i int) string { return fmt.Sprintf("scale/%04d/%07d", i/scaleDir,
 // emptyDigest is the object store's digest of no bytes.
 var emptyDigest = func() string {
 	sum := sha256.Sum256(nil)
-	return "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])
+	return subjects.Digest(sum[:])
 }()
 
 // scaleWindow is how many meta messages the fill has in flight at once.

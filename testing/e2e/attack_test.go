@@ -380,7 +380,7 @@ func TestEndedDirectUploadsStopStoringAtOnce(t *testing.T) {
 			}
 		}
 		sum := sha256.Sum256(data)
-		digest := "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])
+		digest := subjects.Digest(sum[:])
 		if r := w.ask(t, subjects.UploadCommit, wireOwnSession, nil, fmt.Appendf(nil, `{"upload":%q,"size":%d,"digest":%q,"chunks":2}`, st.Upload, len(data), digest)); r.code != "" {
 			t.Fatalf("commit: %s %s", r.code, r.text)
 		}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"os"
 	"path/filepath"
 	"testing"
@@ -125,7 +124,7 @@ func replicaMatches(t *testing.T, sys *ftfstest.System) {
 			}
 			rel, _ := filepath.Rel(sys.ReplicaDir, p)
 			sum := sha256.Sum256(b)
-			got[filepath.ToSlash(rel)] = "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])
+			got[filepath.ToSlash(rel)] = subjects.Digest(sum[:])
 			return nil
 		})
 		diff = diff[:0]

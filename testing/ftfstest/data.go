@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"hash"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ftfs/ftfs/client"
+	"github.com/ftfs/ftfs/subjects"
 )
 
 // WriteFiles writes files (path, slash-separated -> content) below dir,
@@ -42,7 +42,7 @@ func RandomBytes(n int) []byte {
 // Digest is the object store's digest string of b.
 func Digest(b []byte) string {
 	sum := sha256.Sum256(b)
-	return "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])
+	return subjects.Digest(sum[:])
 }
 
 // PutRandom uploads n random bytes as name and returns them.
@@ -117,7 +117,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 
 // Digest is the digest of the bytes read so far.
 func (s *Stream) Digest() string {
-	return "SHA-256=" + base64.URLEncoding.EncodeToString(s.h.Sum(nil))
+	return subjects.Digest(s.h.Sum(nil))
 }
 
 // Digester is a writer that keeps only the object store's digest string
@@ -131,7 +131,7 @@ func (d *Digester) Write(p []byte) (int, error) { return d.h.Write(p) }
 
 // Digest is the digest of the bytes written so far.
 func (d *Digester) Digest() string {
-	return "SHA-256=" + base64.URLEncoding.EncodeToString(d.h.Sum(nil))
+	return subjects.Digest(d.h.Sum(nil))
 }
 
 // Midway is a writer that applies a fault once more than At bytes have
