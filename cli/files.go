@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ftfs/ftfs/client"
+	"github.com/ftfs/ftfs/internal/bytesize"
 )
 
 func lsCmd(e *env) *cobra.Command {
@@ -71,7 +72,7 @@ func statCmd(e *env) *cobra.Command {
 				return printJSON(e.stdout, f)
 			}
 			fmt.Fprintf(e.stdout, "name:     %s\nsize:     %s (%d bytes)\nmodified: %s\nowner:    %s\ndigest:   %s\nversion:  %s\nchunks:   %d\n",
-				f.Name, humanSize(f.Size), f.Size, f.Modified.Local().Format(time.DateTime), f.Owner, f.Digest, f.Version, f.Chunks)
+				f.Name, bytesize.Human(f.Size), f.Size, f.Modified.Local().Format(time.DateTime), f.Owner, f.Digest, f.Version, f.Chunks)
 			return nil
 		}),
 	}
@@ -206,7 +207,7 @@ func (e *env) putOne(cmd *cobra.Command, c *client.Client, args []string, noClob
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "uploaded %s (%s, %s)\n", fi.Name, humanSize(fi.Size), fi.Digest)
+	fmt.Fprintf(e.stdout, "uploaded %s (%s, %s)\n", fi.Name, bytesize.Human(fi.Size), fi.Digest)
 	return nil
 }
 
@@ -235,17 +236,4 @@ func (e *env) progress(what string, size int64) []client.TransferOption {
 			_ = bar.Finish()
 		}
 	})}
-}
-
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ftfs/ftfs/client"
+	"github.com/ftfs/ftfs/internal/bytesize"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -177,7 +178,7 @@ func (e *env) getInto(ctx context.Context, c *client.Client, remote string, root
 		return fmt.Errorf("get: %w", err)
 	}
 	keep = true
-	fmt.Fprintf(e.stdout, "downloaded %s to %s (%s, verified %s)\n", fi.Name, filepath.Join(root.Name(), rel), humanSize(fi.Size), fi.Digest)
+	fmt.Fprintf(e.stdout, "downloaded %s to %s (%s, verified %s)\n", fi.Name, filepath.Join(root.Name(), rel), bytesize.Human(fi.Size), fi.Digest)
 	e.noticeReplica(fi.Replica)
 	return nil
 }

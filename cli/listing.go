@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ftfs/ftfs/client"
+	"github.com/ftfs/ftfs/internal/bytesize"
 )
 
 // listPrinter prints ls's output a page of the listing at a time.
@@ -48,7 +49,7 @@ func (t *fileTable) page(files []client.FileInfo) error {
 		t.header = nil
 	}
 	for _, f := range files {
-		row := []string{f.Name, humanSize(f.Size), f.Modified.Local().Format(time.DateTime), f.Owner}
+		row := []string{f.Name, bytesize.Human(f.Size), f.Modified.Local().Format(time.DateTime), f.Owner}
 		if t.long {
 			row = append(row, f.Digest)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/ftfs/ftfs/broker"
 	"github.com/ftfs/ftfs/client"
 	"github.com/ftfs/ftfs/fileserver"
+	"github.com/ftfs/ftfs/internal/bytesize"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -48,7 +49,7 @@ func TestFileTableLinesUpAcrossPages(t *testing.T) {
 			fmt.Fprintln(tw, "NAME\tSIZE\tMODIFIED\tOWNER")
 		}
 		for _, f := range page {
-			line := fmt.Sprintf("%s\t%s\t%s\t%s", f.Name, humanSize(f.Size), f.Modified.Local().Format(time.DateTime), f.Owner)
+			line := fmt.Sprintf("%s\t%s\t%s\t%s", f.Name, bytesize.Human(f.Size), f.Modified.Local().Format(time.DateTime), f.Owner)
 			if long {
 				line += "\t" + f.Digest
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ftfs/ftfs/client"
+	"github.com/ftfs/ftfs/internal/bytesize"
 )
 
 // treeFlags are put's flags for whole directories.
@@ -85,7 +86,7 @@ func (e *env) putTreeCmd(cmd *cobra.Command, args []string, tf treeFlags, noClob
 					return // listed at the end
 				}
 				bar.clear()
-				fmt.Fprintf(e.stdout, "%s %s (%s)\n", f.State, f.Name, humanSize(f.Size))
+				fmt.Fprintf(e.stdout, "%s %s (%s)\n", f.State, f.Name, bytesize.Human(f.Size))
 			}))
 		}
 		start := time.Now()
@@ -165,7 +166,7 @@ func (e *env) reportTree(res client.TreeResult, asJSON bool, dir, prefix string,
 	if interrupted > 0 {
 		fmt.Fprintf(e.stderr, "ftfs: %d files were being sent when interrupted: each may or may not have been stored\n", interrupted)
 	}
-	line := fmt.Sprintf("uploaded %s (%s) from %s to %s in %.1fs", files(res.Uploaded), humanSize(res.Bytes), dir, prefixText(prefix), took.Seconds())
+	line := fmt.Sprintf("uploaded %s (%s) from %s to %s in %.1fs", files(res.Uploaded), bytesize.Human(res.Bytes), dir, prefixText(prefix), took.Seconds())
 	for _, part := range []struct {
 		n    int
 		what string

@@ -10,6 +10,7 @@ import (
 	"github.com/ftfs/ftfs/backup"
 	"github.com/ftfs/ftfs/broker"
 	"github.com/ftfs/ftfs/fileserver"
+	"github.com/ftfs/ftfs/internal/bytesize"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -107,18 +108,18 @@ func limitFlags(cmd *cobra.Command, cfg *fileserver.Config) {
 }
 
 // sizeFlag is a byte count flag that takes sizes such as 4096, 512K,
-// 10GiB or 500MB (fileserver.ParseSize).
+// 10GiB or 500MB (bytesize.Parse).
 type sizeFlag struct{ p *int64 }
 
 func (f sizeFlag) String() string {
 	if f.p == nil || *f.p == 0 {
 		return "0"
 	}
-	return fileserver.FormatSize(*f.p)
+	return bytesize.Format(*f.p)
 }
 
 func (f sizeFlag) Set(v string) error {
-	n, err := fileserver.ParseSize(v)
+	n, err := bytesize.Parse(v)
 	if err != nil {
 		return err
 	}
@@ -237,7 +238,7 @@ stderr, the summary to stdout.`,
 					return
 				}
 				last = time.Now()
-				fmt.Fprintf(e.stderr, "restore: %d/%d files, %s of %s\n", p.Files, p.FilesTotal, humanSize(p.Bytes), humanSize(p.BytesTotal))
+				fmt.Fprintf(e.stderr, "restore: %d/%d files, %s of %s\n", p.Files, p.FilesTotal, bytesize.Human(p.Bytes), bytesize.Human(p.BytesTotal))
 			}
 			rep, err := backup.Restore(cmd.Context(), cfg)
 			for _, w := range rep.Warnings {
@@ -245,7 +246,7 @@ stderr, the summary to stdout.`,
 			}
 			if err != nil {
 				if rep.Restored > 0 {
-					fmt.Fprintf(e.stderr, "restore stopped after %d files (%s) in %s; run it again to go on\n", rep.Restored, humanSize(rep.Bytes), rep.Elapsed.Round(time.Millisecond))
+					fmt.Fprintf(e.stderr, "restore stopped after %d files (%s) in %s; run it again to go on\n", rep.Restored, bytesize.Human(rep.Bytes), rep.Elapsed.Round(time.Millisecond))
 				}
 				return err
 			}
@@ -253,7 +254,7 @@ stderr, the summary to stdout.`,
 			if rep.Created {
 				made = ", created"
 			}
-			fmt.Fprintf(e.stdout, "restored %d files (%s) in %s into bucket %s (%d replicas%s)\n", rep.Restored, humanSize(rep.Bytes),
+			fmt.Fprintf(e.stdout, "restored %d files (%s) in %s into bucket %s (%d replicas%s)\n", rep.Restored, bytesize.Human(rep.Bytes),
 				rep.Elapsed.Round(time.Millisecond), cfg.Bucket, rep.Replicas, made)
 			if rep.Present > 0 {
 				fmt.Fprintf(e.stdout, "already there: %d files\n", rep.Present)

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ftfs/ftfs/client"
+	"github.com/ftfs/ftfs/internal/bytesize"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -174,7 +175,7 @@ func printBuckets(w io.Writer, st client.Status) {
 				fmt.Fprintf(w, "%s\t%s\t-\t-\t-\terror: %s\n", b.Bucket, b.Stream, b.Error)
 				continue
 			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", b.Bucket, b.Stream, b.Messages, humanSize(int64(b.Bytes)), orDash(b.Leader), replicas(b, st.UnreachableBrokers))
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", b.Bucket, b.Stream, b.Messages, bytesize.Human(int64(b.Bytes)), orDash(b.Leader), replicas(b, st.UnreachableBrokers))
 		}
 	case st.ReadOnly:
 		fmt.Fprintln(w, "BUCKETS: not read while storage is read-only")
@@ -188,7 +189,7 @@ func printBuckets(w io.Writer, st client.Status) {
 		b := s.Bucket
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "FILES")
-		fmt.Fprintf(w, "bucket\t%s\nfiles\t%d\nbytes\t%s\nreplicas\t%d (%s)\nuploads in flight\t%d\n", b.Name, b.Files, humanSize(int64(b.Bytes)), b.Replicas, b.Storage, b.Uploads)
+		fmt.Fprintf(w, "bucket\t%s\nfiles\t%d\nbytes\t%s\nreplicas\t%d (%s)\nuploads in flight\t%d\n", b.Name, b.Files, bytesize.Human(int64(b.Bytes)), b.Replicas, b.Storage, b.Uploads)
 		break
 	}
 	for _, s := range st.Servers {
@@ -197,7 +198,7 @@ func printBuckets(w io.Writer, st client.Status) {
 			if !r.Synced.IsZero() {
 				synced = "synced " + r.Synced.Local().Format(time.DateTime)
 			}
-			fmt.Fprintf(w, "backup replica\t%s: %d files, %s, %s\n", r.Dir, r.Files, humanSize(r.Bytes), synced)
+			fmt.Fprintf(w, "backup replica\t%s: %d files, %s, %s\n", r.Dir, r.Files, bytesize.Human(r.Bytes), synced)
 		}
 	}
 }

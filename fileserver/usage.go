@@ -27,8 +27,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +34,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/internal/bytesize"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -678,13 +677,13 @@ func (s *Server) checkQuota(user, except string, size, credit int64, near bool) 
 	if used+more <= lowered(quota, near) {
 		return nil
 	}
-	return subjects.Errorf(subjects.CodeQuota, "storage quota reached: %s uses %s of %s, and this upload needs %s more", user, FormatSize(used), FormatSize(quota), FormatSize(more))
+	return subjects.Errorf(subjects.CodeQuota, "storage quota reached: %s uses %s of %s, and this upload needs %s more", user, bytesize.Format(used), bytesize.Format(quota), bytesize.Format(more))
 }
 
 // checkFileSize refuses a file of size bytes over the maximum.
 func (s *Server) checkFileSize(name string, size int64) error {
 	if limit := s.cfg.MaxFileSize; limit > 0 && size > limit {
-		return subjects.Errorf(subjects.CodeTooLarge, "%q: %s is over the maximum file size of %s", name, FormatSize(size), FormatSize(limit))
+		return subjects.Errorf(subjects.CodeTooLarge, "%q: %s is over the maximum file size of %s", name, bytesize.Format(size), bytesize.Format(limit))
 	}
 	return nil
 }
@@ -816,49 +815,4 @@ func (s *Server) admitDownload(c *call, r subjects.DownloadRequest, size int64) 
 		s.log.Debug("download notice not sent", "err", err)
 	}
 	return nil
-}
-
-// sizeUnits are the units ParseSize reads, as dd does: one letter or an
-// IEC name is a power of 1024, an SI name a power of 1000.
-var sizeUnits = map[string]int64{
-	"": 1, "b": 1,
-	"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
-	"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
-	"g": 1 << 30, "gib": 1 << 30, "gb": 1e9,
-	"t": 1 << 40, "tib": 1 << 40, "tb": 1e12,
-	"p": 1 << 50, "pib": 1 << 50, "pb": 1e15,
-}
-
-// ParseSize reads a byte count: digits and an optional unit, in any case,
-// such as 4096, 512K, 10GiB (powers of 1024) or 500MB (powers of 1000).
-func ParseSize(s string) (int64, error) {
-	digits := strings.TrimSpace(s)
-	i := 0
-	for i < len(digits) && digits[i] >= '0' && digits[i] <= '9' {
-		i++
-	}
-	unit, ok := sizeUnits[strings.ToLower(strings.TrimSpace(digits[i:]))]
-	if i == 0 || !ok {
-		return 0, fmt.Errorf("size %q: want digits and an optional unit (B, K, KiB, KB, M, MiB, MB, G, GiB, GB, T, TiB, TB)", s)
-	}
-	n, err := strconv.ParseInt(digits[:i], 10, 64)
-	if err != nil || n > math.MaxInt64/unit {
-		return 0, fmt.Errorf("size %q: too large", s)
-	}
-	return n * unit, nil
-}
-
-// FormatSize writes a byte count as ParseSize reads it when a whole number
-// of an IEC unit fits (64GiB), else rounded to a tenth with the exact count
-// (2.0MiB (2097153 bytes)), so that a size just over a limit reads as such.
-func FormatSize(n int64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	i, div := 0, int64(1)
-	for i < len(units)-1 && n/div >= 1024 {
-		i, div = i+1, div*1024
-	}
-	if n%div == 0 {
-		return strconv.FormatInt(n/div, 10) + units[i]
-	}
-	return fmt.Sprintf("%.1f%s (%d bytes)", float64(n)/float64(div), units[i], n)
 }

@@ -11,59 +11,6 @@ import (
 	"github.com/ftfs/ftfs/subjects"
 )
 
-func TestParseSize(t *testing.T) {
-	good := []struct {
-		in   string
-		want int64
-	}{
-		{"0", 0},
-		{"4096", 4096},
-		{"17B", 17},
-		{"512K", 512 << 10},
-		{"512k", 512 << 10},
-		{"512KiB", 512 << 10},
-		{"512KB", 512_000},
-		{"10GiB", 10 << 30},
-		{"10gib", 10 << 30},
-		{"10G", 10 << 30},
-		{"500MB", 500_000_000},
-		{"3 MiB", 3 << 20},
-		{"2TiB", 2 << 40},
-		{"1TB", 1_000_000_000_000},
-		{"8191PiB", 8191 << 50},
-	}
-	for _, c := range good {
-		got, err := ParseSize(c.in)
-		if err != nil || got != c.want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", c.in, got, err, c.want)
-		}
-	}
-	for _, in := range []string{"", "GiB", "-1", "1.5GiB", "10XB", "10 G B", "8192PiB", "99999999999999999999", "0x10"} {
-		if got, err := ParseSize(in); err == nil {
-			t.Errorf("ParseSize(%q) = %d; want an error", in, got)
-		}
-	}
-}
-
-func TestFormatSize(t *testing.T) {
-	for _, c := range []struct {
-		in   int64
-		want string
-	}{
-		{0, "0B"}, {1023, "1023B"}, {1024, "1KiB"}, {1536, "1.5KiB (1536 bytes)"},
-		{3 << 20, "3MiB"}, {64 << 30, "64GiB"}, {3<<20 + 1, "3.0MiB (3145729 bytes)"},
-	} {
-		if got := FormatSize(c.in); got != c.want {
-			t.Errorf("FormatSize(%d) = %q; want %q", c.in, got, c.want)
-		}
-		if c.in%1024 == 0 || c.in < 1024 {
-			if back, err := ParseSize(FormatSize(c.in)); err != nil || back != c.in {
-				t.Errorf("ParseSize(FormatSize(%d)) = %d, %v", c.in, back, err)
-			}
-		}
-	}
-}
-
 func TestUsageCountsFilesByOwner(t *testing.T) {
 	u := newUsage()
 	u.putFile(1, subjects.FileInfo{Name: "a", Owner: "alice", Size: 100}, true)

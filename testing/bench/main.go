@@ -38,7 +38,7 @@ import (
 	"time"
 
 	"github.com/ftfs/ftfs/cli"
-	"github.com/ftfs/ftfs/fileserver"
+	"github.com/ftfs/ftfs/internal/bytesize"
 )
 
 // Config is a run's parameters, as the flags set them.
@@ -213,10 +213,10 @@ func printResults(w io.Writer, res *Results, markdown bool) {
 // parse sets the fields given as text and checks them all.
 func (cfg *Config) parse(size, smallSize, clients, phases, scaleCounts string) error {
 	var err error
-	if cfg.Size, err = fileserver.ParseSize(size); err != nil {
+	if cfg.Size, err = bytesize.Parse(size); err != nil {
 		return fmt.Errorf("-size: %w", err)
 	}
-	if cfg.SmallSize, err = fileserver.ParseSize(smallSize); err != nil {
+	if cfg.SmallSize, err = bytesize.Parse(smallSize); err != nil {
 		return fmt.Errorf("-small-size: %w", err)
 	}
 	for _, f := range strings.Split(clients, ",") {

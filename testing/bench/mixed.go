@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ftfs/ftfs/fileserver"
+	"github.com/ftfs/ftfs/internal/bytesize"
 	"github.com/ftfs/ftfs/testing/ftfstest"
 )
 
@@ -129,7 +129,7 @@ func (b *bench) mixedClient(s store, dir string, rng *mrand.Rand, content []byte
 		switch {
 		case len(w.files) == 0 || (x < 35 && len(w.files) < mixedKeep):
 			name = fmt.Sprintf("%s/%d", dir, seq)
-			kind = "put " + fileserver.FormatSize(int64(size))
+			kind = "put " + bytesize.Format(int64(size))
 			if err = s.put(ctx, name, bytes.NewReader(content[:size]), int64(size)); err == nil {
 				w.files = append(w.files, name)
 				sizes[name] = size
@@ -137,7 +137,7 @@ func (b *bench) mixedClient(s store, dir string, rng *mrand.Rand, content []byte
 			}
 		case x >= 35 && x < 80:
 			name = w.files[pick%len(w.files)]
-			kind = "get " + fileserver.FormatSize(int64(sizes[name]))
+			kind = "get " + bytesize.Format(int64(sizes[name]))
 			var got int64
 			if got, err = s.get(ctx, name, io.Discard); err == nil {
 				w.bytes += got

@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ftfs/ftfs/fileserver"
+	"github.com/ftfs/ftfs/internal/bytesize"
 )
 
 // Results are everything one run of the harness measured: every raw
@@ -349,4 +349,4 @@ func loadResults(path string) (*Results, error) {
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // sizeText formats a size as the flags take it: 1GiB, 4KiB.
-func sizeText(n int64) string { return fileserver.FormatSize(n) }
+func sizeText(n int64) string { return bytesize.Format(n) }
