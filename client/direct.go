@@ -2,10 +2,8 @@ package client
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"strconv"
 	"strings"
@@ -34,10 +32,9 @@ const (
 )
 
 var (
-	errAckTimeout   = errors.New("chunk store not acknowledged in time")
-	errOutOfOrder   = errors.New("chunk stored after a later one")
-	errReconnected  = errors.New("upload connection moved to another broker")
-	errReaderTooBig = errors.New("the reader gives more than the announced size")
+	errAckTimeout  = errors.New("chunk store not acknowledged in time")
+	errOutOfOrder  = errors.New("chunk stored after a later one")
+	errReconnected = errors.New("upload connection moved to another broker")
 )
 
 // directChunk is a chunk sent and not yet counted stored.
@@ -52,20 +49,15 @@ type directChunk struct {
 // of them in flight, and counts a chunk stored only when every chunk
 // before it is stored at a lower stream sequence; on any doubt it resumes.
 type directUploader struct {
-	c        *Client
-	st       subjects.UploadState
-	d        subjects.DirectUpload // fences replaced at every resume
-	announce int64
-	r        io.Reader
-	hash     hash.Hash
-	size     int64  // bytes read so far
-	next     uint32 // index of the next chunk to read
-	eof      bool
-	stored   uint32 // chunks counted stored, in order
-	lastSeq  uint64 // stream sequence of the last of them (0 after a resume)
-	pending  []*directChunk
-	free     [][]byte
-	rep      reporter
+	c       *Client
+	st      subjects.UploadState
+	d       subjects.DirectUpload // fences replaced at every resume
+	chunks  chunkReader           // limited to the announced size
+	next    uint32                // index of the next chunk to read
+	stored  uint32                // chunks counted stored, in order
+	lastSeq uint64                // stream sequence of the last of them (0 after a resume)
+	pending []*directChunk
+	rep     reporter
 
 	nc          *nats.Conn
 	js          jetstream.JetStream
@@ -73,7 +65,7 @@ type directUploader struct {
 }
 
 func newDirectUploader(c *Client, st subjects.UploadState, r io.Reader, size int64, o transferOptions) *directUploader {
-	return &directUploader{c: c, st: st, d: *st.Direct, announce: size, r: r, hash: sha256.New(),
+	return &directUploader{c: c, st: st, d: *st.Direct, chunks: newChunkReader(r, st.ChunkSize, size),
 		rep: reporter{f: o.progress, p: Progress{Total: size, Instance: st.Instance}}}
 }
 
@@ -144,7 +136,7 @@ func (u *directUploader) run(ctx context.Context) error {
 	timer := time.NewTimer(directAckWait)
 	defer timer.Stop()
 	for {
-		for !u.eof && len(u.pending) < u.st.Window {
+		for !u.chunks.eof && len(u.pending) < u.st.Window {
 			if err := u.readChunk(); err != nil {
 				return err
 			}
@@ -208,36 +200,17 @@ func (u *directUploader) count(ack *jetstream.PubAck) error {
 	u.pending = u.pending[1:]
 	u.stored++
 	u.lastSeq = ack.Sequence
-	u.free = append(u.free, head.data[:cap(head.data)])
+	u.chunks.reuse(head.data)
 	u.rep.p.Done += int64(len(head.data))
 	u.rep.report(false)
 	return nil
 }
 
 func (u *directUploader) readChunk() error {
-	var buf []byte
-	if n := len(u.free); n > 0 {
-		buf, u.free = u.free[n-1], u.free[:n-1]
-	} else {
-		buf = make([]byte, u.st.ChunkSize)
+	chunk, err := u.chunks.next()
+	if chunk == nil {
+		return err
 	}
-	n, err := io.ReadFull(u.r, buf[:u.st.ChunkSize])
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		u.eof = true
-	case err != nil:
-		return fmt.Errorf("read: %w", err)
-	}
-	if n == 0 {
-		u.free = append(u.free, buf)
-		return nil
-	}
-	if u.size+int64(n) > u.announce {
-		return fmt.Errorf("%w: %w (%d bytes)", ErrIntegrity, errReaderTooBig, u.announce)
-	}
-	chunk := buf[:n]
-	u.hash.Write(chunk)
-	u.size += int64(n)
 	p := &directChunk{index: u.next, data: chunk}
 	u.pending = append(u.pending, p)
 	u.publish(p)
@@ -279,7 +252,7 @@ func (u *directUploader) resume(ctx context.Context) error {
 	u.rep.p.Failovers++
 	u.rep.p.Instance = st.Instance
 	for len(u.pending) > 0 && u.pending[0].index < st.NextChunk {
-		u.free = append(u.free, u.pending[0].data[:cap(u.pending[0].data)])
+		u.chunks.reuse(u.pending[0].data)
 		u.pending = u.pending[1:]
 	}
 	u.stored, u.lastSeq = st.NextChunk, 0 // chunks sent from now on are stored after the walked ones
@@ -310,8 +283,8 @@ func (c *Client) putDirect(ctx context.Context, name string, st subjects.UploadS
 		}
 	}
 	up.close()
-	if err == nil && up.size != size {
-		err = fmt.Errorf("%w: announced %d bytes, the reader gave %d", ErrIntegrity, size, up.size)
+	if err == nil && up.chunks.read != size {
+		err = fmt.Errorf("%w: announced %d bytes, the reader gave %d", ErrIntegrity, size, up.chunks.read)
 	}
 	if err != nil {
 		c.abort(st.Upload)
@@ -319,7 +292,7 @@ func (c *Client) putDirect(ctx context.Context, name string, st subjects.UploadS
 	}
 	for attempt := 0; ; attempt++ {
 		err = c.do(ctx, call{subject: subjects.UploadCommit, reply: &fi, mutating: true,
-			body: subjects.UploadCommitRequest{Upload: st.Upload, Size: up.size, Digest: digestOf(up.hash), Chunks: up.stored}})
+			body: subjects.UploadCommitRequest{Upload: st.Upload, Size: up.chunks.read, Digest: digestOf(up.chunks.hash), Chunks: up.stored}})
 		if e := (*Error)(nil); errors.As(err, &e) && e.Reason == subjects.ReasonResume && attempt < 2 {
 			// Storage holds a chunk twice: a resume walks it into order.
 			if err = up.resume(ctx); err == nil && len(up.pending) == 0 {
@@ -334,7 +307,7 @@ func (c *Client) putDirect(ctx context.Context, name string, st subjects.UploadS
 		}
 		return fi, fmt.Errorf("put %q: %w", name, err)
 	}
-	up.rep.p.Total = up.size
+	up.rep.p.Total = up.chunks.read
 	up.rep.report(true)
 	return fi, nil
 }

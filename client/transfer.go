@@ -93,7 +93,7 @@ func (c *Client) Put(ctx context.Context, name string, r io.Reader, size int64, 
 	if st.Direct != nil {
 		return c.putDirect(ctx, name, st, r, size, o)
 	}
-	up := &uploader{c: c, st: st, r: r, hash: sha256.New(), unacked: map[uint32][]byte{},
+	up := &uploader{c: c, st: st, chunks: newChunkReader(r, st.ChunkSize, -1), unacked: map[uint32][]byte{},
 		rep: reporter{f: o.progress, p: Progress{Total: size, Instance: st.Instance}}}
 	if err := up.run(ctx); err != nil {
 		c.abort(st.Upload)
@@ -102,14 +102,14 @@ func (c *Client) Put(ctx context.Context, name string, r io.Reader, size int64, 
 	// To the holder first (the upload may have moved: up.st), any server
 	// when it does not answer.
 	err = c.do(ctx, call{subject: subjects.UploadCommitAt(up.st.Instance), otherwise: subjects.UploadCommit, reply: &fi, mutating: true,
-		body: subjects.UploadCommitRequest{Upload: st.Upload, Size: up.size, Digest: digestOf(up.hash)}})
+		body: subjects.UploadCommitRequest{Upload: st.Upload, Size: up.chunks.read, Digest: digestOf(up.chunks.hash)}})
 	if err != nil {
 		if !errors.Is(err, ErrIntegrity) {
 			c.abort(st.Upload)
 		}
 		return fi, fmt.Errorf("put %q: %w", name, err)
 	}
-	up.rep.p.Total = up.size
+	up.rep.p.Total = up.chunks.read
 	up.rep.report(true)
 	return fi, nil
 }
@@ -159,13 +159,9 @@ func (c *Client) abort(upload string) {
 type uploader struct {
 	c       *Client
 	st      subjects.UploadState
-	r       io.Reader
-	hash    hash.Hash
-	size    int64             // bytes read so far
+	chunks  chunkReader
 	next    uint32            // index of the next chunk to read
-	eof     bool              // r is exhausted
 	unacked map[uint32][]byte // sent, not yet acknowledged
-	free    [][]byte          // spare chunk buffers
 	rep     reporter
 
 	inbox string
@@ -188,12 +184,12 @@ func (u *uploader) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends probes in flight
 	for {
-		for !u.eof && len(u.unacked) < u.st.Window {
+		for !u.chunks.eof && len(u.unacked) < u.st.Window {
 			if err := u.readChunk(); err != nil {
 				return err
 			}
 		}
-		if u.eof && len(u.unacked) == 0 {
+		if u.chunks.eof && len(u.unacked) == 0 {
 			return nil
 		}
 		wait := time.Until(progress.Add(u.stall()))
@@ -284,26 +280,10 @@ func (u *uploader) listen() error {
 }
 
 func (u *uploader) readChunk() error {
-	var buf []byte
-	if n := len(u.free); n > 0 {
-		buf, u.free = u.free[n-1], u.free[:n-1]
-	} else {
-		buf = make([]byte, u.st.ChunkSize)
+	chunk, err := u.chunks.next()
+	if chunk == nil {
+		return err
 	}
-	n, err := io.ReadFull(u.r, buf[:u.st.ChunkSize])
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		u.eof = true
-	case err != nil:
-		return fmt.Errorf("read: %w", err)
-	}
-	if n == 0 {
-		u.free = append(u.free, buf)
-		return nil
-	}
-	chunk := buf[:n]
-	u.hash.Write(chunk)
-	u.size += int64(n)
 	u.unacked[u.next] = chunk
 	if err := u.send(u.next, chunk); err != nil {
 		return err
@@ -350,7 +330,7 @@ func (u *uploader) handleAck(m *nats.Msg) (ok bool, fatal error) {
 		return false, fmt.Errorf("%w: undecodable chunk ack: %v", ErrInternal, err)
 	}
 	// Chunks are stored in order: an ack covers every chunk up to it.
-	u.free = release(u.unacked, uint64(ack.Chunk)+1, u.free)
+	u.chunks.free = release(u.unacked, uint64(ack.Chunk)+1, u.chunks.free)
 	u.rep.p.Done = max(u.rep.p.Done, ack.Offset)
 	u.rep.report(false)
 	return true, nil
@@ -381,7 +361,7 @@ func (u *uploader) failover(ctx context.Context) error {
 	u.rep.p.Failovers++
 	u.rep.p.Instance = st.Instance
 	u.st.Instance, u.st.Window = st.Instance, st.Window
-	u.free = release(u.unacked, uint64(st.NextChunk), u.free)
+	u.chunks.free = release(u.unacked, uint64(st.NextChunk), u.chunks.free)
 	if _, ok := u.unacked[st.NextChunk]; !ok && st.NextChunk < u.next {
 		return fmt.Errorf("%w: server resumes at chunk %d, which the client no longer holds", ErrIntegrity, st.NextChunk)
 	}
