@@ -60,10 +60,8 @@ func (s *Server) idempotent(f op) op {
 			return f(c)
 		}
 		pending, _ := json.Marshal(outcome{Pending: true, Started: time.Now().UTC(), Instance: s.instance})
-		// Each call to the requests bucket is tried a bounded time at once
-		// (kvcalls.go): one sent to its stream's leader as it died would
-		// otherwise hold the request, keepalives flowing, until its context
-		// ended 30 s later.
+		// Calls to the requests bucket are bounded an attempt at a time
+		// (kvcalls.go).
 		var rev uint64
 		// A copy that finds the request in progress on a live server waits
 		// a little for its outcome (stored just after its answer left)
@@ -152,12 +150,11 @@ func (s *Server) idempotent(f op) op {
 }
 
 // stillClaimed fails when the request c runs under a claim that is no
-// longer this run's: a server frozen in the middle of a request finds, once
-// thawed, that a retry has run it elsewhere (idempotent took the claim of a
-// server it could not reach), and the client may have acted on that answer
-// since (deleted the file put, put again the file deleted). Its writes must
-// not follow. Checked right before the write that makes a change visible;
-// busy, so that a client still waiting asks again and gets the outcome.
+// longer this run's: a retry has run the request elsewhere meanwhile
+// (idempotent takes over the claim of a server it cannot reach), its
+// client may have acted on that answer, and this run must not write after
+// it. Checked right before the write that makes a change visible; busy, so
+// that a client still waiting asks again and gets the outcome.
 func (s *Server) stillClaimed(c *call) error {
 	if c.claim == 0 {
 		return nil
@@ -193,13 +190,11 @@ func (s *Server) instanceAlive(ctx context.Context, instance string) bool {
 // A request runs at most once per request ID: the write carries the
 // request's ID as its message ID, and JetStream stores one message per ID
 // within the stream's duplicate window (two minutes), answering any other
-// with the first one's sequence. So a copy of a request held by a frozen
-// server, which a retry has run since on the other server, finds its write
-// done once it thaws, instead of making it a second time: the client may
-// have acted on the retry's answer meanwhile, and a second put would bring
-// back the file it deleted. Two copies running at once (a client that gave
-// up on a slow server) settle the same way. A run only writes within
-// requestTimeout of its start, well inside the window.
+// with the first one's sequence. So a late copy of a request (held by a
+// frozen server while a retry ran it elsewhere, or still running when its
+// client gave up on a slow server) finds its write done and never makes it
+// a second time, after the client may have acted on the first answer. A run
+// only writes within requestTimeout of its start, well inside the window.
 func (s *Server) requestMeta(c *call, info jetstream.ObjectInfo, expectSeq uint64, part string) (seq uint64, done bool, err error) {
 	key := c.requestKey()
 	if key == "" {

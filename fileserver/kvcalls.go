@@ -45,8 +45,7 @@ func (s *Server) kvUpdate(ctx context.Context, kv jetstream.KeyValue, key string
 // for that attempt's work (every value written through here is unique: it
 // carries a fresh ID or timestamp). The key is read through its stream's
 // leader, tried through a leader election: a bucket Get may be answered by
-// a replica that has not yet applied that attempt (the chaos soak saw an
-// upload's open fail with "key exists" after a broker kill).
+// a replica that has not yet applied that attempt.
 func (s *Server) kvWrite(ctx context.Context, kv jetstream.KeyValue, key string, value []byte, rev uint64) (uint64, error) {
 	var newRev uint64
 	tried := false
@@ -189,11 +188,9 @@ func storageUnavailable(err error) bool {
 
 // writeInProcess says JetStream refused a write because an earlier one
 // with the same message ID, or to the same subject with an expected last
-// sequence, is still being replicated: typically our own earlier attempt,
-// whose answer was lost with a leader. It will be applied or dropped in a
-// moment, and the write sent again is then answered as a duplicate or
-// checked for real; taking it for a conflict reported a failure for a write
-// that was then stored.
+// sequence, is still being replicated (often our own earlier attempt,
+// whose answer was lost with a leader). That is no conflict: the write is
+// sent again, and answered as a duplicate or checked for real.
 func writeInProcess(apiErr *jetstream.APIError) bool {
 	return apiErr.ErrorCode == errCodeDuplicateInProcess || apiErr.ErrorCode == errCodeSubjectInProcess
 }
