@@ -95,34 +95,6 @@ func (s *Server) putMeta(ctx context.Context, info jetstream.ObjectInfo, expectS
 	return seq, err
 }
 
-// requestMeta is putMeta for the request c, of which it is the write named
-// part (a rename makes two). It says whether an earlier run of the request
-// made the write already (done).
-//
-// A request runs at most once per request ID: the write carries the
-// request's ID as its message ID, and JetStream stores one message per ID
-// within the stream's duplicate window (two minutes), answering any other
-// with the first one's sequence. So a copy of a request held by a frozen
-// server, which a retry has run since on the other server, finds its write
-// done once it thaws, instead of making it a second time: the client may
-// have acted on the retry's answer meanwhile, and a second put would bring
-// back the file it deleted. Two copies running at once (a client that gave
-// up on a slow server) settle the same way. A run only writes within
-// requestTimeout of its start, well inside the window.
-func (s *Server) requestMeta(c *call, info jetstream.ObjectInfo, expectSeq uint64, part string) (seq uint64, done bool, err error) {
-	key := c.requestKey()
-	if key == "" {
-		seq, err = s.putMeta(c.ctx, info, expectSeq)
-		return seq, false, err
-	}
-	if dl, ok := c.ctx.Deadline(); ok && !time.Now().Before(dl) {
-		// A run that outlived its time, frozen maybe: its client has
-		// given up on it, and its write might come after the window.
-		return 0, false, wrapStorage("write file info", context.DeadlineExceeded)
-	}
-	return s.writeMeta(c.ctx, info, expectSeq, key+part)
-}
-
 // writeMeta stores info's meta message under message ID msgID, or one
 // derived from the write when msgID is "". The write is sent again when its
 // acknowledgement is lost (a leader dying with it); the message ID makes
@@ -316,32 +288,6 @@ func (s *Server) namedObject(c *call) (object, error) {
 		return object{}, err
 	}
 	return s.liveObject(c.ctx, r.Name)
-}
-
-// metaRequest is the object metadata key that records which request wrote
-// a meta message, so that a retry of that request (whose first reply was
-// lost, maybe with the storage briefly away) sees its own work done.
-const metaRequest = "ftfs-request"
-
-// doneBy says whether o was written by the request c.
-func doneBy(c *call, o object) bool {
-	key := c.requestKey()
-	return key != "" && o.seq != 0 && o.info.Metadata[metaRequest] == key
-}
-
-// stamped returns info with its metadata marked as written by c.
-func stamped(c *call, info jetstream.ObjectInfo) jetstream.ObjectInfo {
-	md := make(map[string]string, len(info.Metadata)+1)
-	for k, v := range info.Metadata {
-		md[k] = v
-	}
-	if key := c.requestKey(); key != "" {
-		md[metaRequest] = key
-	} else {
-		delete(md, metaRequest)
-	}
-	info.Metadata = md
-	return info
 }
 
 func (s *Server) delete(c *call) (any, error) {

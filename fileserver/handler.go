@@ -1,20 +1,13 @@
 package fileserver
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/ftfs/ftfs/subjects"
@@ -38,17 +31,6 @@ type call struct {
 	// afterReply, when set, runs once the reply has left (idempotent's
 	// record of the outcome).
 	afterReply func()
-}
-
-// requestKey identifies a mutating request across its retries ("" when the
-// client sent no HeaderRequestID).
-func (c *call) requestKey() string {
-	id := c.req.Headers().Get(subjects.HeaderRequestID)
-	if id == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(c.user + "\x00" + c.req.Subject() + "\x00" + id))
-	return hex.EncodeToString(sum[:])
 }
 
 // op handles an authenticated request; it returns the reply body or an error
@@ -207,223 +189,6 @@ func (s *Server) admin(f op) op {
 	}
 }
 
-// outcome is what the requests bucket remembers of a mutating request:
-// that it is in progress (Pending, since Started), or how it ended.
-type outcome struct {
-	Pending  bool            `json:"pending,omitempty"`
-	Started  time.Time       `json:"started,omitempty"`
-	Instance string          `json:"instance,omitempty"` // running it
-	Code     subjects.Code   `json:"code,omitempty"`
-	Message  string          `json:"message,omitempty"`
-	Body     json.RawMessage `json:"body,omitempty"`
-}
-
-// pendingStale is how long a request may stay in progress before a retry
-// may run it again: longer than any request is allowed to run, so only a
-// request whose server died in the middle is run again.
-const pendingStale = requestTimeout + 5*time.Second
-
-// outcomeWait is how long a copy of a request in progress waits for the
-// first one's outcome before answering busy.
-const outcomeWait = 2 * time.Second
-
-// idempotent runs a user-admin request at most once per HeaderRequestID
-// (from the same user): it claims the ID in the requests bucket before
-// running, answers a retry that arrives meanwhile with "busy" (the client
-// retries) and a later one with the first outcome. So a client retrying
-// after a lost or slow reply, maybe on the other server, never removes a
-// user twice. File requests need no claim (requestMeta).
-func (s *Server) idempotent(f op) op {
-	return func(c *call) (any, error) {
-		key := c.requestKey()
-		if key == "" {
-			return f(c)
-		}
-		pending, _ := json.Marshal(outcome{Pending: true, Started: time.Now().UTC(), Instance: s.instance})
-		// Each call to the requests bucket is tried a bounded time at once
-		// (kvcalls.go): one sent to its stream's leader as it died would
-		// otherwise hold the request, keepalives flowing, until its context
-		// ended 30 s later.
-		var rev uint64
-		// A copy that finds the request in progress on a live server waits
-		// a little for its outcome (stored just after its answer left)
-		// before answering busy.
-		waitUntil, wait := time.Now().Add(outcomeWait), 25*time.Millisecond
-		for rev == 0 {
-			// Claim first: a request is new far more often than not.
-			var err error
-			rev, err = s.kvCreate(c.ctx, s.requests, key, pending)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, jetstream.ErrKeyExists) {
-				return nil, wrapStorage("claim request", err)
-			}
-			// Claimed before (by us, if an attempt's answer was lost).
-			e, err := s.kvGet(c.ctx, s.requests, key)
-			switch {
-			case errors.Is(err, jetstream.ErrKeyNotFound):
-				continue // released meanwhile: claim again
-			case err != nil:
-				return nil, wrapStorage("look up request", err)
-			case bytes.Equal(e.Value(), pending):
-				rev = e.Revision() // our own claim, whose answer was lost
-			default:
-				var o outcome
-				if err := json.Unmarshal(e.Value(), &o); err != nil {
-					return nil, fmt.Errorf("request record: %w", err)
-				}
-				switch {
-				case o.Pending && time.Since(o.Started) < pendingStale && s.instanceAlive(c.ctx, o.Instance):
-					if time.Now().After(waitUntil) {
-						return nil, subjects.Errorf(subjects.CodeBusy, "the same request is still in progress")
-					}
-					select {
-					case <-c.ctx.Done():
-						return nil, wrapStorage("look up request", c.ctx.Err())
-					case <-time.After(wait):
-					}
-					wait = min(2*wait, 250*time.Millisecond)
-				case o.Pending: // its server died: run it again
-					rev, err = s.kvUpdate(c.ctx, s.requests, key, pending, e.Revision())
-					if err != nil {
-						if c.ctx.Err() != nil {
-							return nil, wrapStorage("claim request", err)
-						}
-						rev = 0
-						continue
-					}
-				case o.Code != "":
-					return nil, &subjects.Error{Code: o.Code, Message: o.Message}
-				default:
-					return o.Body, nil
-				}
-			}
-		}
-		c.claimKey, c.claim = key, rev
-		v, err := f(c)
-		var o outcome
-		switch {
-		case err != nil && (subjects.CodeOf(err).Retryable() || subjects.CodeOf(err) == subjects.CodeInternal):
-			// Not final: free the ID so that a retry runs again. (Left
-			// claimed, the claim goes stale and a retry runs it all the same.)
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), writeAttempt)
-			_ = s.requests.Delete(dctx, key, jetstream.LastRevision(rev))
-			cancel()
-			return v, err
-		case err != nil:
-			o.Code, o.Message = subjects.CodeOf(err), err.Error()
-		default:
-			o.Body, _ = json.Marshal(v)
-		}
-		b, _ := json.Marshal(o)
-		// Stored once the answer has left: the client waits for one storage
-		// round trip less. A retry is sent only when no answer came (a
-		// reply lost, a server silent), and one that finds the claim
-		// still pending on this live server is answered busy and asks
-		// again a moment later.
-		c.afterReply = func() {
-			if _, err := s.kvUpdate(c.ctx, s.requests, key, b, rev); err != nil {
-				s.log.Warn("could not remember request outcome", "err", err)
-			}
-		}
-		return v, err
-	}
-}
-
-// stillClaimed fails when the request c runs under a claim that is no
-// longer this run's: a server frozen in the middle of a request finds, once
-// thawed, that a retry has run it elsewhere (idempotent took the claim of a
-// server it could not reach), and the client may have acted on that answer
-// since (deleted the file put, put again the file deleted). Its writes must
-// not follow. Checked right before the write that makes a change visible;
-// busy, so that a client still waiting asks again and gets the outcome.
-func (s *Server) stillClaimed(c *call) error {
-	if c.claim == 0 {
-		return nil
-	}
-	e, err := s.kvGet(c.ctx, s.requests, c.claimKey)
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return wrapStorage("check request claim", err)
-	}
-	if err != nil || e.Revision() != c.claim {
-		s.log.Warn("request run again elsewhere meanwhile; not writing", "user", c.user)
-		return subjects.Errorf(subjects.CodeBusy, "the same request was run again meanwhile; ask again for its outcome")
-	}
-	return nil
-}
-
-// instanceAlive says whether a file server instance may still be running a
-// request: it answers a micro PING, or cannot be told dead yet (a frozen
-// one, until the broker drops it).
-func (s *Server) instanceAlive(ctx context.Context, instance string) bool {
-	if instance == "" || instance == s.instance {
-		return true
-	}
-	ctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
-	defer cancel()
-	_, err := s.front.RequestWithContext(ctx, subjects.DiscoveryPing+"."+instance, nil)
-	return !errors.Is(err, nats.ErrNoResponders)
-}
-
-// writeAttempt bounds one storage write: one sent to a stream leader as it
-// died is never answered, and a new leader is elected within seconds. The
-// writes retried carry message IDs or expected revisions, so a repeat of
-// one that was stored is harmless.
-const writeAttempt = 2 * time.Second
-
-// retryFor retries a storage write f on stream with backoff until it
-// succeeds, ctx ends or storage turns read-only, writeAttempt at a time.
-func (s *Server) retryFor(ctx context.Context, stream string, f func(context.Context) error) error {
-	return s.retryStorage(ctx, stream, writeAttempt, time.Second, f)
-}
-
-// retryStorage runs a storage call f on stream, each attempt bounded by
-// attempt, again after a timeout or a moment of unavailability (backing
-// off up to maxBackoff), until it succeeds, ctx ends or storage turns
-// read-only. A stream leader elected meanwhile ends the back-off at once.
-// An attempt in flight goes again at once when its own stream elects a
-// leader while it waits: it was sent to the leader that died, and the new
-// one never answers it. (At an election of any stream, every call waiting
-// on a leader that is slow rather than dead would be sent twice, and on
-// brokers stalled by their disk, elections come often. Calls sent twice
-// are made harmless by their callers: message IDs, expected sequences.)
-func (s *Server) retryStorage(ctx context.Context, stream string, attempt, maxBackoff time.Duration, f func(context.Context) error) error {
-	backoff := 50 * time.Millisecond
-	for {
-		elected, streamElected := s.elections.wait(stream)
-		actx, cancel := context.WithTimeout(ctx, attempt)
-		start := time.Now()
-		var orphaned atomic.Bool
-		stop := context.AfterFunc(streamElected, func() {
-			time.AfterFunc(max(0, orphanAfter-time.Since(start)), func() {
-				orphaned.Store(true)
-				cancel()
-			})
-		})
-		err := f(actx)
-		stop()
-		cancel()
-		if err != nil && orphaned.Load() && errors.Is(err, context.Canceled) && ctx.Err() == nil {
-			err = errOrphaned
-		}
-		if err == nil || !storageUnavailable(err) || ctx.Err() != nil {
-			return err
-		}
-		if s.readOnly.Load() {
-			return errReadOnly
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-elected.Done(): // back-off kept: elections come in bursts
-			continue
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
-}
-
 // reply sends v as JSON, or err as a micro error (the same headers micro's
 // req.Error sets) with its wire code. It publishes on the connection rather
 // than through micro's request: replies are sent from other goroutines
@@ -475,48 +240,6 @@ func (s *Server) reply(req micro.Request, v any, err error) {
 	}
 }
 
-// orphanAfter is how long a storage call may have gone unanswered for a
-// leader election to cut it short.
-const orphanAfter = 250 * time.Millisecond
-
-// errOrphaned: a storage call cut short by a leader election (retryStorage).
-var errOrphaned = errors.New("storage call unanswered across a leader election")
-
-// storageUnavailable says whether err is JetStream being briefly unreachable
-// (leader election, broker restart): the client should retry.
-func storageUnavailable(err error) bool {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.Code == 503 || writeInProcess(apiErr)) {
-		return true
-	}
-	return errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, errOrphaned) ||
-		errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrConnectionClosed) ||
-		errors.Is(err, nats.ErrConnectionReconnecting) ||
-		errors.Is(err, nats.ErrDisconnected) || // async publishes pending when the broker went
-		errors.Is(err, jetstream.ErrJetStreamNotEnabled)
-}
-
-// writeInProcess says JetStream refused a write because an earlier one
-// with the same message ID, or to the same subject with an expected last
-// sequence, is still being replicated: typically our own earlier attempt,
-// whose answer was lost with a leader. It will be applied or dropped in a
-// moment, and the write sent again is then answered as a duplicate or
-// checked for real; taking it for a conflict reported a failure for a write
-// that was then stored.
-func writeInProcess(apiErr *jetstream.APIError) bool {
-	return apiErr.ErrorCode == errCodeDuplicateInProcess || apiErr.ErrorCode == errCodeSubjectInProcess
-}
-
-// JetStream error codes nats.go has no names for.
-const (
-	errCodeDuplicateInProcess jetstream.ErrorCode = 10158 // "duplicate message id is in process"
-	errCodeSubjectInProcess   jetstream.ErrorCode = 10164 // "wrong last sequence" (constant): the subject has a write in flight
-)
-
 // decode parses a JSON request strictly, as the wire contract says
 // (subjects.Decode): unknown fields and trailing data are errors, so a
 // mistyped field is reported instead of silently ignored, and a request
@@ -529,19 +252,3 @@ func decodeCall[T any](c *call) (T, error) {
 	var v T
 	return v, decode(c.req.Data(), &v)
 }
-
-func wrapStorage(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var e *subjects.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
-
-// StorageUnavailable says whether a storage call failed for want of an
-// answer (a deadline, no responders, a broker gone) or because JetStream
-// is electing a leader: made again, it may succeed.
-func StorageUnavailable(err error) bool { return storageUnavailable(err) }

@@ -56,3 +56,44 @@ func TestCountsComeFromTheStreamLeader(t *testing.T) {
 		t.Fatal("no stale answer was sent: the test checks nothing")
 	}
 }
+
+// TestBucketsReadThroughTheirLeader checks the buckets two servers create
+// together: every key-value stream refuses direct gets (a lagging follower
+// could answer them), and binding as a nats.go KeyValue still works.
+func TestBucketsReadThroughTheirLeader(t *testing.T) {
+	url := startTestBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type started struct {
+		s   *Server
+		err error
+	}
+	done := make(chan started, 2)
+	for _, role := range []string{RolePrimary, RoleBackup} {
+		go func() {
+			s, err := Start(ctx, Config{Servers: []string{url}, ServicePassword: testServicePassword, Role: role, Logger: startTestLogger()})
+			done <- started{s, err}
+		}()
+	}
+	var s *Server
+	for range 2 {
+		r := <-done
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		t.Cleanup(r.s.Stop)
+		s = r.s
+	}
+	for _, b := range subjects.KVBuckets() {
+		st, err := s.js.Stream(ctx, subjects.KVStream(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.CachedInfo().Config.AllowDirect {
+			t.Errorf("%s allows direct gets", b)
+		}
+		if _, err := s.js.KeyValue(ctx, b); err != nil {
+			t.Errorf("bind %s: %v", b, err)
+		}
+	}
+}
