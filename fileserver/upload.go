@@ -25,7 +25,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
@@ -165,85 +164,6 @@ func (s *Server) uploadOpen(c *call) (any, error) {
 // holderMark is a new mark for a holder's fence moves.
 func holderMark(s *Server) string { return s.instance + "." + nuid.Next() }
 
-// hold makes this instance the holder of an upload and starts its writer.
-func (s *Server) hold(rec uploadRecord, rev uint64, h hash.Hash, fences []uint64, mark string) *upload {
-	ctx, cancel := context.WithCancel(s.ctx)
-	u := &upload{
-		s: s, rec: rec, rev: rev, hash: h, fences: fences, mark: mark,
-		queue:  make(chan chunkMsg, 2*subjects.UploadWindow),
-		ctx:    ctx,
-		cancel: cancel,
-		done:   make(chan struct{}),
-		saved:  time.Now(),
-	}
-	s.mu.Lock()
-	old := s.transfers[rec.ID]
-	s.transfers[rec.ID] = u
-	s.mu.Unlock()
-	if old != nil {
-		old.stop()
-	}
-	// Another server taking the upload over asks this one to let go first
-	// (releaseElsewhere). Without the subscription the checkpoint's
-	// compare-and-set still deposes this holder, only later.
-	sub, err := s.nc.Subscribe(subjects.UploadRelease(rec.ID), func(m *nats.Msg) {
-		s.letGo(u)
-		_ = m.Respond(nil)
-	})
-	if err != nil {
-		s.log.Warn("upload held without its release subscription", "upload", rec.ID, "err", err)
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer close(u.done)
-		if sub != nil {
-			defer func() { _ = sub.Unsubscribe() }()
-		}
-		u.run()
-	}()
-	return u
-}
-
-// letGo releases u, if it is still the upload this server holds under its
-// ID, and returns once its writer has stopped.
-func (s *Server) letGo(u *upload) {
-	s.mu.Lock()
-	held := s.transfers[u.rec.ID] == u
-	if held {
-		delete(s.transfers, u.rec.ID)
-	}
-	s.mu.Unlock()
-	if held {
-		u.stop()
-	}
-}
-
-// releaseElsewhere asks the server holding an upload, if another one does,
-// to let it go, and waits (briefly) until it has: only then may this one
-// take the upload over, commit or abort it without a chunk still being
-// stored after. No responders means that nobody holds it; a holder that
-// does not answer in time (frozen, or killed and not yet noticed) is
-// deposed by the record's compare-and-set all the same.
-func (s *Server) releaseElsewhere(ctx context.Context, id string) {
-	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	defer cancel()
-	if _, err := s.nc.RequestWithContext(ctx, subjects.UploadRelease(id), nil); err != nil && !errors.Is(err, nats.ErrNoResponders) {
-		s.log.Warn("holder of an upload did not let go", "upload", id, "err", err)
-	}
-}
-
-// release forgets a held upload, stopping its writer.
-func (s *Server) release(id string) {
-	s.mu.Lock()
-	u := s.transfers[id]
-	delete(s.transfers, id)
-	s.mu.Unlock()
-	if u != nil {
-		u.stop()
-	}
-}
-
 // chunk takes one chunk message. It runs on the endpoint's single dispatch
 // goroutine, which keeps the chunks of an upload in their order; the
 // upload's writer does the storing.
@@ -258,9 +178,7 @@ func (s *Server) chunk(req micro.Request) {
 		s.reply(req, nil, subjects.Errorf(subjects.CodeTooLarge, "chunk of %d bytes; the limit is %d", len(req.Data()), subjects.ChunkSize))
 		return
 	}
-	s.mu.Lock()
-	u := s.transfers[id]
-	s.mu.Unlock()
+	u := s.holders.get(id)
 	if u == nil {
 		s.reply(req, nil, subjects.Errorf(subjects.CodeNotFound, "upload %s is not held by this server: resume it", id))
 		return
@@ -362,8 +280,8 @@ func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
 	if rec, _, err := s.loadUpload(c, id); err != nil {
 		return nil, rec, err
 	}
-	s.release(id) // a local writer must not race the roll-forward
-	s.releaseElsewhere(c.ctx, id)
+	s.holders.drop(id) // a local writer must not race the roll-forward
+	s.dropElsewhere(c.ctx, id)
 	for attempt := 0; ; attempt++ {
 		rec, rev, err := s.loadUpload(c, id)
 		if err != nil || rec.Committed != nil {
@@ -422,13 +340,11 @@ func errTakeoverRace(id string) error {
 // (read back through the stream) nor the claim of takeOver. A record
 // written since means another server took the upload over.
 func (s *Server) heldUnchanged(c *call, id string) (*upload, uploadRecord, bool) {
-	s.mu.Lock()
-	u := s.transfers[id]
-	s.mu.Unlock()
+	u := s.holders.get(id)
 	if u == nil || (u.rec.Owner != c.user && !c.admin) {
 		return nil, uploadRecord{}, false
 	}
-	s.letGo(u) // its writer stopped, u.rec and u.hash are ours to read
+	s.holders.dropIfHeld(u) // its writer stopped, u.rec and u.hash are ours to read
 	if len(u.inflight) > 0 {
 		return nil, uploadRecord{}, false // stores may still land: fence and walk
 	}
@@ -481,7 +397,7 @@ func (s *Server) uploadCommit(c *call) (any, error) {
 			return *rec.Committed, nil
 		}
 	}
-	defer s.release(rec.ID)
+	defer s.holders.drop(rec.ID)
 	// The writer is idle: a client commits only after every chunk's ack.
 	u.stop()
 	digest := digestOf(u.hash)
@@ -642,8 +558,8 @@ func (s *Server) uploadAbort(c *call) (any, error) {
 	if rec.Committed != nil {
 		return nil, subjects.Errorf(subjects.CodeConflict, "upload %s is committed already", rec.ID)
 	}
-	s.release(rec.ID)
-	s.releaseElsewhere(c.ctx, rec.ID) // or its holder acknowledges chunks of a purged upload
+	s.holders.drop(rec.ID)
+	s.dropElsewhere(c.ctx, rec.ID) // or its holder acknowledges chunks of a purged upload
 	s.abortUpload(c.ctx, rec.ID)
 	return nil, nil
 }
@@ -655,7 +571,7 @@ func (s *Server) uploadAbort(c *call) (any, error) {
 // brokers cut. A purge that fails leaves chunks nothing points at, which
 // the storage sweep finds.
 func (s *Server) abortUpload(ctx context.Context, id string) {
-	s.release(id)
+	s.holders.drop(id)
 	s.endUpload(id)
 	if err := s.uploads.Purge(ctx, id); err != nil {
 		s.log.Warn("forget aborted upload", "upload", id, "err", err)
@@ -764,7 +680,7 @@ func (s *Server) sweepUploads() {
 				s.dropAbandoned(ctx, rec, rev, age)
 			}
 		case rec.Committed == nil && age > s.cfg.UploadIdle:
-			s.release(id)
+			s.holders.drop(id)
 			s.dropAbandoned(ctx, rec, rev, age)
 		}
 	})
