@@ -120,7 +120,7 @@ func (s *Server) put(c *call) (any, error) {
 		if err := contentStored(); err != nil {
 			return nil, err
 		}
-		seq, done, err := s.requestMeta(c, info, cur.seq, "")
+		fi, done, err := s.commit(c, info, cur, byRequest)
 		if err == errConflict && attempt < 3 {
 			attempt++
 			continue // the name changed meanwhile: look again
@@ -136,7 +136,7 @@ func (s *Server) put(c *call) (any, error) {
 		if done {
 			return s.putDoneBefore(c, info, drop), nil
 		}
-		return s.published(c, info, cur, seq), nil
+		return fi, nil
 	}
 }
 
