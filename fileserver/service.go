@@ -161,6 +161,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.followElections,
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
+		s.expireSessions,
 		s.followUsage,
 		s.snapshotter,
 		s.watchReplicas,
@@ -173,6 +174,20 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.log.Info("file server ready", "instance", s.instance, "bucket", cfg.Bucket, "replicas", cfg.Replicas)
 	return s, nil
+}
+
+// every calls f every d, the first time after d, until the server stops.
+func (s *Server) every(d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		f()
+	}
 }
 
 // Instance is this server's micro service ID, the token of its chunk subject.

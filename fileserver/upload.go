@@ -439,20 +439,16 @@ func (s *Server) dropOverrun(id string) {
 // janitor purges abandoned uploads and forgets committed ones, on every
 // instance; compare-and-set deletes make the instances agree.
 func (s *Server) janitor() {
-	t := time.NewTicker(min(30*time.Second, s.cfg.UploadIdle/2))
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
-		s.sessionsMirror.sweepSessions()
+	s.every(s.janitorEvery(), func() {
 		if !s.readOnly.Load() {
 			s.sweepUploads()
 		}
-	}
+	})
 }
+
+// janitorEvery is how often the janitor runs (and the sweep of expired
+// sessions, expireSessions).
+func (s *Server) janitorEvery() time.Duration { return min(30*time.Second, s.cfg.UploadIdle/2) }
 
 // eachUpload calls f with every upload record.
 func (s *Server) eachUpload(ctx context.Context, f func(rec uploadRecord, rev uint64)) {
