@@ -9,10 +9,8 @@ package fileserver
 // visible. There is nothing to resume: a put whose server dies is sent
 // again whole, and the meta's request mark (stamped, doneBy) answers a
 // retry of a put that got through with the file it stored. Like every
-// mutating request a put runs at most once per request ID (requestMeta):
-// the mark alone let a copy of the request held by a frozen server store
-// the file again after the client had deleted it (the fault matrix found
-// the deleted file back).
+// mutating request a put runs at most once per request ID (requestMeta);
+// the mark alone was not enough (FAULTS.md, a deleted file back).
 
 import (
 	"context"
