@@ -95,7 +95,7 @@ func (s *Server) commitDirect(c *call, r subjects.UploadCommitRequest, rec uploa
 	// Claim the record before the meta, as a relayed takeover does: a copy
 	// of this commit that loaded the record before another copy committed
 	// it must not write the meta again, perhaps after the file's delete
-	// (CI's fault matrix once saw a deleted file come back that way).
+	// (FAULTS.md, a deleted file back).
 	rec.Chunks, rec.Bytes = r.Chunks, r.Size
 	rec.Instance, rec.Updated = s.instance, time.Now().UTC()
 	b, _ := json.Marshal(rec)

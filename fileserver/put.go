@@ -9,10 +9,8 @@ package fileserver
 // visible. There is nothing to resume: a put whose server dies is sent
 // again whole, and the meta's request mark (stamped, doneBy) answers a
 // retry of a put that got through with the file it stored. Like every
-// mutating request a put runs at most once per request ID (requestMeta):
-// the mark alone let a copy of the request held by a frozen server store
-// the file again after the client had deleted it (the fault matrix found
-// the deleted file back).
+// mutating request a put runs at most once per request ID (requestMeta);
+// the mark alone was not enough (FAULTS.md, a deleted file back).
 
 import (
 	"context"
@@ -120,7 +118,7 @@ func (s *Server) put(c *call) (any, error) {
 		if err := contentStored(); err != nil {
 			return nil, err
 		}
-		seq, done, err := s.requestMeta(c, info, cur.seq, "")
+		fi, done, err := s.commit(c, info, cur, byRequest)
 		if err == errConflict && attempt < 3 {
 			attempt++
 			continue // the name changed meanwhile: look again
@@ -136,7 +134,7 @@ func (s *Server) put(c *call) (any, error) {
 		if done {
 			return s.putDoneBefore(c, info, drop), nil
 		}
-		return s.published(c, info, cur, seq), nil
+		return fi, nil
 	}
 }
 

@@ -168,6 +168,12 @@ func (m *mirror) watch(ctx context.Context, kv jetstream.KeyValue) error {
 	}
 }
 
+// expireSessions sweeps the sessions mirror until the server stops, on
+// the janitor's schedule.
+func (s *Server) expireSessions() {
+	s.every(s.janitorEvery(), s.sessionsMirror.sweepSessions)
+}
+
 // sweepSessions drops mirrored sessions past their expiry (the bucket's TTL
 // removes them without a delete marker).
 func (m *mirror) sweepSessions() {

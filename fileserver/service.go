@@ -58,9 +58,8 @@ type Server struct {
 	wg     sync.WaitGroup // every goroutine the server starts
 	slots  chan struct{}  // bounds concurrent request handlers
 
-	mu        sync.Mutex
-	transfers map[string]*upload // uploads this instance holds
-	stopOnce  sync.Once
+	holders  *holders // uploads this instance holds (holders.go)
+	stopOnce sync.Once
 
 	// readOnly is set while JetStream has lost its quorum (quorum.go);
 	// usersMirror and sessionsMirror answer for their buckets meanwhile.
@@ -115,18 +114,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("file server: %w", err)
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger.With("role", cfg.Role),
-		issuer:    issuer,
-		started:   time.Now().UTC(),
-		slots:     make(chan struct{}, 64),
-		transfers: map[string]*upload{},
-		throttle:  newLoginThrottle(cfg),
+		cfg:      cfg,
+		log:      cfg.Logger.With("role", cfg.Role),
+		issuer:   issuer,
+		started:  time.Now().UTC(),
+		slots:    make(chan struct{}, 64),
+		throttle: newLoginThrottle(cfg),
 
 		usersMirror:    newMirror(),
 		sessionsMirror: newMirror(),
 		usage:          newUsage(),
 	}
+	s.holders = newHolders(&s.wg)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	if err := s.connect(ctx); err != nil {
@@ -162,6 +161,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.followElections,
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
+		s.expireSessions,
 		s.followUsage,
 		s.snapshotter,
 		s.watchReplicas,
@@ -174,6 +174,20 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.log.Info("file server ready", "instance", s.instance, "bucket", cfg.Bucket, "replicas", cfg.Replicas)
 	return s, nil
+}
+
+// every calls f every d, the first time after d, until the server stops.
+func (s *Server) every(d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		f()
+	}
 }
 
 // Instance is this server's micro service ID, the token of its chunk subject.
@@ -204,15 +218,7 @@ func (s *Server) stop() {
 		}
 	}
 	s.cancel()
-	s.mu.Lock()
-	held := make([]*upload, 0, len(s.transfers))
-	for _, u := range s.transfers {
-		held = append(held, u)
-	}
-	s.mu.Unlock()
-	for _, u := range held {
-		u.stop()
-	}
+	s.holders.stopAll()
 	s.wg.Wait()
 	s.closeConns()
 	s.log.Info("file server stopped")

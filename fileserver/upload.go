@@ -24,7 +24,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
@@ -164,85 +163,6 @@ func (s *Server) uploadOpen(c *call) (any, error) {
 // holderMark is a new mark for a holder's fence moves.
 func holderMark(s *Server) string { return s.instance + "." + nuid.Next() }
 
-// hold makes this instance the holder of an upload and starts its writer.
-func (s *Server) hold(rec uploadRecord, rev uint64, h hash.Hash, fences []uint64, mark string) *upload {
-	ctx, cancel := context.WithCancel(s.ctx)
-	u := &upload{
-		s: s, rec: rec, rev: rev, hash: h, fences: fences, mark: mark,
-		queue:  make(chan chunkMsg, 2*subjects.UploadWindow),
-		ctx:    ctx,
-		cancel: cancel,
-		done:   make(chan struct{}),
-		saved:  time.Now(),
-	}
-	s.mu.Lock()
-	old := s.transfers[rec.ID]
-	s.transfers[rec.ID] = u
-	s.mu.Unlock()
-	if old != nil {
-		old.stop()
-	}
-	// Another server taking the upload over asks this one to let go first
-	// (releaseElsewhere). Without the subscription the checkpoint's
-	// compare-and-set still deposes this holder, only later.
-	sub, err := s.nc.Subscribe(subjects.UploadRelease(rec.ID), func(m *nats.Msg) {
-		s.letGo(u)
-		_ = m.Respond(nil)
-	})
-	if err != nil {
-		s.log.Warn("upload held without its release subscription", "upload", rec.ID, "err", err)
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer close(u.done)
-		if sub != nil {
-			defer func() { _ = sub.Unsubscribe() }()
-		}
-		u.run()
-	}()
-	return u
-}
-
-// letGo releases u, if it is still the upload this server holds under its
-// ID, and returns once its writer has stopped.
-func (s *Server) letGo(u *upload) {
-	s.mu.Lock()
-	held := s.transfers[u.rec.ID] == u
-	if held {
-		delete(s.transfers, u.rec.ID)
-	}
-	s.mu.Unlock()
-	if held {
-		u.stop()
-	}
-}
-
-// releaseElsewhere asks the server holding an upload, if another one does,
-// to let it go, and waits (briefly) until it has: only then may this one
-// take the upload over, commit or abort it without a chunk still being
-// stored after. No responders means that nobody holds it; a holder that
-// does not answer in time (frozen, or killed and not yet noticed) is
-// deposed by the record's compare-and-set all the same.
-func (s *Server) releaseElsewhere(ctx context.Context, id string) {
-	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	defer cancel()
-	if _, err := s.nc.RequestWithContext(ctx, subjects.UploadRelease(id), nil); err != nil && !errors.Is(err, nats.ErrNoResponders) {
-		s.log.Warn("holder of an upload did not let go", "upload", id, "err", err)
-	}
-}
-
-// release forgets a held upload, stopping its writer.
-func (s *Server) release(id string) {
-	s.mu.Lock()
-	u := s.transfers[id]
-	delete(s.transfers, id)
-	s.mu.Unlock()
-	if u != nil {
-		u.stop()
-	}
-}
-
 // chunk takes one chunk message. It runs on the endpoint's single dispatch
 // goroutine, which keeps the chunks of an upload in their order; the
 // upload's writer does the storing.
@@ -257,9 +177,7 @@ func (s *Server) chunk(req micro.Request) {
 		s.reply(req, nil, subjects.Errorf(subjects.CodeTooLarge, "chunk of %d bytes; the limit is %d", len(req.Data()), subjects.ChunkSize))
 		return
 	}
-	s.mu.Lock()
-	u := s.transfers[id]
-	s.mu.Unlock()
+	u := s.holders.get(id)
 	if u == nil {
 		s.reply(req, nil, subjects.Errorf(subjects.CodeNotFound, "upload %s is not held by this server: resume it", id))
 		return
@@ -361,8 +279,8 @@ func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
 	if rec, _, err := s.loadUpload(c, id); err != nil {
 		return nil, rec, err
 	}
-	s.release(id) // a local writer must not race the roll-forward
-	s.releaseElsewhere(c.ctx, id)
+	s.holders.drop(id) // a local writer must not race the roll-forward
+	s.dropElsewhere(c.ctx, id)
 	for attempt := 0; ; attempt++ {
 		rec, rev, err := s.loadUpload(c, id)
 		if err != nil || rec.Committed != nil {
@@ -414,30 +332,6 @@ func errTakeoverRace(id string) error {
 	return subjects.Errorf(subjects.CodeBusy, "upload %s is being taken over by another request; try again", id)
 }
 
-// heldUnchanged lets go of an upload this server holds for the caller and
-// returns it when nobody has written its record since this holder did: its
-// state in memory is then exactly what storage holds, and a commit needs
-// neither the roll-forward over the chunks stored since the last checkpoint
-// (read back through the stream) nor the claim of takeOver. A record
-// written since means another server took the upload over.
-func (s *Server) heldUnchanged(c *call, id string) (*upload, uploadRecord, bool) {
-	s.mu.Lock()
-	u := s.transfers[id]
-	s.mu.Unlock()
-	if u == nil || (u.rec.Owner != c.user && !c.admin) {
-		return nil, uploadRecord{}, false
-	}
-	s.letGo(u) // its writer stopped, u.rec and u.hash are ours to read
-	if len(u.inflight) > 0 {
-		return nil, uploadRecord{}, false // stores may still land: fence and walk
-	}
-	e, err := s.kvGet(c.ctx, s.uploads, id)
-	if err != nil || e.Revision() != u.rev {
-		return nil, uploadRecord{}, false
-	}
-	return u, u.rec, true
-}
-
 func (s *Server) uploadResume(c *call) (any, error) {
 	r, err := decodeCall[subjects.UploadRequest](c)
 	if err != nil {
@@ -458,174 +352,6 @@ func (s *Server) uploadResume(c *call) (any, error) {
 	return s.uploadState(rec), nil
 }
 
-func (s *Server) uploadCommit(c *call) (any, error) {
-	r, err := decodeCall[subjects.UploadCommitRequest](c)
-	if err != nil {
-		return nil, err
-	}
-	u, rec, ok := s.heldUnchanged(c, r.Upload)
-	if !ok {
-		cur, rev, err := s.loadUpload(c, r.Upload)
-		if err != nil {
-			return nil, err
-		}
-		if cur.Direct {
-			return s.commitDirect(c, r, cur, rev)
-		}
-		u, rec, err = s.takeOver(c, r.Upload)
-		if err != nil {
-			return nil, err
-		}
-		if rec.Committed != nil {
-			return *rec.Committed, nil
-		}
-	}
-	defer s.release(rec.ID)
-	// The writer is idle: a client commits only after every chunk's ack.
-	u.stop()
-	digest := digestOf(u.hash)
-	switch {
-	case rec.Bytes != r.Size:
-		s.abortUpload(c.ctx, rec.ID)
-		return nil, subjects.Errorf(subjects.CodeIntegrity, "upload of %q: server stored %d bytes, client sent %d; nothing was stored", rec.Name, rec.Bytes, r.Size)
-	case rec.Size >= 0 && rec.Size != r.Size:
-		s.abortUpload(c.ctx, rec.ID)
-		return nil, subjects.Errorf(subjects.CodeIntegrity, "upload of %q: announced %d bytes, got %d; nothing was stored", rec.Name, rec.Size, r.Size)
-	case digest != r.Digest:
-		s.abortUpload(c.ctx, rec.ID)
-		return nil, subjects.Errorf(subjects.CodeIntegrity, "upload of %q: digest mismatch (server %s, client %s); nothing was stored", rec.Name, digest, r.Digest)
-	}
-	return s.publishUpload(c, rec, u.rev, digest)
-}
-
-// publishUpload makes the upload rec, whose chunks are stored and checked,
-// visible under its name with the given digest, and marks the record
-// committed. rev is the revision of the record this commit claimed (its
-// holder's last checkpoint, a takeover's or a direct commit's claim).
-//
-// Two copies of one commit may run at once: a client that got no answer in
-// time asks again, on either server. The meta is written once at most, and
-// never after the client acted on an answer (deleted the file, put another
-// in its place). A copy writes only while its claim is the record's latest
-// and the name is unchanged since it looked (the meta's compare-and-set);
-// a name that holds or held this upload's version was published already;
-// and a copy answers success only once its own claim marked the record
-// committed, so that no other copy can hold a claim by then.
-func (s *Server) publishUpload(c *call, rec uploadRecord, rev uint64, digest string) (subjects.FileInfo, error) {
-	info := jetstream.ObjectInfo{
-		ObjectMeta: jetstream.ObjectMeta{
-			Name:     rec.Name,
-			Metadata: map[string]string{subjects.MetaOwner: rec.Owner},
-			Opts:     &jetstream.ObjectMetaOptions{ChunkSize: subjects.ChunkSize},
-		},
-		Bucket:  s.cfg.Bucket,
-		NUID:    rec.ID,
-		Size:    uint64(rec.Bytes),
-		ModTime: time.Now().UTC(),
-		Chunks:  rec.Chunks,
-		Digest:  digest,
-	}
-	for attempt := 0; ; attempt++ {
-		replaced, err := s.getObject(c.ctx, rec.Name)
-		if err != nil {
-			return subjects.FileInfo{}, err
-		}
-		if replaced.seq != 0 && replaced.info.NUID == rec.ID {
-			// Published by another copy of this commit, and deleted or
-			// renamed since when its meta is a tombstone.
-			fi := fileInfo(info)
-			if replaced.live() {
-				fi = fileInfo(replaced.info)
-			}
-			return s.markCommitted(c, rec, rev, fi)
-		}
-		// Checked after the name was read: a claim taken from here on
-		// comes with a meta write that fails this one's compare-and-set.
-		if fi, done, err := s.stillHolds(c, rec.ID, rev); done || err != nil {
-			return fi, err
-		}
-		if err := s.mayReplace(c, rec, replaced); err != nil {
-			s.abortUpload(c.ctx, rec.ID)
-			return subjects.FileInfo{}, err
-		}
-		metaSeq, err := s.putMeta(c.ctx, info, replaced.seq)
-		if err == errConflict && attempt < 3 {
-			continue
-		}
-		if err != nil {
-			return subjects.FileInfo{}, err
-		}
-		return s.markCommitted(c, rec, rev, s.published(c, info, replaced, metaSeq))
-	}
-}
-
-// stillHolds checks that upload id's record is still at rev, the revision
-// this commit claimed. Moved on, the commit is done: with the outcome
-// another copy of it recorded, or busy while that copy runs.
-func (s *Server) stillHolds(c *call, id string, rev uint64) (fi subjects.FileInfo, done bool, err error) {
-	cur, curRev, err := s.loadUpload(c, id)
-	switch {
-	case err != nil:
-		return fi, true, err
-	case curRev == rev:
-		return fi, false, nil
-	case cur.Committed != nil:
-		return *cur.Committed, true, nil
-	}
-	return fi, true, errTakeoverRace(id)
-}
-
-// markCommitted records fi, the published version, as the outcome of the
-// commit whose claim is at rev.
-func (s *Server) markCommitted(c *call, rec uploadRecord, rev uint64, fi subjects.FileInfo) (subjects.FileInfo, error) {
-	rec.Committed, rec.Updated = &fi, time.Now().UTC()
-	b, _ := json.Marshal(rec)
-	if _, err := s.kvUpdate(c.ctx, s.uploads, rec.ID, b, rev); err != nil {
-		return s.claimLost(c, rec.ID, "mark upload committed", err)
-	}
-	return fi, nil
-}
-
-// claimLost answers a commit whose write to upload id's record (its claim,
-// or the mark of its outcome) failed with err: the outcome another copy of
-// the commit recorded, or err while storage is unavailable, or busy while
-// another copy holds the claim. The client must not act on this copy's
-// success while the other may still write.
-func (s *Server) claimLost(c *call, id, what string, err error) (subjects.FileInfo, error) {
-	if cur, _, lerr := s.loadUpload(c, id); lerr == nil && cur.Committed != nil {
-		return *cur.Committed, nil
-	}
-	if storageUnavailable(err) {
-		return subjects.FileInfo{}, wrapStorage(what, err)
-	}
-	return subjects.FileInfo{}, errTakeoverRace(id)
-}
-
-// mayReplace checks that the version rec describes may take its name from
-// cur, the version the name holds now: the name is free or rec
-// overwrites, the user may change cur, and the limits admit it.
-func (s *Server) mayReplace(c *call, rec uploadRecord, cur object) error {
-	if cur.live() && !rec.Overwrite {
-		return subjects.Errorf(subjects.CodeConflict, "%q exists already", rec.Name)
-	}
-	if err := mayChange(c, cur); err != nil {
-		return err
-	}
-	return s.admitCommit(c.ctx, rec, cur)
-}
-
-// published follows the writing of info's meta at stream sequence seq,
-// where it replaced the version replaced: the version replaced is purged
-// later, and the file's info is returned as stored (modTime).
-func (s *Server) published(c *call, info jetstream.ObjectInfo, replaced object, seq uint64) subjects.FileInfo {
-	if replaced.live() && replaced.info.NUID != info.NUID {
-		s.purgeLater(replaced.info.NUID, seq)
-	}
-	fi := fileInfo(info)
-	s.log.Info("file stored", "name", fi.Name, "size", fi.Size, "owner", fi.Owner, "by", c.user)
-	return fi
-}
-
 func (s *Server) uploadAbort(c *call) (any, error) {
 	r, err := decodeCall[subjects.UploadRequest](c)
 	if err != nil {
@@ -641,8 +367,8 @@ func (s *Server) uploadAbort(c *call) (any, error) {
 	if rec.Committed != nil {
 		return nil, subjects.Errorf(subjects.CodeConflict, "upload %s is committed already", rec.ID)
 	}
-	s.release(rec.ID)
-	s.releaseElsewhere(c.ctx, rec.ID) // or its holder acknowledges chunks of a purged upload
+	s.holders.drop(rec.ID)
+	s.dropElsewhere(c.ctx, rec.ID) // or its holder acknowledges chunks of a purged upload
 	s.abortUpload(c.ctx, rec.ID)
 	return nil, nil
 }
@@ -654,7 +380,7 @@ func (s *Server) uploadAbort(c *call) (any, error) {
 // brokers cut. A purge that fails leaves chunks nothing points at, which
 // the storage sweep finds.
 func (s *Server) abortUpload(ctx context.Context, id string) {
-	s.release(id)
+	s.holders.drop(id)
 	s.endUpload(id)
 	if err := s.uploads.Purge(ctx, id); err != nil {
 		s.log.Warn("forget aborted upload", "upload", id, "err", err)
@@ -712,20 +438,16 @@ func (s *Server) dropOverrun(id string) {
 // janitor purges abandoned uploads and forgets committed ones, on every
 // instance; compare-and-set deletes make the instances agree.
 func (s *Server) janitor() {
-	t := time.NewTicker(min(30*time.Second, s.cfg.UploadIdle/2))
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
-		s.sessionsMirror.sweepSessions()
+	s.every(s.janitorEvery(), func() {
 		if !s.readOnly.Load() {
 			s.sweepUploads()
 		}
-	}
+	})
 }
+
+// janitorEvery is how often the janitor runs (and the sweep of expired
+// sessions, expireSessions).
+func (s *Server) janitorEvery() time.Duration { return min(30*time.Second, s.cfg.UploadIdle/2) }
 
 // eachUpload calls f with every upload record.
 func (s *Server) eachUpload(ctx context.Context, f func(rec uploadRecord, rev uint64)) {
@@ -763,7 +485,7 @@ func (s *Server) sweepUploads() {
 				s.dropAbandoned(ctx, rec, rev, age)
 			}
 		case rec.Committed == nil && age > s.cfg.UploadIdle:
-			s.release(id)
+			s.holders.drop(id)
 			s.dropAbandoned(ctx, rec, rev, age)
 		}
 	})

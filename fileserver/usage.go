@@ -344,7 +344,7 @@ func (s *Server) watchUploads(ctx context.Context) error {
 			} else {
 				// Aborted or expired, maybe by another server: a writer
 				// this one still runs for it would wait for chunks forever.
-				s.releaseLater(id)
+				s.holders.dropLater(id)
 			}
 			s.usage.putUpload(md.Sequence.Stream, id, rec)
 		})
@@ -353,22 +353,6 @@ func (s *Server) watchUploads(ctx context.Context) error {
 // kvOperationHeader marks a key-value delete or purge (nats.go
 // jetstream/kv.go); a put has none.
 const kvOperationHeader = "KV-Operation"
-
-// releaseLater stops this server's writer of an upload, if it has one, in
-// the background: the writer may be in the middle of storing a chunk.
-func (s *Server) releaseLater(id string) {
-	s.mu.Lock()
-	_, held := s.transfers[id]
-	s.mu.Unlock()
-	if !held {
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.release(id)
-	}()
-}
 
 // watchFiles feeds the files index from the object store's meta messages
 // until ctx ends or the consumer fails. A consumer rather than

@@ -270,9 +270,7 @@ func TestExpiredUploadsReleaseTheirWriter(t *testing.T) {
 	held := func() int {
 		n := 0
 		for _, s := range servers {
-			s.mu.Lock()
-			n += len(s.transfers)
-			s.mu.Unlock()
+			n += s.holders.count()
 		}
 		return n
 	}

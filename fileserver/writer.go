@@ -166,14 +166,10 @@ func (u *upload) run() {
 	}
 }
 
-// forget drops the writer from the server's transfers: the upload is no
+// forget drops the writer from the server's holders: the upload is no
 // longer held here.
 func (u *upload) forget() {
-	u.s.mu.Lock()
-	if u.s.transfers[u.rec.ID] == u {
-		delete(u.s.transfers, u.rec.ID)
-	}
-	u.s.mu.Unlock()
+	u.s.holders.forget(u)
 }
 
 // take handles a chunk message: the next chunk is sent to storage.
