@@ -1,6 +1,7 @@
 package fileserver
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -94,5 +95,43 @@ func TestSessionsEndWhileReadOnly(t *testing.T) {
 	})
 	if err := alice.call(subjects.WhoAmI, subjects.Empty{}, nil); subjects.CodeOf(err) != subjects.CodeUnauthorized {
 		t.Fatalf("alice's revoked session: %v, want CodeUnauthorized", err)
+	}
+}
+
+func TestSessionsEndWithLogoutAndPasswordChange(t *testing.T) {
+	url := startTestBroker(t)
+	startTestServer(t, url, RolePrimary)
+	admin := dialUser(t, url, AdminUser, "admin-password")
+	if err := admin.call(subjects.UserAdd, subjects.UserRequest{User: "alice", Password: "alice-password"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	alice1 := dialUser(t, url, "alice", "alice-password")
+	alice2 := dialUser(t, url, "alice", "alice-password")
+	if err := alice1.call(subjects.WhoAmI, subjects.Empty{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice1.call(subjects.Logout, subjects.Empty{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice1.call(subjects.WhoAmI, subjects.Empty{}, nil); subjects.CodeOf(err) != subjects.CodeUnauthorized {
+		t.Fatalf("after logout: %v", err)
+	}
+	if err := alice2.call(subjects.WhoAmI, subjects.Empty{}, nil); err != nil {
+		t.Fatalf("the other session must live on: %v", err)
+	}
+	if err := admin.call(subjects.UserPassword, subjects.UserRequest{User: "alice", Password: "new-password"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice2.call(subjects.WhoAmI, subjects.Empty{}, nil); subjects.CodeOf(err) != subjects.CodeUnauthorized {
+		t.Fatalf("after a password change: %v", err)
+	}
+	if err := admin.call(subjects.UserRemove, subjects.UserRequest{User: "admin"}, nil); subjects.CodeOf(err) != subjects.CodeForbidden {
+		t.Fatalf("removing oneself: %v", err)
+	}
+	if err := admin.call(subjects.List, json.RawMessage(`{"prefix":1}`), nil); subjects.CodeOf(err) != subjects.CodeInvalid {
+		t.Fatalf("malformed request: %v", err)
+	}
+	if err := admin.call(subjects.List, json.RawMessage(`{"bogus":true}`), nil); subjects.CodeOf(err) != subjects.CodeInvalid {
+		t.Fatalf("unknown field: %v", err)
 	}
 }

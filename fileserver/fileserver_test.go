@@ -2,7 +2,6 @@ package fileserver
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -162,45 +161,6 @@ func (u *rawUser) put(name string, data []byte) (subjects.FileInfo, error) {
 	var fi subjects.FileInfo
 	err := u.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: digestBytes(data)}, &fi)
 	return fi, err
-}
-
-func TestResumeOnAnotherServerAfterHolderStops(t *testing.T) {
-	url := startTestBroker(t)
-	first := startTestServer(t, url, RolePrimary)
-	admin := dialUser(t, url, AdminUser, "admin-password")
-
-	data := make([]byte, 40*subjects.ChunkSize+5)
-	rand.Read(data)
-	var st subjects.UploadState
-	if err := admin.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: "big.bin", Size: int64(len(data))}, &st); err != nil {
-		t.Fatal(err)
-	}
-	send := func(st subjects.UploadState, from, to int) {
-		for i := from; i < to; i++ {
-			if _, err := admin.sendChunk(st, i, data[i*st.ChunkSize:min((i+1)*st.ChunkSize, len(data))]); err != nil {
-				t.Fatalf("chunk %d: %v", i, err)
-			}
-		}
-	}
-	send(st, 0, 20) // one checkpoint at 16, four chunks after it
-	second := startTestServer(t, url, RoleBackup)
-	first.Stop()
-
-	var st2 subjects.UploadState
-	if err := admin.call(subjects.UploadResume, subjects.UploadRequest{Upload: st.Upload}, &st2); err != nil {
-		t.Fatal(err)
-	}
-	if st2.Instance != second.Instance() || st2.NextChunk != 20 || st2.Offset != int64(20*st.ChunkSize) {
-		t.Fatalf("resume state %+v", st2)
-	}
-	send(st2, 20, 41)
-	var fi subjects.FileInfo
-	if err := admin.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: digestBytes(data)}, &fi); err != nil {
-		t.Fatal(err)
-	}
-	if fi.Size != int64(len(data)) || fi.Chunks != 41 {
-		t.Fatalf("file info %+v", fi)
-	}
 }
 
 // digestBytes is data's digest as uploads carry it (digestOf).

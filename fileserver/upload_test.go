@@ -3,7 +3,6 @@ package fileserver
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"strconv"
 	"testing"
 	"time"
@@ -119,169 +118,41 @@ func TestAbandonedUploadsArePurged(t *testing.T) {
 	}
 }
 
-func TestSessionsEndWithLogoutAndPasswordChange(t *testing.T) {
+func TestResumeOnAnotherServerAfterHolderStops(t *testing.T) {
 	url := startTestBroker(t)
-	startTestServer(t, url, RolePrimary)
+	first := startTestServer(t, url, RolePrimary)
 	admin := dialUser(t, url, AdminUser, "admin-password")
-	if err := admin.call(subjects.UserAdd, subjects.UserRequest{User: "alice", Password: "alice-password"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	alice1 := dialUser(t, url, "alice", "alice-password")
-	alice2 := dialUser(t, url, "alice", "alice-password")
-	if err := alice1.call(subjects.WhoAmI, subjects.Empty{}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := alice1.call(subjects.Logout, subjects.Empty{}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := alice1.call(subjects.WhoAmI, subjects.Empty{}, nil); subjects.CodeOf(err) != subjects.CodeUnauthorized {
-		t.Fatalf("after logout: %v", err)
-	}
-	if err := alice2.call(subjects.WhoAmI, subjects.Empty{}, nil); err != nil {
-		t.Fatalf("the other session must live on: %v", err)
-	}
-	if err := admin.call(subjects.UserPassword, subjects.UserRequest{User: "alice", Password: "new-password"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := alice2.call(subjects.WhoAmI, subjects.Empty{}, nil); subjects.CodeOf(err) != subjects.CodeUnauthorized {
-		t.Fatalf("after a password change: %v", err)
-	}
-	if err := admin.call(subjects.UserRemove, subjects.UserRequest{User: "admin"}, nil); subjects.CodeOf(err) != subjects.CodeForbidden {
-		t.Fatalf("removing oneself: %v", err)
-	}
-	if err := admin.call(subjects.List, json.RawMessage(`{"prefix":1}`), nil); subjects.CodeOf(err) != subjects.CodeInvalid {
-		t.Fatalf("malformed request: %v", err)
-	}
-	if err := admin.call(subjects.List, json.RawMessage(`{"bogus":true}`), nil); subjects.CodeOf(err) != subjects.CodeInvalid {
-		t.Fatalf("unknown field: %v", err)
-	}
-}
 
-// A retried delete or rename succeeds even when the outcome of its first
-// run was not recorded (its reply lost while the storage was away): the
-// written meta carries the request's mark.
-func TestRetriedMutationsSeeTheirOwnWork(t *testing.T) {
-	url := startTestBroker(t)
-	s := startTestServer(t, url, RolePrimary)
-	admin := dialUser(t, url, AdminUser, "admin-password")
-	forget := func() {
-		t.Helper()
-		if err := s.requests.PurgeDeletes(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		lister, err := s.requests.ListKeys(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for k := range lister.Keys() {
-			if err := s.requests.Purge(context.Background(), k); err != nil {
-				t.Fatal(err)
+	data := make([]byte, 40*subjects.ChunkSize+5)
+	rand.Read(data)
+	var st subjects.UploadState
+	if err := admin.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: "big.bin", Size: int64(len(data))}, &st); err != nil {
+		t.Fatal(err)
+	}
+	send := func(st subjects.UploadState, from, to int) {
+		for i := from; i < to; i++ {
+			if _, err := admin.sendChunk(st, i, data[i*st.ChunkSize:min((i+1)*st.ChunkSize, len(data))]); err != nil {
+				t.Fatalf("chunk %d: %v", i, err)
 			}
 		}
 	}
-	if _, err := admin.put("a.txt", []byte("hello")); err != nil {
+	send(st, 0, 20) // one checkpoint at 16, four chunks after it
+	second := startTestServer(t, url, RoleBackup)
+	first.Stop()
+
+	var st2 subjects.UploadState
+	if err := admin.call(subjects.UploadResume, subjects.UploadRequest{Upload: st.Upload}, &st2); err != nil {
 		t.Fatal(err)
 	}
+	if st2.Instance != second.Instance() || st2.NextChunk != 20 || st2.Offset != int64(20*st.ChunkSize) {
+		t.Fatalf("resume state %+v", st2)
+	}
+	send(st2, 20, 41)
 	var fi subjects.FileInfo
-	if err := admin.callAs("r1", subjects.Rename, subjects.RenameRequest{From: "a.txt", To: "b.txt"}, &fi); err != nil {
+	if err := admin.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: digestBytes(data)}, &fi); err != nil {
 		t.Fatal(err)
 	}
-	forget()
-	if err := admin.callAs("r1", subjects.Rename, subjects.RenameRequest{From: "a.txt", To: "b.txt"}, &fi); err != nil || fi.Name != "b.txt" {
-		t.Fatalf("retried rename: %v %+v", err, fi)
+	if fi.Size != int64(len(data)) || fi.Chunks != 41 {
+		t.Fatalf("file info %+v", fi)
 	}
-	if err := admin.callAs("r2", subjects.Rename, subjects.RenameRequest{From: "a.txt", To: "b.txt"}, nil); subjects.CodeOf(err) != subjects.CodeNotFound {
-		t.Fatalf("a new rename of a gone name: %v", err)
-	}
-	if err := admin.callAs("d1", subjects.Delete, subjects.NameRequest{Name: "b.txt"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	forget()
-	if err := admin.callAs("d1", subjects.Delete, subjects.NameRequest{Name: "b.txt"}, nil); err != nil {
-		t.Fatalf("retried delete: %v", err)
-	}
-	if err := admin.callAs("d2", subjects.Delete, subjects.NameRequest{Name: "b.txt"}, nil); subjects.CodeOf(err) != subjects.CodeNotFound {
-		t.Fatalf("a new delete of a gone name: %v", err)
-	}
-}
-
-// TestAStaleCopyOfACommitPublishesNothing: a client that got no answer in
-// time sends its commit again, and both copies run. Whatever the copy that
-// lags finds, it must not write the meta again once the client acted on
-// the first copy's answer: CI's fault matrix once saw a deleted file come
-// back, its chunks purged, from the second copy of its commit.
-func TestAStaleCopyOfACommitPublishesNothing(t *testing.T) {
-	url := startTestBroker(t)
-	s := startTestServer(t, url, RolePrimary)
-	admin := dialUser(t, url, AdminUser, "admin-password")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c := &call{ctx: ctx, user: AdminUser, admin: true}
-
-	// stale opens and stores an upload of name and returns its record as a
-	// copy of its commit claimed it, at its revision then.
-	stale := func(name string) (uploadRecord, uint64, subjects.UploadCommitRequest) {
-		t.Helper()
-		data := make([]byte, 1000)
-		rand.Read(data)
-		var st subjects.UploadState
-		if err := admin.call(subjects.UploadOpen, subjects.UploadOpenRequest{Name: name, Size: int64(len(data)), Overwrite: true}, &st); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := admin.sendChunk(st, 0, data); err != nil {
-			t.Fatal(err)
-		}
-		rec, rev := storedUpload(ctx, t, s, st.Upload)
-		rec.Chunks, rec.Bytes = 1, int64(len(data))
-		return rec, rev, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: digestBytes(data)}
-	}
-	unchanged := func(name string, want object) {
-		t.Helper()
-		o, err := s.getObject(ctx, name)
-		if err != nil || o.seq != want.seq {
-			t.Fatalf("%s: the stale copy wrote its meta (now %+v at %d, was at %d; %v)", name, o.info, o.seq, want.seq, err)
-		}
-	}
-
-	// The copy that answered committed, and the client deleted the file;
-	// the lagging copy's claim came before the answering one's.
-	rec, rev, commit := stale("deleted.bin")
-	if err := admin.call(subjects.UploadCommit, commit, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.call(subjects.Delete, subjects.NameRequest{Name: "deleted.bin"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	tomb, _ := s.getObject(ctx, "deleted.bin")
-	if fi, err := s.publishUpload(c, rec, rev, commit.Digest); err != nil || fi.Size != commit.Size {
-		t.Errorf("stale copy after a delete: %+v, %v; want the first copy's outcome", fi, err)
-	}
-	unchanged("deleted.bin", tomb)
-
-	// The same, but the lagging copy's claim is the latest: the answering
-	// copy could not mark the record committed. The tombstone still names
-	// the version, published once.
-	rev = rewriteUpload(ctx, t, s, rec)
-	if _, err := s.publishUpload(c, rec, rev, commit.Digest); err != nil {
-		t.Errorf("latest claim after a delete: %v", err)
-	}
-	unchanged("deleted.bin", tomb)
-
-	// The client deleted the file and put another in its place: the
-	// lagging copy, whose upload may overwrite, must leave it.
-	rec, rev, commit = stale("replaced.bin")
-	if err := admin.call(subjects.UploadCommit, commit, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.call(subjects.Delete, subjects.NameRequest{Name: "replaced.bin"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.put("replaced.bin", []byte("the new content")); err != nil {
-		t.Fatal(err)
-	}
-	now, _ := s.getObject(ctx, "replaced.bin")
-	if _, err := s.publishUpload(c, rec, rev, commit.Digest); err != nil {
-		t.Errorf("stale copy after a new put: %v", err)
-	}
-	unchanged("replaced.bin", now)
 }
