@@ -24,11 +24,7 @@ import (
 func ctxT(t *testing.T) context.Context { return ctxFor(t, 2*time.Minute) }
 
 // ctxFor is a context that ends after d or with the test.
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
+func ctxFor(t *testing.T, d time.Duration) context.Context { return ftfstest.Context(t, d) }
 
 // TestCore walks what a team does with ftfs on one running system.
 func TestCore(t *testing.T) {

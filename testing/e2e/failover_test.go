@@ -3,11 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"github.com/ftfs/ftfs/subjects"
-	"github.com/nats-io/nats.go/jetstream"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/subjects"
 
 	"github.com/ftfs/ftfs/client"
 	"github.com/ftfs/ftfs/testing/ftfstest"

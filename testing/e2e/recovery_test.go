@@ -33,7 +33,7 @@ func TestRestoreAfterTotalLoss(t *testing.T) {
 		"deep/a/b/c/d/e.txt": sys.PutRandom(t, alice, "deep/a/b/c/d/e.txt", 10),
 	}
 	owner := map[string]string{"alice/notes.txt": "alice", "alice/big.bin": "alice", "shared/empty": "admin", "shared/report.pdf": "admin", "deep/a/b/c/d/e.txt": "alice"}
-	replicaMatches(t, sys)
+	sys.ReplicaMatches(t)
 	before, err := admin.List(ctxT(t), "")
 	if err != nil {
 		t.Fatal(err)
@@ -90,5 +90,5 @@ func TestRestoreAfterTotalLoss(t *testing.T) {
 		}
 		ftfstest.SameBytes(t, data, ftfstest.GetBytes(t, admin, f.Name))
 	}
-	replicaMatches(t, sys)
+	sys.ReplicaMatches(t)
 }

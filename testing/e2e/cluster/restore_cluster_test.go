@@ -1,4 +1,4 @@
-package e2e
+package cluster
 
 import (
 	"bytes"
@@ -47,7 +47,7 @@ func TestRestoreOnAClusterSurvivesABrokerKill(t *testing.T) {
 				"dir/empty":   sys.PutRandom(t, admin, "dir/empty", 0),
 				"dir/one.bin": sys.PutRandom(t, admin, "dir/one.bin", subjects.ChunkSize),
 			}
-			replicaMatches(t, sys)
+			sys.ReplicaMatches(t)
 
 			brokers := sys.BrokerNames()
 			for _, p := range append([]string{"primary", "backup"}, brokers...) {

@@ -1,9 +1,6 @@
-package e2e
+package cluster
 
 import (
-	"crypto/sha256"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -54,7 +51,7 @@ func TestFaultMatrix(t *testing.T) {
 	restart := func(name string) func(t *testing.T) { return func(t *testing.T) { sys.Restart(t, name) } }
 
 	row("1 kill primary", kill("primary"), restart("primary"))
-	row("2 kill backup", kill("backup"), restart("backup"), func(t *testing.T) { replicaMatches(t, sys) })
+	row("2 kill backup", kill("backup"), restart("backup"), func(t *testing.T) { sys.ReplicaMatches(t) })
 	row("3 freeze primary for 15s", func(t *testing.T) time.Time {
 		at := time.Now()
 		sys.Freeze(t, "primary")
@@ -89,55 +86,4 @@ func TestFaultMatrix(t *testing.T) {
 		sys.Restart(t, "primary")
 		return at
 	}, restart("backup"))
-}
-
-// replicaMatches checks that the backup's replica dir holds every file of
-// the bucket, by digest, and nothing else.
-func replicaMatches(t *testing.T, sys *ftfstest.System) {
-	t.Helper()
-	obs := sys.ObjectStore(t)
-	var diff []string
-	defer func() {
-		if t.Failed() {
-			t.Logf("replica differences: %v", diff)
-		}
-	}()
-	ftfstest.Eventually(t, time.Minute, "the replica dir matching the bucket", func() bool {
-		list, err := obs.List(ctxT(t))
-		if err != nil {
-			return false
-		}
-		want := map[string]string{}
-		for _, o := range list {
-			if !o.Deleted {
-				want[o.Name] = o.Digest
-			}
-		}
-		got := map[string]string{}
-		_ = filepath.WalkDir(sys.ReplicaDir, func(p string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() || filepath.Base(p)[0] == '.' {
-				return nil
-			}
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return nil
-			}
-			rel, _ := filepath.Rel(sys.ReplicaDir, p)
-			sum := sha256.Sum256(b)
-			got[filepath.ToSlash(rel)] = subjects.Digest(sum[:])
-			return nil
-		})
-		diff = diff[:0]
-		for n, d := range want {
-			if got[n] != d {
-				diff = append(diff, "missing or different: "+n)
-			}
-		}
-		for n := range got {
-			if _, ok := want[n]; !ok {
-				diff = append(diff, "extra: "+n)
-			}
-		}
-		return len(diff) == 0
-	})
 }

@@ -1,4 +1,4 @@
-package e2e
+package cluster
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ func TestQuorumLoss(t *testing.T) {
 	w.WaitOps(t, 24)
 	w.Verify(t)
 	stored := w.Acked()
-	replicaMatches(t, sys)
+	sys.ReplicaMatches(t)
 
 	sys.AddUser(t, "reader")
 	reader := sys.Login(t, "reader")
@@ -79,7 +79,7 @@ func TestQuorumLoss(t *testing.T) {
 	if readOnlyAt > 8*time.Second {
 		t.Errorf("the first write refused as read-only came %v after the fault", readOnlyAt.Round(time.Millisecond))
 	}
-	if _, err := reader.Put(ctxFor(t, 15*time.Second), "ro/probe", strings.NewReader("x"), 1); !errors.Is(err, client.ErrReadOnly) {
+	if _, err := reader.Put(ftfstest.Context(t, 15*time.Second), "ro/probe", strings.NewReader("x"), 1); !errors.Is(err, client.ErrReadOnly) {
 		t.Fatalf("a put through the library while read-only: %v", err)
 	}
 
@@ -98,7 +98,7 @@ func TestQuorumLoss(t *testing.T) {
 		}
 		for what, write := range writes {
 			start := time.Now()
-			err := write(ctxFor(t, time.Minute))
+			err := write(ftfstest.Context(t, time.Minute))
 			took := time.Since(start)
 			if !errors.Is(err, client.ErrReadOnly) || !strings.Contains(err.Error(), "read-only") {
 				t.Errorf("%s: %v, want ErrReadOnly", what, err)
@@ -120,7 +120,7 @@ func TestQuorumLoss(t *testing.T) {
 		for name, digest := range stored {
 			start := time.Now()
 			h := ftfstest.NewDigester()
-			if _, err := reader.Get(ctxFor(t, time.Minute), name, h); err != nil {
+			if _, err := reader.Get(ftfstest.Context(t, time.Minute), name, h); err != nil {
 				t.Fatalf("get %s: %v", name, err)
 			}
 			slowest = max(slowest, time.Since(start))
@@ -128,7 +128,7 @@ func TestQuorumLoss(t *testing.T) {
 				t.Fatalf("get %s: content differs", name)
 			}
 		}
-		files, err := reader.List(ctxFor(t, time.Minute), "load/")
+		files, err := reader.List(ftfstest.Context(t, time.Minute), "load/")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +154,7 @@ func TestQuorumLoss(t *testing.T) {
 	var after []byte
 	ftfstest.Eventually(t, 2*time.Minute, "a write accepted again", func() bool {
 		after = ftfstest.RandomBytes(1 << 20)
-		_, err := reader.Put(ctxFor(t, 20*time.Second), "ro/after", strings.NewReader(string(after)), int64(len(after)))
+		_, err := reader.Put(ftfstest.Context(t, 20*time.Second), "ro/after", strings.NewReader(string(after)), int64(len(after)))
 		return err == nil
 	})
 	t.Logf("figures: writable %v after a broker came back", time.Since(back).Round(time.Millisecond))
@@ -162,13 +162,13 @@ func TestQuorumLoss(t *testing.T) {
 
 	ftfstest.SameBytes(t, after, ftfstest.GetBytes(t, reader, "ro/after"))
 	for _, name := range []string{"ro/probe", "ro/new", "ro/renamed"} {
-		if _, err := reader.Stat(ctxFor(t, time.Minute), name); !errors.Is(err, client.ErrNotFound) {
+		if _, err := reader.Stat(ftfstest.Context(t, time.Minute), name); !errors.Is(err, client.ErrNotFound) {
 			t.Errorf("%s, refused while read-only: stat says %v", name, err)
 		}
 	}
 	for name, digest := range stored {
 		h := ftfstest.NewDigester()
-		if _, err := reader.Get(ctxFor(t, time.Minute), name, h); err != nil || h.Digest() != digest {
+		if _, err := reader.Get(ftfstest.Context(t, time.Minute), name, h); err != nil || h.Digest() != digest {
 			t.Errorf("after recovery, %s: %v", name, err)
 		}
 	}
@@ -189,7 +189,7 @@ func TestQuorumLossRightAfterALargePut(t *testing.T) {
 	cli := sys.AdminCLI(t)
 
 	large := ftfstest.NewStream(256 << 20)
-	if _, err := admin.Put(ctxFor(t, 2*time.Minute), "lag/large.bin", large, 256<<20); err != nil {
+	if _, err := admin.Put(ftfstest.Context(t, 2*time.Minute), "lag/large.bin", large, 256<<20); err != nil {
 		t.Fatal(err)
 	}
 	small := sys.PutRandom(t, admin, "lag/small.bin", 64<<10)
@@ -220,7 +220,7 @@ func TestQuorumLossRightAfterALargePut(t *testing.T) {
 		sys.Kill(t, b)
 	}
 	ftfstest.Eventually(t, time.Minute, "a write refused as read-only", func() bool {
-		_, err := admin.Put(ctxFor(t, 15*time.Second), "ro/probe", strings.NewReader("x"), 1)
+		_, err := admin.Put(ftfstest.Context(t, 15*time.Second), "ro/probe", strings.NewReader("x"), 1)
 		return errors.Is(err, client.ErrReadOnly)
 	})
 
@@ -290,7 +290,7 @@ func TestQuorumLossRightAfterALargePut(t *testing.T) {
 
 	sys.Restart(t, down[0])
 	sys.Restart(t, down[1])
-	replicaMatches(t, sys)
+	sys.ReplicaMatches(t)
 }
 
 // TestAFrozenBrokerIsNotAQuorumLoss freezes the broker a file server is
