@@ -8,9 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -38,7 +38,7 @@ const quorumLostAfter = 4
 var errReadOnly = subjects.Errorf(subjects.CodeReadOnly,
 	"read-only: storage quorum lost (too few brokers are up); downloads and listings are served from the backup's replica, writes resume when a broker returns")
 
-// watchQuorum keeps s.readOnly up to date until the server stops. A count
+// watchQuorum keeps the store's read-only state up to date until the server stops. A count
 // made while the server's own connection is down (its broker died, it is
 // moving to another) says nothing and leaves the last state.
 func (s *Server) watchQuorum() {
@@ -65,7 +65,7 @@ func (s *Server) watchQuorum() {
 		if lost != (noQuorum > 0) {
 			continue // not sure yet: keep the state
 		}
-		if s.readOnly.Swap(lost) != lost {
+		if s.store.SetReadOnly(lost) != lost {
 			if lost {
 				s.log.Warn("storage quorum lost: read-only until a broker returns")
 			} else {
@@ -78,7 +78,7 @@ func (s *Server) watchQuorum() {
 // writable refuses f while storage is read-only.
 func (s *Server) writable(f op) op {
 	return func(c *call) (any, error) {
-		if s.readOnly.Load() {
+		if s.store.ReadOnly() {
 			return nil, errReadOnly
 		}
 		return f(c)
@@ -198,7 +198,7 @@ func (m *mirror) sweepSessions() {
 // be written to it, so what the mirror holds is current (but for a change
 // made the instant before, not yet delivered).
 func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror, key string) ([]byte, error) {
-	if !s.readOnly.Load() {
+	if !s.store.ReadOnly() {
 		var e jetstream.KeyValueEntry
 		read := func(ctx context.Context) (err error) {
 			e, err = kv.Get(ctx, key)
@@ -210,7 +210,7 @@ func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror,
 		if err == nil {
 			return e.Value(), nil
 		}
-		if !storageUnavailable(err) {
+		if !store.Unavailable(err) {
 			return nil, err
 		}
 		// Only what the mirror has: it may lack a key written a moment
@@ -220,7 +220,7 @@ func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror,
 			s.log.Debug("bucket unavailable; answering from its mirror", "bucket", kv.Bucket(), "err", err)
 			return v, nil
 		}
-		if err = s.retryRead(ctx, subjects.KVStream(kv.Bucket()), read); err == nil {
+		if err = s.store.RetryRead(ctx, subjects.KVStream(kv.Bucket()), read); err == nil {
 			return e.Value(), nil
 		}
 		if !errors.Is(err, errReadOnly) {
@@ -238,32 +238,6 @@ func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror,
 // the bucket's mirror answers instead.
 const leaderWait = time.Second
 
-// readAttempt bounds one storage read. A read sent to a stream leader that
-// has just died is never answered; a new leader is elected within seconds,
-// so the read is sent again rather than waited on for the whole request.
-const readAttempt = 2 * time.Second
-
-// retryRead runs a storage read, again after a timeout or a moment of
-// unavailability, until ctx ends or storage turns read-only.
-func (s *Server) retryRead(ctx context.Context, stream string, read func(context.Context) error) error {
-	return s.retryStorage(ctx, stream, readAttempt, 500*time.Millisecond, read)
-}
-
-// requestAll sends a request that several may answer, and returns the
-// subscription its answers arrive on; the caller unsubscribes.
-func (s *Server) requestAll(nc *nats.Conn, subject string, body []byte) (*nats.Subscription, error) {
-	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, err
-	}
-	if err := nc.PublishRequest(subject, inbox, body); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, err
-	}
-	return sub, nil
-}
-
 // quorumReachable says whether enough brokers answer (each for itself, on
 // subjects.BrokerCensus) for the meta group to elect a leader. Only
 // brokers the broker of this server's front connection can reach answer
@@ -271,7 +245,7 @@ func (s *Server) requestAll(nc *nats.Conn, subject string, body []byte) (*nats.S
 // cut off, the storage connection's broker sees the same. An error: the
 // question could not be sent, or no broker answered.
 func (s *Server) quorumReachable() (bool, error) {
-	sub, err := s.requestAll(s.front, subjects.BrokerCensus, nil)
+	sub, err := store.RequestAll(s.front, subjects.BrokerCensus, nil)
 	if err != nil {
 		return false, err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -61,9 +62,10 @@ type Server struct {
 	holders  *holders // uploads this instance holds (holders.go)
 	stopOnce sync.Once
 
-	// readOnly is set while JetStream has lost its quorum (quorum.go);
-	// usersMirror and sessionsMirror answer for their buckets meanwhile.
-	readOnly atomic.Bool
+	// store makes the storage calls; it is read-only while JetStream has
+	// lost its quorum (quorum.go), and usersMirror and sessionsMirror
+	// answer for their buckets meanwhile.
+	store *store.Store
 	// quorumSeen is when the server last counted enough brokers for a quorum (unix
 	// nanoseconds; 0 before the first answer): what a replica's answer
 	// is as of (fallback.go).
@@ -71,7 +73,6 @@ type Server struct {
 	usersMirror    *mirror
 	sessionsMirror *mirror
 	usage          *usage // per-user limits (usage.go)
-	elections      elections
 	// shortfalls are the buckets found with fewer replicas than
 	// --replicas (replicas.go).
 	shortfalls replicaShortfalls
@@ -158,7 +159,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.janitor,
 		s.sweeper,
 		s.watchQuorum,
-		s.followElections,
+		func() { s.store.FollowElections(s.ctx) },
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
 		s.expireSessions,
@@ -267,6 +268,7 @@ func (s *Server) connect(ctx context.Context) error {
 		return err
 	}
 	s.nc, s.js, s.front = nc, js, front
+	s.store = store.New(nc, js, s.log, errReadOnly)
 	return nil
 }
 

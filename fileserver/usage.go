@@ -35,6 +35,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ftfs/ftfs/internal/bytesize"
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -336,7 +337,7 @@ func (s *Server) watchUploads(ctx context.Context) error {
 		func(md *jetstream.MsgMetadata, m jetstream.Msg) {
 			id := strings.TrimPrefix(m.Subject(), prefix)
 			var rec *uploadRecord
-			if m.Headers().Get(kvOperationHeader) == "" {
+			if m.Headers().Get(store.KVOperationHeader) == "" {
 				rec = new(uploadRecord)
 				if json.Unmarshal(m.Data(), rec) != nil {
 					rec = nil
@@ -349,10 +350,6 @@ func (s *Server) watchUploads(ctx context.Context) error {
 			s.usage.putUpload(md.Sequence.Stream, id, rec)
 		})
 }
-
-// kvOperationHeader marks a key-value delete or purge (nats.go
-// jetstream/kv.go); a put has none.
-const kvOperationHeader = "KV-Operation"
 
 // watchFiles feeds the files index from the object store's meta messages
 // until ctx ends or the consumer fails. A consumer rather than
@@ -519,7 +516,7 @@ func (s *Server) syncUsage(ctx context.Context) error {
 		}
 	}
 	var uploadsSeq uint64
-	err := s.retryRead(ctx, subjects.KVStream(subjects.UploadsBucket), func(ctx context.Context) error {
+	err := s.store.RetryRead(ctx, subjects.KVStream(subjects.UploadsBucket), func(ctx context.Context) error {
 		st, err := s.js.Stream(ctx, subjects.KVStream(subjects.UploadsBucket))
 		if err == nil {
 			uploadsSeq = st.CachedInfo().State.LastSeq
@@ -633,7 +630,7 @@ func (s *Server) checkTransfers(ctx context.Context, user string, except downloa
 // knows: a direct upload runs for as long as its client publishes.
 func (s *Server) directActivity(ctx context.Context, user string) {
 	for _, id := range s.usage.quietDirect(user, time.Now()) {
-		if m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: s.chunkSubject(id)}); err == nil {
+		if m, err := s.leaderGet(ctx, store.MsgRequest{LastFor: s.chunkSubject(id)}); err == nil {
 			s.usage.storedAt(id, m.Time)
 		}
 	}
