@@ -333,7 +333,7 @@ func (s *Server) keepWatching(what string, reset func(), watch func(context.Cont
 // ends or the consumer fails.
 func (s *Server) watchUploads(ctx context.Context) error {
 	prefix := strings.TrimSuffix(subjects.KVSubjects(subjects.UploadsBucket), ">")
-	return s.followLast(ctx, subjects.KVStream(subjects.UploadsBucket), subjects.KVSubjects(subjects.UploadsBucket), 0, nil,
+	return s.store.Follow(ctx, subjects.KVStream(subjects.UploadsBucket), subjects.KVSubjects(subjects.UploadsBucket), 0, nil,
 		func(md *jetstream.MsgMetadata, m jetstream.Msg) {
 			id := strings.TrimPrefix(m.Subject(), prefix)
 			var rec *uploadRecord
@@ -385,7 +385,7 @@ func (s *Server) watchFiles(ctx context.Context) error {
 		// No meta to load: no message will say the load is over.
 		done()
 	}
-	err = s.followLast(ctx, subjects.ObjectStream(s.cfg.Bucket), subjects.ObjectMetas(s.cfg.Bucket), from, stale,
+	err = s.store.Follow(ctx, subjects.ObjectStream(s.cfg.Bucket), subjects.ObjectMetas(s.cfg.Bucket), from, stale,
 		func(md *jetstream.MsgMetadata, m jetstream.Msg) {
 			f, live, err := decodeMeta(m.Data(), md.Timestamp)
 			if err != nil {
@@ -397,7 +397,7 @@ func (s *Server) watchFiles(ctx context.Context) error {
 				done()
 			}
 		})
-	if errors.Is(err, errWatchStopped) {
+	if errors.Is(err, store.ErrWatchStopped) {
 		return errors.New("storage holds less than the index: read it afresh")
 	}
 	return err
@@ -443,66 +443,6 @@ func decodeMeta(data []byte, stored time.Time) (subjects.FileInfo, bool, error) 
 	}
 	return subjects.FileInfo{Name: m.Name, Size: int64(m.Size), Modified: m.ModTime, Owner: m.Metadata.Owner,
 		Digest: m.Digest, Version: m.NUID, Chunks: m.Chunks}, !m.Deleted, nil
-}
-
-// errWatchStopped: followLast's stop channel closed.
-var errWatchStopped = errors.New("watch stopped")
-
-// followLast hands take the last message of every subject of stream that
-// matches filter (with after set: every message past stream sequence
-// after), then every new one, in stream order, until ctx ends (nil),
-// stop closes (errWatchStopped) or the consumer fails. An ordered pull
-// consumer with 2 s heartbeats: one lost with its broker, or left behind
-// by a frozen server, is replaced within seconds, from where it was, where
-// a KeyValue watch (push, 5 s heartbeats) noticed after 10 s, and every
-// upload's open waited for its index meanwhile.
-func (s *Server) followLast(ctx context.Context, stream, filter string, after uint64, stop <-chan struct{}, take func(md *jetstream.MsgMetadata, m jetstream.Msg)) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}
-	if after > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
-	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	cons, err := s.js.OrderedConsumer(cctx, stream, cfg)
-	cancel()
-	if err != nil {
-		return err
-	}
-	// A callback may still run as Stop returns; once stopped, none may
-	// touch the index, which may be about to be read afresh.
-	var mu sync.Mutex
-	stopped := false
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return
-		}
-		take(md, m)
-	}, jetstream.PullExpiry(6*time.Second), jetstream.PullHeartbeat(2*time.Second),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			s.log.Debug("storage watch", "stream", stream, "err", err)
-		}))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		cc.Stop()
-		mu.Lock()
-		stopped = true
-		mu.Unlock()
-	}()
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-stop:
-		return errWatchStopped
-	case <-cc.Closed():
-		return errors.New("consumer closed")
-	}
 }
 
 // syncUsage waits until the indexes hold every change storage has
