@@ -172,7 +172,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	if err := subjects.ValidPassword(s.cfg.AdminPassword); err != nil {
 		return fmt.Errorf("%s: %w", subjects.EnvAdminPassword, err)
 	}
-	return retryStartup(ctx, s.log, "create first admin", func(ctx context.Context) error {
+	return store.RetryStartup(ctx, s.log, "create first admin", func(ctx context.Context) error {
 		lister, err := s.users.ListKeys(ctx)
 		if err != nil {
 			return err
