@@ -33,7 +33,7 @@ func (s *Server) readable(fromStorage, fromReplica op) op {
 func (s *Server) replicaLag() *subjects.ReplicaLag {
 	lag := s.cfg.Fallback.Lag()
 	asOf := time.Now().UTC()
-	if seen := s.quorumSeen.Load(); s.store.ReadOnly() && seen != 0 {
+	if seen := s.store.QuorumSeen(); s.store.ReadOnly() && seen != 0 {
 		asOf = time.Unix(0, seen).UTC()
 		if lag.AsOf.After(asOf) {
 			asOf = lag.AsOf

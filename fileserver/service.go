@@ -62,11 +62,7 @@ type Server struct {
 	// store makes the storage calls; it is read-only while JetStream has
 	// lost its quorum (quorum.go), and usersMirror and sessionsMirror
 	// answer for their buckets meanwhile.
-	store *store.Store
-	// quorumSeen is when the server last counted enough brokers for a quorum (unix
-	// nanoseconds; 0 before the first answer): what a replica's answer
-	// is as of (fallback.go).
-	quorumSeen     atomic.Int64
+	store          *store.Store
 	usersMirror    *mirror
 	sessionsMirror *mirror
 	usage          *usage // per-user limits (usage.go)
@@ -155,7 +151,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	for _, f := range []func(){
 		s.janitor,
 		s.sweeper,
-		s.watchQuorum,
+		func() { s.store.WatchQuorum(s.ctx, s.front) },
 		func() { s.store.FollowElections(s.ctx) },
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },

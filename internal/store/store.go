@@ -23,7 +23,10 @@ type Store struct {
 	// what a storage call returns meanwhile.
 	readOnly    atomic.Bool
 	readOnlyErr error
-	elections   elections
+	// quorumSeen is when WatchQuorum last counted enough brokers for a
+	// quorum (unix nanoseconds; 0 before the first answer).
+	quorumSeen atomic.Int64
+	elections  elections
 }
 
 // New returns a Store calling JetStream through js on the storage
@@ -39,3 +42,7 @@ func (st *Store) ReadOnly() bool { return st.readOnly.Load() }
 // SetReadOnly sets whether storage has lost its quorum, and returns what
 // it was.
 func (st *Store) SetReadOnly(readOnly bool) (was bool) { return st.readOnly.Swap(readOnly) }
+
+// QuorumSeen is when WatchQuorum last counted enough brokers for a quorum,
+// in unix nanoseconds; 0 before the first such count.
+func (st *Store) QuorumSeen() int64 { return st.quorumSeen.Load() }
