@@ -19,7 +19,7 @@ import (
 // announces a new one, not after its back-off: twelve failures in a row
 // back off for over three minutes, far longer than the test may take.
 func TestRetriesGoAgainAtALeaderElection(t *testing.T) {
-	s := New(nil, nil, slog.Default(), errors.New("read-only"))
+	s := newStore(nil, nil, slog.Default(), errors.New("read-only"))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -60,7 +60,7 @@ func TestRetriesGoAgainAtALeaderElection(t *testing.T) {
 // sent to a leader that died (never answered) is sent again when a new
 // leader is announced, not at the end of its attempt.
 func TestAnUnansweredCallGoesAgainAtALeaderElection(t *testing.T) {
-	s := New(nil, nil, slog.Default(), errors.New("read-only"))
+	s := newStore(nil, nil, slog.Default(), errors.New("read-only"))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	announced := make(chan struct{})

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ftfs/ftfs/broker"
@@ -30,22 +29,18 @@ func startTestStore(t *testing.T) (*Store, jetstream.KeyValue) {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Shutdown)
-	nc, err := nats.Connect(b.ClientURL(), nats.UserInfo(subjects.ServiceUser, testServicePassword), nats.Timeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	uploads, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: subjects.UploadsBucket})
+	st, err := Connect(ctx, Dialer{Servers: []string{b.ClientURL()}, Password: testServicePassword, Log: log}, errors.New("read-only"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(nc, js, log, errors.New("read-only")), uploads
+	t.Cleanup(st.Close)
+	uploads, err := st.JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: subjects.UploadsBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, uploads
 }
 
 // TestKVHoldsReadsTheLatestValueThroughTheLeader checks how a write whose

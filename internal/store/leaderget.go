@@ -115,7 +115,7 @@ func (st *Store) leaderStreamInfo(ctx context.Context, stream string, req stream
 	if err != nil {
 		return page, err
 	}
-	sub, err := RequestAll(st.nc, subjects.StreamInfo(stream), body)
+	sub, err := requestAll(st.nc, subjects.StreamInfo(stream), body)
 	if err != nil {
 		return page, err
 	}
@@ -157,9 +157,9 @@ type streamInfoPage struct {
 	} `json:"state"`
 }
 
-// RequestAll sends a request that several may answer, and returns the
+// requestAll sends a request that several may answer, and returns the
 // subscription its answers arrive on; the caller unsubscribes.
-func RequestAll(nc *nats.Conn, subject string, body []byte) (*nats.Subscription, error) {
+func requestAll(nc *nats.Conn, subject string, body []byte) (*nats.Subscription, error) {
 	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {

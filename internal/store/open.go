@@ -25,7 +25,7 @@ type Dialer struct {
 }
 
 // Connect opens the storage connection, in the account that holds
-// JetStream, and returns a Store on it: see New for readOnlyErr.
+// JetStream, and returns a Store on it: see newStore for readOnlyErr.
 func Connect(ctx context.Context, d Dialer, readOnlyErr error) (*Store, error) {
 	nc, err := d.Dial(ctx, subjects.ServiceUser, "storage")
 	if err != nil {
@@ -36,7 +36,7 @@ func Connect(ctx context.Context, d Dialer, readOnlyErr error) (*Store, error) {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return New(nc, js, d.Log, readOnlyErr), nil
+	return newStore(nc, js, d.Log, readOnlyErr), nil
 }
 
 // Conn is the storage connection.

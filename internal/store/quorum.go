@@ -75,7 +75,7 @@ func (st *Store) WatchQuorum(ctx context.Context, census *nats.Conn) {
 // not cut off, the storage connection's broker sees the same. An error:
 // the question could not be sent, or no broker answered.
 func quorumReachable(census *nats.Conn) (bool, error) {
-	sub, err := RequestAll(census, subjects.BrokerCensus, nil)
+	sub, err := requestAll(census, subjects.BrokerCensus, nil)
 	if err != nil {
 		return false, err
 	}

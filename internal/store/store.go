@@ -29,10 +29,10 @@ type Store struct {
 	elections  elections
 }
 
-// New returns a Store calling JetStream through js on the storage
+// newStore returns a Store calling JetStream through js on the storage
 // connection nc. While it is read-only (SetReadOnly), a call that cannot
 // reach storage returns readOnlyErr instead of trying again.
-func New(nc *nats.Conn, js jetstream.JetStream, log *slog.Logger, readOnlyErr error) *Store {
+func newStore(nc *nats.Conn, js jetstream.JetStream, log *slog.Logger, readOnlyErr error) *Store {
 	return &Store{nc: nc, js: js, log: log, readOnlyErr: readOnlyErr}
 }
 
