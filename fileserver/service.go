@@ -60,8 +60,8 @@ type Server struct {
 	stopOnce sync.Once
 
 	// store makes the storage calls; it is read-only while JetStream has
-	// lost its quorum (quorum.go), and usersMirror and sessionsMirror
-	// answer for their buckets meanwhile.
+	// lost its quorum (internal/store/quorum.go), and usersMirror and
+	// sessionsMirror answer for their buckets meanwhile (quorum.go).
 	store          *store.Store
 	usersMirror    *mirror
 	sessionsMirror *mirror
