@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -140,7 +141,7 @@ func undecided(err error) bool {
 		return false
 	}
 	code := subjects.CodeOf(err)
-	return code == subjects.CodeUnavailable || code == subjects.CodeBusy || storageUnavailable(err)
+	return code == subjects.CodeUnavailable || code == subjects.CodeBusy || store.Unavailable(err)
 }
 
 func (s *Server) putUser(ctx context.Context, u userRecord, create bool) error {
@@ -149,12 +150,12 @@ func (s *Server) putUser(ctx context.Context, u userRecord, create bool) error {
 		return err
 	}
 	if create {
-		_, err = s.kvCreate(ctx, s.users, u.Name, b)
+		_, err = s.store.KVCreate(ctx, s.users, u.Name, b)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return subjects.Errorf(subjects.CodeConflict, "user %q exists already", u.Name)
 		}
 	} else {
-		err = s.retryFor(ctx, subjects.KVStream(s.users.Bucket()), func(ctx context.Context) error {
+		err = s.store.RetryWrite(ctx, subjects.KVStream(s.users.Bucket()), func(ctx context.Context) error {
 			_, err := s.users.Put(ctx, u.Name, b)
 			return err
 		})
@@ -171,7 +172,7 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 	if err := subjects.ValidPassword(s.cfg.AdminPassword); err != nil {
 		return fmt.Errorf("%s: %w", subjects.EnvAdminPassword, err)
 	}
-	return retryStartup(ctx, s.log, "create first admin", func(ctx context.Context) error {
+	return store.RetryStartup(ctx, s.log, "create first admin", func(ctx context.Context) error {
 		lister, err := s.users.ListKeys(ctx)
 		if err != nil {
 			return err
@@ -325,7 +326,7 @@ func (s *Server) doLogin(ctx context.Context, req micro.Request) (any, error) {
 		return nil, subjects.Errorf(subjects.CodeUnauthorized, "log in as %q over a connection of %q: connect as the user you log in as", r.User, sent)
 	}
 	defer s.keepalive(req.Reply())()
-	if s.readOnly.Load() {
+	if s.store.ReadOnly() {
 		// A session must be stored to be valid on every server. Said
 		// before the password is looked at, so that the answer never
 		// tells a right password from a wrong one.
@@ -344,7 +345,7 @@ func (s *Server) doLogin(ctx context.Context, req micro.Request) (any, error) {
 	now := time.Now().UTC()
 	sess := sessionRecord{User: u.Name, Created: now, Expires: now.Add(s.cfg.SessionTTL)}
 	b, _ := json.Marshal(sess)
-	if _, err := s.kvCreate(ctx, s.sessions, sessionKey(token), b); err != nil {
+	if _, err := s.store.KVCreate(ctx, s.sessions, sessionKey(token), b); err != nil {
 		return nil, wrapStorage("store session", err)
 	}
 	return subjects.SessionInfo{User: u.Name, Admin: u.Admin, Token: token, Expires: sess.Expires}, nil
@@ -354,7 +355,7 @@ func (s *Server) logout(c *call) (any, error) {
 	if _, err := decodeCall[subjects.Empty](c); err != nil {
 		return nil, err // the body is {} or nothing
 	}
-	if err := s.kvPurge(c.ctx, s.sessions, c.token); err != nil {
+	if err := s.store.KVPurge(c.ctx, s.sessions, c.token); err != nil {
 		return nil, wrapStorage("revoke session", err)
 	}
 	s.audit("logout", "user", c.user)
@@ -417,7 +418,7 @@ func (s *Server) userRemove(c *call) (any, error) {
 	if err := s.stillClaimed(c); err != nil {
 		return nil, err
 	}
-	if err := s.kvPurge(c.ctx, s.users, r.User); err != nil {
+	if err := s.store.KVPurge(c.ctx, s.users, r.User); err != nil {
 		return nil, wrapStorage("remove user", err)
 	}
 	n, err := s.revokeSessions(c.ctx, r.User, "")
@@ -528,7 +529,7 @@ func (s *Server) revokeSessions(ctx context.Context, user, keep string) (int, er
 		if k == keep {
 			continue
 		}
-		e, err := s.kvGet(ctx, s.sessions, k)
+		e, err := s.store.KVGet(ctx, s.sessions, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // ended meanwhile
 		}
@@ -539,7 +540,7 @@ func (s *Server) revokeSessions(ctx context.Context, user, keep string) (int, er
 		}
 		var sess sessionRecord
 		if json.Unmarshal(e.Value(), &sess) == nil && sess.User == user {
-			if err := s.kvPurge(ctx, s.sessions, k); err != nil {
+			if err := s.store.KVPurge(ctx, s.sessions, k); err != nil {
 				return n, wrapStorage("revoke session", err)
 			}
 			n++

@@ -16,11 +16,11 @@ import (
 // again, whatever it returned.
 func readOnlyDo(t *testing.T, s *Server, f func() error) {
 	t.Helper()
-	defer s.readOnly.Store(false)
+	defer s.store.SetReadOnly(false)
 	for range 5 {
-		s.readOnly.Store(true)
+		s.store.SetReadOnly(true)
 		err := f()
-		if s.readOnly.Load() {
+		if s.store.ReadOnly() {
 			if err != nil {
 				t.Fatal(err)
 			}

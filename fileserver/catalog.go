@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -37,7 +38,7 @@ var errIndexBehind = errors.New("files index behind storage")
 // lastFileChange is the stream sequence of the last meta message stored:
 // 0 when there is none.
 func (s *Server) lastFileChange(ctx context.Context) (uint64, error) {
-	m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: subjects.ObjectMetas(s.cfg.Bucket)})
+	m, err := s.leaderGet(ctx, store.MsgRequest{LastFor: subjects.ObjectMetas(s.cfg.Bucket)})
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return 0, nil
@@ -70,7 +71,7 @@ func (s *Server) catchUpFiles(ctx context.Context, ahead bool, wait func(context
 	// Where the index was before storage was asked: a meta applied after
 	// the answer left storage is not a sign of a stream lost.
 	held, _ := s.usage.filesProgress()
-	last, err := s.leaderGet(ctx, leaderGetRequest{LastFor: ">"})
+	last, err := s.leaderGet(ctx, store.MsgRequest{LastFor: ">"})
 	if err != nil {
 		// The stream's last message deleted (an aborted upload's chunk
 		// purged), or none at all: ask for the last meta message.
@@ -92,7 +93,7 @@ func (s *Server) catchUpFiles(ctx context.Context, ahead bool, wait func(context
 		from = at // its own last meta, or a later one, must be there
 	}
 	for {
-		m, err := s.leaderGet(ctx, leaderGetRequest{Seq: from, NextFor: subjects.ObjectMetas(s.cfg.Bucket)})
+		m, err := s.leaderGet(ctx, store.MsgRequest{Seq: from, NextFor: subjects.ObjectMetas(s.cfg.Bucket)})
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 			if from == at && s.usage.filesAhead(at-1) {

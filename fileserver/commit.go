@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -73,7 +74,7 @@ func (s *Server) heldUnchanged(c *call, id string) (*upload, uploadRecord, bool)
 	if len(u.inflight) > 0 {
 		return nil, uploadRecord{}, false // stores may still land: fence and walk
 	}
-	e, err := s.kvGet(c.ctx, s.uploads, id)
+	e, err := s.store.KVGet(c.ctx, s.uploads, id)
 	if err != nil || e.Revision() != u.rev {
 		return nil, uploadRecord{}, false
 	}
@@ -162,7 +163,7 @@ func (s *Server) stillHolds(c *call, id string, rev uint64) (fi subjects.FileInf
 func (s *Server) markCommitted(c *call, rec uploadRecord, rev uint64, fi subjects.FileInfo) (subjects.FileInfo, error) {
 	rec.Committed, rec.Updated = &fi, time.Now().UTC()
 	b, _ := json.Marshal(rec)
-	if _, err := s.kvUpdate(c.ctx, s.uploads, rec.ID, b, rev); err != nil {
+	if _, err := s.store.KVUpdate(c.ctx, s.uploads, rec.ID, b, rev); err != nil {
 		return s.claimLost(c, rec.ID, "mark upload committed", err)
 	}
 	return fi, nil
@@ -177,7 +178,7 @@ func (s *Server) claimLost(c *call, id, what string, err error) (subjects.FileIn
 	if cur, _, lerr := s.loadUpload(c, id); lerr == nil && cur.Committed != nil {
 		return *cur.Committed, nil
 	}
-	if storageUnavailable(err) {
+	if store.Unavailable(err) {
 		return subjects.FileInfo{}, wrapStorage(what, err)
 	}
 	return subjects.FileInfo{}, errTakeoverRace(id)

@@ -30,6 +30,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -99,7 +100,7 @@ func (s *Server) commitDirect(c *call, r subjects.UploadCommitRequest, rec uploa
 	rec.Chunks, rec.Bytes = r.Chunks, r.Size
 	rec.Instance, rec.Updated = s.instance, time.Now().UTC()
 	b, _ := json.Marshal(rec)
-	newRev, err := s.kvUpdate(c.ctx, s.uploads, rec.ID, b, rev)
+	newRev, err := s.store.KVUpdate(c.ctx, s.uploads, rec.ID, b, rev)
 	if err != nil {
 		return s.claimLost(c, rec.ID, "claim upload", err)
 	}
@@ -116,7 +117,7 @@ func (s *Server) commitDirect(c *call, r subjects.UploadCommitRequest, rec uploa
 // stream leader has them.
 func (s *Server) storedChunks(ctx context.Context, id string) (uint64, error) {
 	subj := s.chunkSubject(id)
-	counts, err := s.leaderSubjects(ctx, s.filesStream(), subj)
+	counts, err := s.store.LeaderSubjects(ctx, s.filesStream(), subj)
 	return counts[subj], err
 }
 
@@ -173,7 +174,7 @@ func (s *Server) directAbandoned(ctx context.Context, rec uploadRecord, age time
 	if age <= s.cfg.UploadIdle {
 		return false
 	}
-	m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: s.chunkSubject(rec.ID)})
+	m, err := s.leaderGet(ctx, store.MsgRequest{LastFor: s.chunkSubject(rec.ID)})
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return true

@@ -17,7 +17,7 @@ import (
 // client asks the replica subjects instead.
 func (s *Server) readable(fromStorage, fromReplica op) op {
 	return func(c *call) (any, error) {
-		if !s.readOnly.Load() {
+		if !s.store.ReadOnly() {
 			return fromStorage(c)
 		}
 		if s.cfg.Fallback == nil {
@@ -33,7 +33,7 @@ func (s *Server) readable(fromStorage, fromReplica op) op {
 func (s *Server) replicaLag() *subjects.ReplicaLag {
 	lag := s.cfg.Fallback.Lag()
 	asOf := time.Now().UTC()
-	if seen := s.quorumSeen.Load(); s.readOnly.Load() && seen != 0 {
+	if seen := s.store.QuorumSeen(); s.store.ReadOnly() && seen != 0 {
 		asOf = time.Unix(0, seen).UTC()
 		if lag.AsOf.After(asOf) {
 			asOf = lag.AsOf

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -43,7 +44,7 @@ func (o object) owner() string { return o.info.Metadata[subjects.MetaOwner] }
 
 // getObject reads the meta message of name; a missing name is a zero object.
 func (s *Server) getObject(ctx context.Context, name string) (object, error) {
-	m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: s.metaSubject(name)})
+	m, err := s.leaderGet(ctx, store.MsgRequest{LastFor: s.metaSubject(name)})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return object{}, nil
 	}
@@ -115,11 +116,11 @@ func (s *Server) writeMeta(ctx context.Context, info jetstream.ObjectInfo, expec
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	m.Data = data
 	var ack *jetstream.PubAck
-	err = s.retryFor(ctx, s.filesStream(), func(ctx context.Context) (err error) {
+	err = s.store.RetryWrite(ctx, s.filesStream(), func(ctx context.Context) (err error) {
 		ack, err = s.js.PublishMsg(ctx, m)
 		return err
 	})
-	if isWrongLastSequence(err) {
+	if store.WrongLastSequence(err) {
 		return 0, false, errConflict
 	}
 	if err != nil {
@@ -129,11 +130,6 @@ func (s *Server) writeMeta(ctx context.Context, info jetstream.ObjectInfo, expec
 }
 
 var errConflict = subjects.Errorf(subjects.CodeConflict, "the file changed meanwhile; try again")
-
-func isWrongLastSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
-}
 
 // mayChange says whether user may overwrite, rename or delete o.
 func mayChange(c *call, o object) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -27,7 +28,7 @@ func (s *Server) get(c *call) (any, error) {
 		if err := s.admitTransfer(c); err != nil {
 			return nil, err
 		}
-		chunk, err := s.leaderGet(c.ctx, leaderGetRequest{Seq: 1, NextFor: s.chunkSubject(o.info.NUID)})
+		chunk, err := s.leaderGet(c.ctx, store.MsgRequest{Seq: 1, NextFor: s.chunkSubject(o.info.NUID)})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			// Replaced or deleted since its meta was read: its chunks
 			// are purged.

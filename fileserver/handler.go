@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -201,7 +202,7 @@ func (s *Server) reply(req micro.Request, v any, err error) {
 		code := subjects.CodeOf(err)
 		msg := err.Error()
 		if code == subjects.CodeInternal {
-			if storageUnavailable(err) {
+			if store.Unavailable(err) {
 				code = subjects.CodeUnavailable
 				msg = "storage temporarily unavailable: " + err.Error()
 			} else {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -61,7 +62,7 @@ func (s *Server) idempotent(f op) op {
 		}
 		pending, _ := json.Marshal(outcome{Pending: true, Started: time.Now().UTC(), Instance: s.instance})
 		// Calls to the requests bucket are bounded an attempt at a time
-		// (kvcalls.go).
+		// (internal/store/kv.go).
 		var rev uint64
 		// A copy that finds the request in progress on a live server waits
 		// a little for its outcome (stored just after its answer left)
@@ -70,7 +71,7 @@ func (s *Server) idempotent(f op) op {
 		for rev == 0 {
 			// Claim first: a request is new far more often than not.
 			var err error
-			rev, err = s.kvCreate(c.ctx, s.requests, key, pending)
+			rev, err = s.store.KVCreate(c.ctx, s.requests, key, pending)
 			if err == nil {
 				break
 			}
@@ -78,7 +79,7 @@ func (s *Server) idempotent(f op) op {
 				return nil, wrapStorage("claim request", err)
 			}
 			// Claimed before (by us, if an attempt's answer was lost).
-			e, err := s.kvGet(c.ctx, s.requests, key)
+			e, err := s.store.KVGet(c.ctx, s.requests, key)
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound):
 				continue // released meanwhile: claim again
@@ -103,7 +104,7 @@ func (s *Server) idempotent(f op) op {
 					}
 					wait = min(2*wait, 250*time.Millisecond)
 				case o.Pending: // its server died: run it again
-					rev, err = s.kvUpdate(c.ctx, s.requests, key, pending, e.Revision())
+					rev, err = s.store.KVUpdate(c.ctx, s.requests, key, pending, e.Revision())
 					if err != nil {
 						if c.ctx.Err() != nil {
 							return nil, wrapStorage("claim request", err)
@@ -125,7 +126,7 @@ func (s *Server) idempotent(f op) op {
 		case err != nil && (subjects.CodeOf(err).Retryable() || subjects.CodeOf(err) == subjects.CodeInternal):
 			// Not final: free the ID so that a retry runs again. (Left
 			// claimed, the claim goes stale and a retry runs it all the same.)
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), writeAttempt)
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), store.WriteAttempt)
 			_ = s.requests.Delete(dctx, key, jetstream.LastRevision(rev))
 			cancel()
 			return v, err
@@ -141,7 +142,7 @@ func (s *Server) idempotent(f op) op {
 		// still pending on this live server is answered busy and asks
 		// again a moment later.
 		c.afterReply = func() {
-			if _, err := s.kvUpdate(c.ctx, s.requests, key, b, rev); err != nil {
+			if _, err := s.store.KVUpdate(c.ctx, s.requests, key, b, rev); err != nil {
 				s.log.Warn("could not remember request outcome", "err", err)
 			}
 		}
@@ -159,7 +160,7 @@ func (s *Server) stillClaimed(c *call) error {
 	if c.claim == 0 {
 		return nil
 	}
-	e, err := s.kvGet(c.ctx, s.requests, c.claimKey)
+	e, err := s.store.KVGet(c.ctx, s.requests, c.claimKey)
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return wrapStorage("check request claim", err)
 	}

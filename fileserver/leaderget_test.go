@@ -47,7 +47,7 @@ func TestCountsComeFromTheStreamLeader(t *testing.T) {
 		if err != nil || n != 3 {
 			t.Fatalf("round %d: storedChunks = %d, %v; want the leader's 3", i, n, err)
 		}
-		listed, err := s.leaderSubjects(ctx, s.filesStream(), subjects.ObjectChunksAll(s.cfg.Bucket))
+		listed, err := s.store.LeaderSubjects(ctx, s.filesStream(), subjects.ObjectChunksAll(s.cfg.Bucket))
 		if err != nil || listed[s.chunkSubject(id)] != 3 {
 			t.Fatalf("round %d: listing = %v, %v; want %s: 3", i, listed, err, s.chunkSubject(id))
 		}

@@ -207,7 +207,7 @@ func (s *Server) storeWhole(ctx context.Context, id string, data []byte) error {
 	// anything else off a subject only this request writes.
 	m.Header.Set(jetstream.MsgIDHeader, id+".0")
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
-	err := s.retryFor(ctx, s.filesStream(), func(ctx context.Context) error {
+	err := s.store.RetryWrite(ctx, s.filesStream(), func(ctx context.Context) error {
 		_, err := s.js.PublishMsg(ctx, m)
 		return err
 	})

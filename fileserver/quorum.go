@@ -8,9 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -21,64 +21,17 @@ import (
 // elect a leader, is read-only: writes fail at once with CodeReadOnly,
 // sessions and users are checked against an in-memory mirror of their
 // buckets, and reads are served from a backup's replica dir (see Fallback).
-
-// quorumPoll is how often a server counts the brokers it can reach.
-const quorumPoll = 500 * time.Millisecond
-
-// quorumLostAfter is how many counts in a row must find too few brokers
-// before a server turns read-only: two seconds. One is not enough: a
-// broker busy for a moment misses its answer, and a broker thawed after a
-// freeze reaches the others again only once its routes are back. JetStream
-// itself is no quicker witness: a survivor answers as if the cluster were
-// whole until its meta group has gone without a leader for about ten
-// seconds, while the brokers' routes close the moment a broker dies.
-const quorumLostAfter = 4
+// The census and the read-only state are the store's
+// (internal/store/quorum.go).
 
 // errReadOnly is the answer to a write while storage has no quorum.
 var errReadOnly = subjects.Errorf(subjects.CodeReadOnly,
 	"read-only: storage quorum lost (too few brokers are up); downloads and listings are served from the backup's replica, writes resume when a broker returns")
 
-// watchQuorum keeps s.readOnly up to date until the server stops. A count
-// made while the server's own connection is down (its broker died, it is
-// moving to another) says nothing and leaves the last state.
-func (s *Server) watchQuorum() {
-	tick := time.NewTicker(quorumPoll)
-	defer tick.Stop()
-	noQuorum := 0 // counts in a row with too few brokers
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-tick.C:
-		}
-		reachable, err := s.quorumReachable()
-		switch {
-		case err != nil || !s.front.IsConnected():
-			continue
-		case reachable:
-			noQuorum = 0
-			s.quorumSeen.Store(time.Now().UnixNano())
-		default:
-			noQuorum++
-		}
-		lost := noQuorum >= quorumLostAfter
-		if lost != (noQuorum > 0) {
-			continue // not sure yet: keep the state
-		}
-		if s.readOnly.Swap(lost) != lost {
-			if lost {
-				s.log.Warn("storage quorum lost: read-only until a broker returns")
-			} else {
-				s.log.Info("storage quorum back: writable")
-			}
-		}
-	}
-}
-
 // writable refuses f while storage is read-only.
 func (s *Server) writable(f op) op {
 	return func(c *call) (any, error) {
-		if s.readOnly.Load() {
+		if s.store.ReadOnly() {
 			return nil, errReadOnly
 		}
 		return f(c)
@@ -198,7 +151,7 @@ func (m *mirror) sweepSessions() {
 // be written to it, so what the mirror holds is current (but for a change
 // made the instant before, not yet delivered).
 func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror, key string) ([]byte, error) {
-	if !s.readOnly.Load() {
+	if !s.store.ReadOnly() {
 		var e jetstream.KeyValueEntry
 		read := func(ctx context.Context) (err error) {
 			e, err = kv.Get(ctx, key)
@@ -210,7 +163,7 @@ func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror,
 		if err == nil {
 			return e.Value(), nil
 		}
-		if !storageUnavailable(err) {
+		if !store.Unavailable(err) {
 			return nil, err
 		}
 		// Only what the mirror has: it may lack a key written a moment
@@ -220,7 +173,7 @@ func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror,
 			s.log.Debug("bucket unavailable; answering from its mirror", "bucket", kv.Bucket(), "err", err)
 			return v, nil
 		}
-		if err = s.retryRead(ctx, subjects.KVStream(kv.Bucket()), read); err == nil {
+		if err = s.store.RetryRead(ctx, subjects.KVStream(kv.Bucket()), read); err == nil {
 			return e.Value(), nil
 		}
 		if !errors.Is(err, errReadOnly) {
@@ -237,65 +190,3 @@ func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror,
 // leaderWait is how long a bucket read waits for its stream's leader before
 // the bucket's mirror answers instead.
 const leaderWait = time.Second
-
-// readAttempt bounds one storage read. A read sent to a stream leader that
-// has just died is never answered; a new leader is elected within seconds,
-// so the read is sent again rather than waited on for the whole request.
-const readAttempt = 2 * time.Second
-
-// retryRead runs a storage read, again after a timeout or a moment of
-// unavailability, until ctx ends or storage turns read-only.
-func (s *Server) retryRead(ctx context.Context, stream string, read func(context.Context) error) error {
-	return s.retryStorage(ctx, stream, readAttempt, 500*time.Millisecond, read)
-}
-
-// requestAll sends a request that several may answer, and returns the
-// subscription its answers arrive on; the caller unsubscribes.
-func (s *Server) requestAll(nc *nats.Conn, subject string, body []byte) (*nats.Subscription, error) {
-	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, err
-	}
-	if err := nc.PublishRequest(subject, inbox, body); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, err
-	}
-	return sub, nil
-}
-
-// quorumReachable says whether enough brokers answer (each for itself, on
-// subjects.BrokerCensus) for the meta group to elect a leader. Only
-// brokers the broker of this server's front connection can reach answer
-// (the brokers answer in the users' account); with brokers killed, not
-// cut off, the storage connection's broker sees the same. An error: the
-// question could not be sent, or no broker answered.
-func (s *Server) quorumReachable() (bool, error) {
-	sub, err := s.requestAll(s.front, subjects.BrokerCensus, nil)
-	if err != nil {
-		return false, err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	up := map[string]bool{}
-	need := 0
-	deadline := time.Now().Add(300 * time.Millisecond)
-	for {
-		m, err := sub.NextMsg(time.Until(deadline))
-		if err != nil {
-			break
-		}
-		var rep subjects.BrokerReport
-		if json.Unmarshal(m.Data, &rep) != nil || rep.Name == "" {
-			continue
-		}
-		up[rep.Name] = true
-		need = max(need, rep.QuorumNeeded, rep.MetaSize/2+1)
-	}
-	if len(up) == 0 {
-		// Not even the broker the question went through answered: it is
-		// frozen or dying, and says nothing of the others (a chaos soak
-		// turned a server read-only for 5 s while its broker was frozen).
-		return false, errors.New("no broker answered the census")
-	}
-	return len(up) >= need, nil
-}

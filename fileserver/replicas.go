@@ -65,7 +65,7 @@ func (r *replicaShortfalls) warnings() []string {
 // replicaCheckEvery, until the server stops.
 func (s *Server) watchReplicas() {
 	for {
-		if !s.readOnly.Load() {
+		if !s.store.ReadOnly() {
 			s.checkReplicas(s.ctx)
 		}
 		select {

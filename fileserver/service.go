@@ -10,12 +10,9 @@
 package fileserver
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -61,17 +59,13 @@ type Server struct {
 	holders  *holders // uploads this instance holds (holders.go)
 	stopOnce sync.Once
 
-	// readOnly is set while JetStream has lost its quorum (quorum.go);
-	// usersMirror and sessionsMirror answer for their buckets meanwhile.
-	readOnly atomic.Bool
-	// quorumSeen is when the server last counted enough brokers for a quorum (unix
-	// nanoseconds; 0 before the first answer): what a replica's answer
-	// is as of (fallback.go).
-	quorumSeen     atomic.Int64
+	// store makes the storage calls; it is read-only while JetStream has
+	// lost its quorum (internal/store/quorum.go), and usersMirror and
+	// sessionsMirror answer for their buckets meanwhile (quorum.go).
+	store          *store.Store
 	usersMirror    *mirror
 	sessionsMirror *mirror
 	usage          *usage // per-user limits (usage.go)
-	elections      elections
 	// shortfalls are the buckets found with fewer replicas than
 	// --replicas (replicas.go).
 	shortfalls replicaShortfalls
@@ -157,8 +151,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	for _, f := range []func(){
 		s.janitor,
 		s.sweeper,
-		s.watchQuorum,
-		s.followElections,
+		func() { s.store.WatchQuorum(s.ctx, s.front) },
+		func() { s.store.FollowElections(s.ctx) },
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
 		s.expireSessions,
@@ -252,75 +246,24 @@ func withDefaults(cfg Config) Config {
 // subjects; they exist only in the users' account, where the front
 // connection may publish into inboxes and nowhere that stores anything.
 func (s *Server) connect(ctx context.Context) error {
-	nc, err := s.dial(ctx, subjects.ServiceUser, "storage")
+	d := store.Dialer{
+		Servers:  s.cfg.Servers,
+		Name:     map[string]string{RolePrimary: subjects.ConnNamePrimary, RoleBackup: subjects.ConnNameBackup}[s.cfg.Role],
+		Password: s.cfg.ServicePassword,
+		TLSCA:    s.cfg.TLSCA,
+		Log:      s.log,
+	}
+	st, err := store.Connect(ctx, d, errReadOnly)
 	if err != nil {
 		return err
 	}
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(10*time.Second))
+	front, err := d.Dial(ctx, subjects.FrontUser, "front")
 	if err != nil {
-		nc.Close()
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	front, err := s.dial(ctx, subjects.FrontUser, "front")
-	if err != nil {
-		nc.Close()
+		st.Close()
 		return err
 	}
-	s.nc, s.js, s.front = nc, js, front
+	s.store, s.nc, s.js, s.front = st, st.Conn(), st.JetStream(), front
 	return nil
-}
-
-// dial connects as user, waiting for the first connection: RetryOnFailedConnect
-// lets the server start before the broker, and bucket setup needs somewhere
-// to go.
-func (s *Server) dial(ctx context.Context, user, conn string) (*nats.Conn, error) {
-	log := s.log.With("connection", conn)
-	opts := []nats.Option{
-		nats.Name(map[string]string{RolePrimary: subjects.ConnNamePrimary, RoleBackup: subjects.ConnNameBackup}[s.cfg.Role]),
-		nats.UserInfo(user, s.cfg.ServicePassword),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.ReconnectJitter(100*time.Millisecond, time.Second),
-		nats.RetryOnFailedConnect(true),
-		nats.PingInterval(2 * time.Second),
-		nats.MaxPingsOutstanding(3),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("disconnected from broker", "err", err)
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("reconnected to broker", "url", nc.ConnectedUrlRedacted())
-		}),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subj := ""
-			if sub != nil {
-				subj = sub.Subject
-			}
-			log.Error("nats async error", "subject", subj, "err", err)
-		}),
-	}
-	if s.cfg.TLSCA != "" {
-		opts = append(opts, nats.RootCAs(s.cfg.TLSCA))
-	}
-	if d, ok := ctx.Deadline(); ok {
-		opts = append(opts, nats.Timeout(time.Until(d)))
-	}
-	servers := strings.Join(s.cfg.Servers, ",")
-	nc, err := nats.Connect(servers, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s as %s: %w", servers, user, err)
-	}
-	for !nc.IsConnected() {
-		select {
-		case <-ctx.Done():
-			nc.Close()
-			return nil, fmt.Errorf("connect to %s as %s: %w", servers, user, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if nc.IsClosed() {
-			return nil, fmt.Errorf("connect to %s as %s: %w", servers, user, nats.ErrConnectionClosed)
-		}
-	}
-	return nc, nil
 }
 
 // closeConns closes both connections.
@@ -332,115 +275,20 @@ func (s *Server) closeConns() {
 }
 
 // openBuckets creates the buckets or opens them when another instance got
-// there first (both may start at the same moment).
+// there first (store.Store.OpenBuckets).
 func (s *Server) openBuckets(ctx context.Context) error {
-	r := s.cfg.Replicas
-	var err error
-	err = retryStartup(ctx, s.log, "object store "+s.cfg.Bucket, func(ctx context.Context) error {
-		s.files, err = s.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket:      s.cfg.Bucket,
-			Description: "ftfs file content",
-			Storage:     jetstream.FileStorage,
-			Replicas:    r,
-		})
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || isAlreadyInUse(err) {
-			s.files, err = s.js.ObjectStore(ctx, s.cfg.Bucket)
-		}
-		if err != nil {
-			return err
-		}
-		s.stream, err = s.js.Stream(ctx, subjects.ObjectStream(s.cfg.Bucket))
-		return err
+	b, err := s.store.OpenBuckets(ctx, store.BucketsConfig{
+		Files:          s.cfg.Bucket,
+		Replicas:       s.cfg.Replicas,
+		SessionsMaxAge: s.cfg.SessionTTL + time.Hour,
+		LoginsMaxAge:   loginsKeep,
 	})
 	if err != nil {
 		return err
 	}
-	kvs := []struct {
-		dst     *jetstream.KeyValue
-		bucket  string
-		about   string
-		history int64
-		ttl     time.Duration
-	}{
-		{&s.users, subjects.UsersBucket, "ftfs users", 1, 0},
-		{&s.sessions, subjects.SessionsBucket, "ftfs sessions", 1, s.cfg.SessionTTL + time.Hour},
-		{&s.uploads, subjects.UploadsBucket, "ftfs uploads in flight", 1, 0},
-		{&s.requests, subjects.RequestsBucket, "ftfs outcomes of recent requests, by request id", 1, 10 * time.Minute},
-		{&s.logins, subjects.LoginsBucket, "ftfs failed logins, by digest of the user name", 1, loginsKeep},
-	}
-	for _, k := range kvs {
-		// The stream nats.go's CreateKeyValue makes, but without direct
-		// gets: reads must see every acknowledged write (a session just
-		// created, an upload's last checkpoint), and a lagging follower
-		// may answer a direct get. Made in one step, so that two servers
-		// starting together do not race to update it.
-		cfg := jetstream.StreamConfig{
-			Name:              subjects.KVStream(k.bucket),
-			Subjects:          []string{subjects.KVSubjects(k.bucket)},
-			Description:       k.about,
-			MaxMsgsPerSubject: k.history,
-			MaxBytes:          -1,
-			MaxAge:            k.ttl,
-			MaxMsgSize:        -1,
-			Storage:           jetstream.FileStorage,
-			Replicas:          r,
-			AllowRollup:       true,
-			DenyDelete:        true,
-			Duplicates:        min(2*time.Minute, cmp.Or(k.ttl, 2*time.Minute)),
-			MaxMsgs:           -1,
-			MaxConsumers:      -1,
-			Discard:           jetstream.DiscardNew,
-		}
-		err := retryStartup(ctx, s.log, "key-value bucket "+k.bucket, func(ctx context.Context) error {
-			_, err := s.js.CreateStream(ctx, cfg)
-			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || isAlreadyInUse(err) {
-				// Made by an earlier version, with direct gets: turn them off.
-				var stream jetstream.Stream
-				if stream, err = s.js.Stream(ctx, cfg.Name); err == nil {
-					if have := stream.CachedInfo().Config; have.AllowDirect {
-						have.AllowDirect = false
-						if _, err = s.js.UpdateStream(ctx, have); err != nil {
-							err = fmt.Errorf("disable direct gets: %w", err)
-						}
-					}
-				}
-			}
-			if err != nil {
-				return err
-			}
-			*k.dst, err = s.js.KeyValue(ctx, k.bucket)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
+	s.files, s.stream = b.Files, b.Stream
+	s.users, s.sessions, s.uploads, s.requests, s.logins = b.Users, b.Sessions, b.Uploads, b.Requests, b.Logins
 	return nil
-}
-
-func isAlreadyInUse(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "already in use")
-}
-
-// retryStartup retries a start-up step that fails while JetStream is still
-// electing leaders or the broker is restarting.
-func retryStartup(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) error {
-	backoff := 100 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := f(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		log.Warn("start-up step failed; retrying", "step", what, "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
 }
 
 // serve registers the micro service and the auth callout responder.

@@ -40,6 +40,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -294,7 +295,7 @@ func (s *Server) checkSnapshot(ctx context.Context, h snapshotHeader) error {
 		return fmt.Errorf("the index was last read in full %v ago", age.Round(time.Minute))
 	}
 	var info *jetstream.StreamInfo
-	err := s.retryRead(ctx, s.filesStream(), func(ctx context.Context) (err error) {
+	err := s.store.RetryRead(ctx, s.filesStream(), func(ctx context.Context) (err error) {
 		info, err = s.stream.Info(ctx)
 		return err
 	})
@@ -312,7 +313,7 @@ func (s *Server) checkSnapshot(ctx context.Context, h snapshotHeader) error {
 		return fmt.Errorf("the sweep purged deletes past it (at %d, the snapshot at %d)", purged, h.Seq)
 	}
 	if h.Seq > 0 {
-		_, err := s.leaderGet(ctx, leaderGetRequest{Seq: h.Seq, NextFor: subjects.ObjectMetas(s.cfg.Bucket)})
+		_, err := s.leaderGet(ctx, store.MsgRequest{Seq: h.Seq, NextFor: subjects.ObjectMetas(s.cfg.Bucket)})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return fmt.Errorf("no meta message at or after %d is left (the stream was purged)", h.Seq)
 		}
@@ -326,7 +327,7 @@ func (s *Server) checkSnapshot(ctx context.Context, h snapshotHeader) error {
 // tombstonesPurged is the highest stream sequence of a tombstone the sweep
 // purged (0: none yet), and the sequence of the message that says so.
 func (s *Server) tombstonesPurged(ctx context.Context) (through, at uint64, err error) {
-	m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: subjects.TombstonesPurged(s.cfg.Bucket)})
+	m, err := s.leaderGet(ctx, store.MsgRequest{LastFor: subjects.TombstonesPurged(s.cfg.Bucket)})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, 0, nil
 	}
@@ -357,14 +358,14 @@ func (s *Server) recordTombstonesPurged(ctx context.Context, through uint64) err
 		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(at, 10))
 		m.Data = []byte(strconv.FormatUint(through, 10))
-		err = s.retryFor(ctx, s.filesStream(), func(ctx context.Context) error {
+		err = s.store.RetryWrite(ctx, s.filesStream(), func(ctx context.Context) error {
 			_, err := s.js.PublishMsg(ctx, m)
 			return err
 		})
 		if err == nil {
 			return nil
 		}
-		if !isWrongLastSequence(err) {
+		if !store.WrongLastSequence(err) {
 			return fmt.Errorf("record tombstones purged through %d: %w", through, err)
 		}
 	}

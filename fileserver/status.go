@@ -33,7 +33,7 @@ func (s *Server) status(c *call) (any, error) {
 		},
 		Brokers:  s.nc.Servers(),
 		Bucket:   subjects.BucketStatus{Name: s.cfg.Bucket},
-		ReadOnly: s.readOnly.Load(),
+		ReadOnly: s.store.ReadOnly(),
 	}
 	if s.cfg.Replica != nil {
 		r := s.cfg.Replica()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -51,7 +52,7 @@ func (s *Server) sweeper() {
 			return
 		case <-time.After(wait):
 		}
-		if s.readOnly.Load() {
+		if s.store.ReadOnly() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Minute)
@@ -75,11 +76,11 @@ func (s *Server) sweepStorage(ctx context.Context, age time.Duration) (sweepResu
 	var r sweepResult
 	// Chunks first: a version whose chunks are listed here and whose meta
 	// is written after the metas are read below is younger than age.
-	chunkSubjects, err := s.leaderSubjects(ctx, s.filesStream(), subjects.ObjectChunksAll(s.cfg.Bucket))
+	chunkSubjects, err := s.store.LeaderSubjects(ctx, s.filesStream(), subjects.ObjectChunksAll(s.cfg.Bucket))
 	if err != nil {
 		return r, err
 	}
-	uploads, err := s.leaderSubjects(ctx, subjects.KVStream(subjects.UploadsBucket), subjects.KVSubjects(subjects.UploadsBucket))
+	uploads, err := s.store.LeaderSubjects(ctx, subjects.KVStream(subjects.UploadsBucket), subjects.KVSubjects(subjects.UploadsBucket))
 	if err != nil {
 		return r, err
 	}
@@ -131,7 +132,7 @@ func (s *Server) sweepStorage(ctx context.Context, age time.Duration) (sweepResu
 		if keep[version] {
 			continue
 		}
-		m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})
+		m, err := s.leaderGet(ctx, store.MsgRequest{LastFor: subj})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue // purged meanwhile
 		}
@@ -170,7 +171,7 @@ type metaMessage struct {
 // readMetas reads the last message of every meta subject through the
 // stream leader, tombstones included; an unreadable one fails it all.
 func (s *Server) readMetas(ctx context.Context) ([]metaMessage, error) {
-	metaSubjects, err := s.leaderSubjects(ctx, s.filesStream(), subjects.ObjectMetas(s.cfg.Bucket))
+	metaSubjects, err := s.store.LeaderSubjects(ctx, s.filesStream(), subjects.ObjectMetas(s.cfg.Bucket))
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +192,7 @@ func (s *Server) readMetas(ctx context.Context) ([]metaMessage, error) {
 		go func() {
 			defer wg.Done()
 			for subj := range todo {
-				m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})
+				m, err := s.leaderGet(ctx, store.MsgRequest{LastFor: subj})
 				if errors.Is(err, jetstream.ErrMsgNotFound) {
 					continue // purged meanwhile
 				}

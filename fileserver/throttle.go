@@ -357,7 +357,7 @@ func (s *Server) loadFailures(ctx context.Context, key string) (failures, error)
 
 func (s *Server) getFailures(ctx context.Context, key string) (failures, uint64, error) {
 	var f failures
-	if s.readOnly.Load() {
+	if s.store.ReadOnly() {
 		return f, 0, errNoThrottleStore
 	}
 	ctx, cancel := context.WithTimeout(ctx, throttleStorage)
@@ -407,7 +407,7 @@ func (s *Server) recordFailure(ctx context.Context, key string, now time.Time) (
 
 // clearFailures forgets a name's failures after a successful login.
 func (s *Server) clearFailures(ctx context.Context, key string) error {
-	if s.readOnly.Load() {
+	if s.store.ReadOnly() {
 		return errNoThrottleStore
 	}
 	ctx, cancel := context.WithTimeout(ctx, throttleStorage)

@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -147,7 +148,7 @@ func (s *Server) uploadOpen(c *call) (any, error) {
 		rec.Direct, rec.TokenHash = true, sessionKey(secret)
 	}
 	b, _ := json.Marshal(rec)
-	rev, err := s.kvCreate(c.ctx, s.uploads, rec.ID, b)
+	rev, err := s.store.KVCreate(c.ctx, s.uploads, rec.ID, b)
 	if err != nil {
 		return nil, wrapStorage("record upload", err)
 	}
@@ -216,7 +217,7 @@ func (u *upload) checkpoint() error {
 	b, _ := json.Marshal(u.rec)
 	ctx, cancel := context.WithTimeout(u.ctx, 10*time.Second)
 	defer cancel()
-	rev, err := u.s.kvUpdate(ctx, u.s.uploads, u.rec.ID, b, u.rev)
+	rev, err := u.s.store.KVUpdate(ctx, u.s.uploads, u.rec.ID, b, u.rev)
 	if err != nil {
 		return err
 	}
@@ -255,7 +256,7 @@ func (s *Server) loadUpload(c *call, id string) (uploadRecord, uint64, error) {
 // CodeNotFound when there is none.
 func (s *Server) readUpload(ctx context.Context, id string) (uploadRecord, uint64, error) {
 	var rec uploadRecord
-	e, err := s.kvGet(ctx, s.uploads, id)
+	e, err := s.store.KVGet(ctx, s.uploads, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
 		return rec, 0, subjects.Errorf(subjects.CodeNotFound, "no upload %s (finished, aborted or expired)", id)
 	}
@@ -307,11 +308,11 @@ func (s *Server) takeOver(c *call, id string) (*upload, uploadRecord, error) {
 		rec.Instance = s.instance
 		rec.Updated = time.Now().UTC()
 		b, _ := json.Marshal(rec)
-		newRev, err := s.kvUpdate(c.ctx, s.uploads, id, b, rev)
-		if err != nil && attempt < 3 && !storageUnavailable(err) {
+		newRev, err := s.store.KVUpdate(c.ctx, s.uploads, id, b, rev)
+		if err != nil && attempt < 3 && !store.Unavailable(err) {
 			continue // someone checkpointed meanwhile: roll forward again
 		}
-		if err != nil && !storageUnavailable(err) {
+		if err != nil && !store.Unavailable(err) {
 			return nil, rec, errTakeoverRace(id)
 		}
 		if err != nil {
@@ -439,7 +440,7 @@ func (s *Server) dropOverrun(id string) {
 // instance; compare-and-set deletes make the instances agree.
 func (s *Server) janitor() {
 	s.every(s.janitorEvery(), func() {
-		if !s.readOnly.Load() {
+		if !s.store.ReadOnly() {
 			s.sweepUploads()
 		}
 	})

@@ -333,7 +333,7 @@ func TestAnOpenFarFromEveryLimitGoesAheadOnALaggingIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A server whose index nothing feeds: it lags the bucket for good.
-	s := &Server{cfg: Config{MaxOpenUploads: 4}, usage: newUsage(), js: started.js, log: started.log}
+	s := &Server{cfg: Config{MaxOpenUploads: 4}, usage: newUsage(), js: started.js, store: started.store, log: started.log}
 
 	start := time.Now()
 	if err := s.admitUpload(ctx, "alice", 0, 0); err != nil {
@@ -374,7 +374,7 @@ func TestACommitCountsAFileStoredAMomentAgoElsewhere(t *testing.T) {
 	}
 	// A server whose index applies that file 100 ms late.
 	s := &Server{cfg: Config{UserQuota: 4096, Bucket: started.cfg.Bucket}, usage: newUsage(),
-		nc: started.nc, js: started.js, stream: started.stream, log: started.log}
+		nc: started.nc, js: started.js, store: started.store, stream: started.stream, log: started.log}
 	go func() {
 		time.Sleep(100 * time.Millisecond)
 		s.usage.putFile(seq, subjects.FileInfo{Name: "elsewhere", Owner: AdminUser, Size: 3000}, true)

@@ -46,6 +46,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/ftfs/ftfs/internal/ackwindow"
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -294,17 +295,17 @@ func (u *upload) failInflight(err error) {
 // returns false when this server no longer holds the upload.
 func (u *upload) recover(err error) bool {
 	s := u.s
-	if isWrongLastSequence(err) {
+	if store.WrongLastSequence(err) {
 		u.failInflight(u.moved())
 		return false
 	}
 	if u.failingSince.IsZero() {
 		u.failingSince = time.Now()
 	}
-	elected := s.elections.waitAny()
+	elected := s.store.NextElection()
 	for {
 		log := s.log.Warn
-		if !(isTooManyRequests(err) || storageUnavailable(err) || errors.Is(err, errStoreTimeout)) {
+		if !(isTooManyRequests(err) || store.Unavailable(err) || errors.Is(err, errStoreTimeout)) {
 			log = s.log.Error
 		}
 		log("storing a chunk failed; repairing the upload", "upload", u.rec.ID, "chunk", u.inflight[0].index, "err", err)
@@ -315,7 +316,7 @@ func (u *upload) recover(err error) bool {
 		case <-time.After(u.backoff):
 			u.backoff = min(max(2*u.backoff, 50*time.Millisecond), time.Second)
 		}
-		elected = s.elections.waitAny()
+		elected = s.store.NextElection()
 		err = u.repair()
 		switch {
 		case err == nil:
@@ -413,7 +414,7 @@ func (s *Server) fence(ctx context.Context, id string, seqs []uint64, read bool,
 func (s *Server) moveFence(ctx context.Context, subj string, seq *uint64, read bool, mark string) error {
 	if read {
 		*seq = 0
-		m, err := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})
+		m, err := s.leaderGet(ctx, store.MsgRequest{LastFor: subj})
 		switch {
 		case err == nil:
 			*seq = m.Sequence
@@ -424,17 +425,17 @@ func (s *Server) moveFence(ctx context.Context, subj string, seq *uint64, read b
 	msg := nats.NewMsg(subj)
 	msg.Header.Set(headerFence, mark)
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*seq, 10))
-	err := s.retryFor(ctx, s.filesStream(), func(ctx context.Context) error {
+	err := s.store.RetryWrite(ctx, s.filesStream(), func(ctx context.Context) error {
 		ack, err := s.js.PublishMsg(ctx, msg)
 		if err == nil {
 			*seq = ack.Sequence
 		}
 		return err
 	})
-	if isWrongLastSequence(err) {
+	if store.WrongLastSequence(err) {
 		// Moved by an attempt of ours whose answer was lost, or by
 		// another server.
-		m, gerr := s.leaderGet(ctx, leaderGetRequest{LastFor: subj})
+		m, gerr := s.leaderGet(ctx, store.MsgRequest{LastFor: subj})
 		if gerr != nil {
 			return fmt.Errorf("read fence: %w", gerr)
 		}
@@ -456,7 +457,7 @@ func (s *Server) moveFence(ctx context.Context, subj string, seq *uint64, read b
 func (s *Server) walk(ctx context.Context, rec *uploadRecord, h hash.Hash) error {
 	subj := s.chunkSubject(rec.ID)
 	for seq := rec.LastSeq + 1; ; {
-		m, err := s.leaderGet(ctx, leaderGetRequest{Seq: seq, NextFor: subj})
+		m, err := s.leaderGet(ctx, store.MsgRequest{Seq: seq, NextFor: subj})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}
@@ -484,7 +485,7 @@ func (s *Server) deleteMsg(ctx context.Context, seq uint64) error {
 	if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil
 	}
-	if _, gerr := s.leaderGet(ctx, leaderGetRequest{Seq: seq}); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+	if _, gerr := s.leaderGet(ctx, store.MsgRequest{Seq: seq}); errors.Is(gerr, jetstream.ErrMsgNotFound) {
 		return nil
 	}
 	return err

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -57,7 +58,7 @@ func TestWalkKeepsChunksInOrder(t *testing.T) {
 	var got []byte
 	var order []string
 	for seq := uint64(1); ; {
-		m, err := s.leaderGet(ctx, leaderGetRequest{Seq: seq, NextFor: s.chunkSubject(id)})
+		m, err := s.leaderGet(ctx, store.MsgRequest{Seq: seq, NextFor: s.chunkSubject(id)})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
@@ -86,7 +87,7 @@ func TestFencesKeepADeposedHolderOut(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	id := "FENCETEST"
-	store := func(fences []uint64, index int) error {
+	storeChunk := func(fences []uint64, index int) error {
 		m := nats.NewMsg(s.chunkSubject(id))
 		m.Data = []byte("chunk")
 		f := index % fenceCount
@@ -97,7 +98,7 @@ func TestFencesKeepADeposedHolderOut(t *testing.T) {
 	}
 	first := make([]uint64, fenceCount) // never moved: every check is for 0
 	for i := range fenceCount {
-		if err := store(first, i); err != nil {
+		if err := storeChunk(first, i); err != nil {
 			t.Fatalf("first holder, chunk %d: %v", i, err)
 		}
 	}
@@ -106,14 +107,14 @@ func TestFencesKeepADeposedHolderOut(t *testing.T) {
 		t.Fatalf("take over: %v", err)
 	}
 	for i := range fenceCount {
-		if err := store(first, i); !isWrongLastSequence(err) {
+		if err := storeChunk(first, i); !store.WrongLastSequence(err) {
 			t.Fatalf("deposed holder, chunk %d: %v, want a wrong last sequence", i, err)
 		}
 	}
 	if err := s.fence(ctx, id, first, false, "first"); !errors.Is(err, errDeposed) {
 		t.Fatalf("deposed holder moving its fences: %v", err)
 	}
-	if err := store(second, 0); err != nil {
+	if err := storeChunk(second, 0); err != nil {
 		t.Fatalf("new holder: %v", err)
 	}
 	lost := append([]uint64(nil), second...)
@@ -251,7 +252,7 @@ func TestARefusedPutLeavesNoContent(t *testing.T) {
 		return decodeReply(resp, nil)
 	}
 	chunks := func() int {
-		n, err := s.leaderSubjects(ctx, s.filesStream(), subjects.ObjectChunks(s.cfg.Bucket, "*"))
+		n, err := s.store.LeaderSubjects(ctx, s.filesStream(), subjects.ObjectChunks(s.cfg.Bucket, "*"))
 		if err != nil {
 			t.Fatal(err)
 		}

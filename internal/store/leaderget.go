@@ -1,4 +1,4 @@
-package fileserver
+package store
 
 import (
 	"context"
@@ -13,20 +13,12 @@ import (
 	"github.com/ftfs/ftfs/subjects"
 )
 
-// leaderGet reads one message through the stream leader (the
+// LeaderGet reads one message of stream through its leader (the
 // STREAM.MSG.GET API). Direct gets, which nats.go prefers when a stream
 // allows them, may be answered by a follower that has not yet applied the
 // latest writes; the decisions a file server takes (does this name exist,
 // which chunk comes next) must see every acknowledged write.
-func (s *Server) leaderGet(ctx context.Context, req leaderGetRequest) (*jetstream.RawStreamMsg, error) {
-	return s.leaderGetFrom(ctx, s.filesStream(), req)
-}
-
-// filesStream is the name of the files bucket's stream.
-func (s *Server) filesStream() string { return s.stream.CachedInfo().Config.Name }
-
-// leaderGetFrom is leaderGet on the stream named stream.
-func (s *Server) leaderGetFrom(ctx context.Context, stream string, req leaderGetRequest) (*jetstream.RawStreamMsg, error) {
+func (st *Store) LeaderGet(ctx context.Context, stream string, req MsgRequest) (*jetstream.RawStreamMsg, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -41,8 +33,8 @@ func (s *Server) leaderGetFrom(ctx context.Context, stream string, req leaderGet
 		} `json:"message"`
 		Error *jetstream.APIError `json:"error"`
 	}
-	err = s.retryRead(ctx, stream, func(ctx context.Context) error {
-		resp, err := s.nc.RequestWithContext(ctx, subjects.StreamMsgGet(stream), body)
+	err = st.RetryRead(ctx, stream, func(ctx context.Context) error {
+		resp, err := st.nc.RequestWithContext(ctx, subjects.StreamMsgGet(stream), body)
 		if err != nil {
 			return err
 		}
@@ -81,27 +73,27 @@ func (s *Server) leaderGetFrom(ctx context.Context, stream string, req leaderGet
 	return m, nil
 }
 
-// leaderGetRequest is the STREAM.MSG.GET request: the last message on a
+// MsgRequest is the STREAM.MSG.GET request: the last message on a
 // subject, or the first at or after Seq on NextFor.
-type leaderGetRequest struct {
+type MsgRequest struct {
 	Seq     uint64 `json:"seq,omitempty"`
 	LastFor string `json:"last_by_subj,omitempty"`
 	NextFor string `json:"next_by_subj,omitempty"`
 }
 
-// leaderSubjects counts the messages of each subject of stream that
+// LeaderSubjects counts the messages of each subject of stream that
 // matches filter, as the stream's leader has them. nats.go's Stream.Info
 // takes the first answer, and in a cluster a replica that believes its
 // stream leaderless answers too, from its own state: the chaos soak had an
 // upload's commit told, three times over, the chunk count a restarted
 // broker still catching up held ("storage holds 50 chunks, the client
 // counted 131"). Those answers name no leader and are passed over.
-func (s *Server) leaderSubjects(ctx context.Context, stream, filter string) (map[string]uint64, error) {
+func (st *Store) LeaderSubjects(ctx context.Context, stream, filter string) (map[string]uint64, error) {
 	counts := map[string]uint64{}
 	for offset := 0; ; {
 		var page streamInfoPage
-		err := s.retryRead(ctx, stream, func(ctx context.Context) (err error) {
-			page, err = s.leaderStreamInfo(ctx, stream, streamInfoRequest{Filter: filter, Offset: offset})
+		err := st.RetryRead(ctx, stream, func(ctx context.Context) (err error) {
+			page, err = st.leaderStreamInfo(ctx, stream, streamInfoRequest{Filter: filter, Offset: offset})
 			return err
 		})
 		if err != nil {
@@ -117,13 +109,13 @@ func (s *Server) leaderSubjects(ctx context.Context, stream, filter string) (map
 
 // leaderStreamInfo asks for stream's info and waits, until ctx ends, for
 // the answer of its leader.
-func (s *Server) leaderStreamInfo(ctx context.Context, stream string, req streamInfoRequest) (streamInfoPage, error) {
+func (st *Store) leaderStreamInfo(ctx context.Context, stream string, req streamInfoRequest) (streamInfoPage, error) {
 	var page streamInfoPage
 	body, err := json.Marshal(req)
 	if err != nil {
 		return page, err
 	}
-	sub, err := s.requestAll(s.nc, subjects.StreamInfo(stream), body)
+	sub, err := requestAll(st.nc, subjects.StreamInfo(stream), body)
 	if err != nil {
 		return page, err
 	}
@@ -148,7 +140,7 @@ func (s *Server) leaderStreamInfo(ctx context.Context, stream string, req stream
 }
 
 // streamInfoRequest and streamInfoPage are the STREAM.INFO request and
-// answer, as far as leaderSubjects reads them.
+// answer, as far as LeaderSubjects reads them.
 type streamInfoRequest struct {
 	Offset int    `json:"offset,omitempty"`
 	Filter string `json:"subjects_filter,omitempty"`
@@ -163,4 +155,19 @@ type streamInfoPage struct {
 	State struct {
 		Subjects map[string]uint64 `json:"subjects"`
 	} `json:"state"`
+}
+
+// requestAll sends a request that several may answer, and returns the
+// subscription its answers arrive on; the caller unsubscribes.
+func requestAll(nc *nats.Conn, subject string, body []byte) (*nats.Subscription, error) {
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	if err := nc.PublishRequest(subject, inbox, body); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
+	return sub, nil
 }

@@ -1,4 +1,4 @@
-package fileserver
+package store
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 // again goes at that moment instead.
 
 // elections hands out contexts ended at the next stream leader election
-// this server hears of: of any stream, or of one. The zero value is ready
+// this store hears of: of any stream, or of one. The zero value is ready
 // to use.
 type elections struct {
 	mu      sync.Mutex
@@ -80,15 +80,19 @@ func (e *elections) elected(stream string) {
 	}
 }
 
-// followElections listens for stream leader elections until the server
-// stops. Without it retries still happen, on their back-off.
-func (s *Server) followElections() {
+// FollowElections listens for stream leader elections until ctx ends.
+// Without it retries still happen, on their back-off.
+func (st *Store) FollowElections(ctx context.Context) {
 	prefix := strings.TrimSuffix(subjects.StreamLeaderElected("*"), "*")
-	sub, err := s.nc.Subscribe(prefix+"*", func(m *nats.Msg) { s.elections.elected(strings.TrimPrefix(m.Subject, prefix)) })
+	sub, err := st.nc.Subscribe(prefix+"*", func(m *nats.Msg) { st.elections.elected(strings.TrimPrefix(m.Subject, prefix)) })
 	if err != nil {
-		s.log.Warn("cannot follow stream leader elections; retries after one wait for their back-off", "err", err)
+		st.log.Warn("cannot follow stream leader elections; retries after one wait for their back-off", "err", err)
 		return
 	}
-	<-s.ctx.Done()
+	<-ctx.Done()
 	_ = sub.Unsubscribe()
 }
+
+// NextElection returns a context done at the next leader election of any
+// stream after this call.
+func (st *Store) NextElection() context.Context { return st.elections.waitAny() }

@@ -1,7 +1,9 @@
-package fileserver
+package store
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,7 +19,7 @@ import (
 // announces a new one, not after its back-off: twelve failures in a row
 // back off for over three minutes, far longer than the test may take.
 func TestRetriesGoAgainAtALeaderElection(t *testing.T) {
-	s := startTestServer(t, startTestBroker(t), RolePrimary)
+	s := newStore(nil, nil, slog.Default(), errors.New("read-only"))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -58,7 +60,7 @@ func TestRetriesGoAgainAtALeaderElection(t *testing.T) {
 // sent to a leader that died (never answered) is sent again when a new
 // leader is announced, not at the end of its attempt.
 func TestAnUnansweredCallGoesAgainAtALeaderElection(t *testing.T) {
-	s := startTestServer(t, startTestBroker(t), RolePrimary)
+	s := newStore(nil, nil, slog.Default(), errors.New("read-only"))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	announced := make(chan struct{})
@@ -90,34 +92,5 @@ func TestAnUnansweredCallGoesAgainAtALeaderElection(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("the call went again after %v: it waited for its attempt's end, not for the election", took)
-	}
-}
-
-// TestKVHoldsReadsTheLatestValueThroughTheLeader checks how a write whose
-// answer was lost is recognised: the key's latest value, read through the
-// stream leader, is these very bytes (at that revision), and nothing else
-// is taken for it, a deleted key included.
-func TestKVHoldsReadsTheLatestValueThroughTheLeader(t *testing.T) {
-	s := startTestServer(t, startTestBroker(t), RolePrimary)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	rev, err := s.uploads.Create(ctx, "lost-answer", []byte("first"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, ok, err := s.kvHolds(ctx, s.uploads, "lost-answer", []byte("first")); !ok || got != rev || err != nil {
-		t.Fatalf("kvHolds of the value written = %d, %v, %v; want %d, true", got, ok, err, rev)
-	}
-	if _, ok, err := s.kvHolds(ctx, s.uploads, "lost-answer", []byte("other")); ok || err != nil {
-		t.Fatal("kvHolds took other bytes for the value written")
-	}
-	if err := s.uploads.Delete(ctx, "lost-answer"); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok, err := s.kvHolds(ctx, s.uploads, "lost-answer", nil); ok || err != nil {
-		t.Fatal("kvHolds took a delete marker for a value")
-	}
-	if _, ok, err := s.kvHolds(ctx, s.uploads, "never-written", nil); ok || err != nil {
-		t.Fatal("kvHolds found a key never written")
 	}
 }
