@@ -31,7 +31,7 @@ func TestHarness(t *testing.T) {
 	}
 	var table bytes.Buffer
 	writeTable(&table, res.Rows)
-	for _, want := range []string{"put 16MiB (Go client)", "list 40 files", "peak RSS, ftfs CLI get", "put 16MiB, server killed halfway", "mixed work, 2 clients", "start, 5000 files: files index loaded", "list 5000 files (ftfs ls)", "put -r 150×4KiB (ftfs CLI)"} {
+	for _, want := range []string{"put 16MiB (Go client)", "list 40 files", "peak RSS, ftfs CLI get", "put 16MiB, server killed halfway", "mixed work, 2 clients", "start reading every file, 5000 files: files index loaded", "start from its snapshot, 5000 files: files index loaded", "list 5000 files (ftfs ls)", "put -r 150×4KiB (ftfs CLI)"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("the table has no row %q:\n%s", want, table.String())
 		}
