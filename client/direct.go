@@ -301,13 +301,5 @@ func (c *Client) putDirect(ctx context.Context, name string, st subjects.UploadS
 		}
 		break
 	}
-	if err != nil {
-		if !errors.Is(err, ErrIntegrity) {
-			c.abort(st.Upload)
-		}
-		return fi, fmt.Errorf("put %q: %w", name, err)
-	}
-	up.rep.p.Total = up.chunks.read
-	up.rep.report(true)
-	return fi, nil
+	return c.endPut(name, st.Upload, fi, err, &up.rep, up.chunks.read)
 }

@@ -53,14 +53,22 @@ func (c *Client) Put(ctx context.Context, name string, r io.Reader, size int64, 
 	// when it does not answer.
 	err = c.do(ctx, call{subject: subjects.UploadCommitAt(up.st.Instance), otherwise: subjects.UploadCommit, reply: &fi, mutating: true,
 		body: subjects.UploadCommitRequest{Upload: st.Upload, Size: up.chunks.read, Digest: digestOf(up.chunks.hash)}})
+	return c.endPut(name, st.Upload, fi, err, &up.rep, up.chunks.read)
+}
+
+// endPut ends a put whose commit answered err: an upload whose commit
+// failed is aborted, unless its content failed the check (ErrIntegrity:
+// the server purged it already), and a put that succeeded reports its
+// last progress, of size bytes.
+func (c *Client) endPut(name, upload string, fi FileInfo, err error, rep *reporter, size int64) (FileInfo, error) {
 	if err != nil {
 		if !errors.Is(err, ErrIntegrity) {
-			c.abort(st.Upload)
+			c.abort(upload)
 		}
 		return fi, fmt.Errorf("put %q: %w", name, err)
 	}
-	up.rep.p.Total = up.chunks.read
-	up.rep.report(true)
+	rep.p.Total = size
+	rep.report(true)
 	return fi, nil
 }
 
