@@ -27,9 +27,9 @@ import (
 
 // catalogWait bounds how long an answer waits for the files index to catch
 // up before reading the bucket itself. Under many clients' writes the
-// watch lags the stream by up to a second (32 clients of mixed work: most
-// listings waited that long), and a watch whose consumer is being recreated
-// after its broker died lags for seconds; reading the bucket is faster.
+// watch lags the stream by up to a second, and a watch whose consumer is
+// being recreated after its broker died lags for seconds; reading the
+// bucket is faster.
 const catalogWait = 100 * time.Millisecond
 
 // errIndexBehind says the files index did not catch up in time.
@@ -55,14 +55,13 @@ func (s *Server) syncCatalog(ctx context.Context) error {
 }
 
 // catchUpFiles waits, with wait, until the files index holds every meta
-// message stored so far. Asking the stream for its last meta message
-// (lastFileChange) makes the broker walk every meta subject it holds (a
-// wildcard's last message is found through its index of subjects): 60–70
-// ms a request with a million files, which every page of a listing paid
-// (the bench's scale phase: 77 s to list them all). Instead it asks for
-// the stream's last message, whatever its subject, and for the first meta
-// message from the index's position on, both found without that walk, and
-// waits for each one found until none is left up to the last message.
+// message stored so far. It asks for the stream's last message, whatever
+// its subject, and for the first meta message from the index's position
+// on, both found without walking every meta subject the broker holds (as
+// asking for the last meta message, lastFileChange, does: a cost every
+// page of a listing would pay, so it is asked only when the stream's last
+// message is gone), and waits for each one found until none is left up to
+// the last message.
 // With ahead set, an index holding a meta message past the last one
 // stored (none at or after its position: the stream was lost or
 // replaced, or its last meta purged) is not trusted: errIndexBehind, and
@@ -118,10 +117,9 @@ var errIndexAhead = fmt.Errorf("%w: it holds changes past the last one stored (a
 // catalogLoadStall is how long an index still loading what the bucket
 // held as its watch began (a server's start) may go without moving before
 // an answer reads the bucket itself. Reading the bucket means reading
-// every meta message, as the load does: with a million files that took
-// longer than the load and held every file's ObjectInfo at once (the
-// bench's scale phase: a listing a moment after the start), so while the
-// load moves, waiting for it is the faster way.
+// every meta message, as the load does, and holding every file's
+// ObjectInfo at once: no quicker than the load, so while the load moves,
+// waiting for it is the faster way.
 const catalogLoadStall = 2 * time.Second
 
 // catalogAt waits until the files index holds the meta messages up to

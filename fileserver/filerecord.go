@@ -1,15 +1,12 @@
 package fileserver
 
 // The files index keeps every live file of the bucket (usage.files), and
-// a file server with a million files must hold them all: as a
-// subjects.FileInfo each, in a map by name, the index took 322 bytes of
-// heap per file (BenchmarkFilesIndex), and the server, with the
-// collector's headroom, about 2.2 KiB of RSS per file at start (the
-// bench's scale phase: 224 MiB with 10^5 files). A fileRecord packs what
-// a listing shows of one file into one string, one allocation, which the
-// index's key (the name) shares; the owner is a number into the index's
-// table of owners, and a digest in the object store's form is kept as its
-// 32 bytes.
+// a file server with a million files must hold them all in memory, so each
+// file costs as little heap as it can (BenchmarkFilesIndex measures it).
+// A fileRecord packs what a listing shows of one file into one string, one
+// allocation, which the index's key (the name) shares; the owner is a
+// number into the index's table of owners, and a digest in the object
+// store's form is kept as its 32 bytes.
 
 import (
 	"encoding/base64"

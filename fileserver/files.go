@@ -351,7 +351,7 @@ func (s *Server) purgeLater(nuid string, seq uint64) {
 // between its two steps can leave two names on one version; checking keeps
 // the survivor readable. It waits for the files index to reach seq rather
 // than for the last meta stored (syncCatalog): finding that one is a scan
-// of the stream's last blocks, which made deletes eight times slower.
+// of the stream's last blocks, too costly to pay on every delete.
 func (s *Server) purgeUnreferenced(ctx context.Context, nuid string, seq uint64) {
 	switch err := s.catalogAt(ctx, seq); {
 	case err == nil:

@@ -180,11 +180,11 @@ func (s *Server) admitCommit(ctx context.Context, rec uploadRecord, replaced obj
 	check := func(near bool) error { return s.checkQuota(rec.Owner, rec.ID, rec.Bytes, credit, near) }
 	// A file stored a moment ago through the other server counts: the
 	// files index catches up with storage first (one read through the
-	// files stream's leader, and the index's watch, milliseconds). With
-	// a check with room to spare instead, a small put accepted 16 ms
-	// after another server stored a file went past the quota (CI,
-	// TestUserQuota). While the index cannot catch up at once, room to
-	// spare is enough, as at an open.
+	// files stream's leader, and the index's watch, milliseconds): a check
+	// with room to spare alone would admit a commit that goes past the
+	// quota with a file the other server stored milliseconds before. While
+	// the index cannot catch up at once, room to spare is enough, as at an
+	// open.
 	return s.onIndexesNow(ctx, s.syncFiles, check)
 }
 

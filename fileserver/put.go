@@ -3,14 +3,15 @@ package fileserver
 // Small files in one request (subjects.Put). An upload costs a small file
 // three requests and a dozen storage calls (open: the upload record; the
 // chunk; commit: the record read, claimed and marked, the meta written),
-// which made putting many 4 KiB files a tenth as fast as the object store.
+// too many for many small files; a put costs one request.
 // A put carries the whole content: the server checks it, stores it as the
 // one chunk of a new version, then writes the meta message, which makes it
 // visible. There is nothing to resume: a put whose server dies is sent
 // again whole, and the meta's request mark (stamped, doneBy) answers a
 // retry of a put that got through with the file it stored. Like every
-// mutating request a put runs at most once per request ID (requestMeta);
-// the mark alone was not enough (FAULTS.md, a deleted file back).
+// mutating request a put runs at most once per request ID (requestMeta):
+// the mark alone cannot stop a late copy from storing the file again
+// after its delete.
 
 import (
 	"context"

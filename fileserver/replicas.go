@@ -3,8 +3,8 @@ package fileserver
 // Buckets with fewer replicas than --replicas. A file server makes every
 // bucket with its --replicas, but keeps a bucket it finds as it is: one made
 // by `ftfs restore` with fewer replicas, or by servers run with a lower
-// --replicas before, lives on one broker's disk and dies with it (issue 15,
-// item 4: every request failed, and no read-only mode either). So each
+// --replicas before, lives on one broker's disk and dies with it: every
+// request then fails, with no read-only mode to fall back on. So each
 // server compares every bucket's replicas with its --replicas at start and
 // every replicaCheckEvery, warns in its log and in its status, and raises
 // them (JetStream copies the stream to the new replicas): --replicas is the

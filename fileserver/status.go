@@ -64,7 +64,7 @@ func (s *Server) status(c *call) (any, error) {
 	st.Bucket.Files = len(all)
 	// From the uploads index, not a listing of the bucket: a listing's
 	// consumer may be placed on a broker that just died, and then waits
-	// out the request (CI's status test after a broker kill).
+	// out the request; status must answer while a broker is down.
 	st.Bucket.Uploads = s.usage.unfinishedUploads()
 	return st, nil
 }

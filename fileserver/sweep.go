@@ -6,8 +6,8 @@ package fileserver
 // one-request put whose server died before it wrote the meta, the chunks of
 // a version whose server died between the reply and the purge, or whose
 // purge failed while storage was unavailable. Deleted names leave their
-// tombstone meta, which every listing through the stream reads again (after
-// 15,000 deletes, mixed work ran 9× slower). The sweep finds both once they
+// tombstone meta, which every listing through the stream reads again, so
+// listings slow down as deletes pile up. The sweep finds both once they
 // are older than sweepAge and purges each up to the sequence it looked at,
 // so that a write made meanwhile stays. When in doubt (an unreadable meta,
 // a listing that failed) it purges nothing.

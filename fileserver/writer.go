@@ -3,8 +3,8 @@ package fileserver
 // The writer of an upload this server holds. It keeps as many chunk stores
 // in flight as the client keeps chunks (subjects.UploadWindow): storing one
 // chunk after the other's acknowledgement, as a chain of
-// Nats-Expected-Last-Subject-Sequence on the chunk subject needs, made the
-// server's store the slowest step of an upload.
+// Nats-Expected-Last-Subject-Sequence on the chunk subject needs, would
+// make the server's store the slowest step of an upload.
 //
 // Two things the chain gave must still hold: chunks are stored in order,
 // and a holder that was deposed (frozen, then thawed after another server

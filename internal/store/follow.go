@@ -17,9 +17,8 @@ var ErrWatchStopped = errors.New("watch stopped")
 // after), then every new one, in stream order, until ctx ends (nil),
 // stop closes (ErrWatchStopped) or the consumer fails. An ordered pull
 // consumer with 2 s heartbeats: one lost with its broker, or left behind
-// by a frozen server, is replaced within seconds, from where it was, where
-// a KeyValue watch (push, 5 s heartbeats) noticed after 10 s, and every
-// upload's open waited for its index meanwhile.
+// by a frozen server, is replaced within seconds, from where it was, so
+// that what waits for the index (an upload's open) waits no longer.
 func (st *Store) Follow(ctx context.Context, stream, filter string, after uint64, stop <-chan struct{}, take func(md *jetstream.MsgMetadata, m jetstream.Msg)) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}
 	if after > 0 {

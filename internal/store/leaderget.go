@@ -84,10 +84,9 @@ type MsgRequest struct {
 // LeaderSubjects counts the messages of each subject of stream that
 // matches filter, as the stream's leader has them. nats.go's Stream.Info
 // takes the first answer, and in a cluster a replica that believes its
-// stream leaderless answers too, from its own state: the chaos soak had an
-// upload's commit told, three times over, the chunk count a restarted
-// broker still catching up held ("storage holds 50 chunks, the client
-// counted 131"). Those answers name no leader and are passed over.
+// stream leaderless answers too, from its own state, which may lag (a
+// restarted broker still catching up). Those answers name no leader and
+// are passed over, so the counts are always the leader's.
 func (st *Store) LeaderSubjects(ctx context.Context, stream, filter string) (map[string]uint64, error) {
 	counts := map[string]uint64{}
 	for offset := 0; ; {

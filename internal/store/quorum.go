@@ -97,8 +97,8 @@ func quorumReachable(census *nats.Conn) (bool, error) {
 	}
 	if len(up) == 0 {
 		// Not even the broker the question went through answered: it is
-		// frozen or dying, and says nothing of the others (a chaos soak
-		// turned a server read-only for 5 s while its broker was frozen).
+		// frozen or dying, and says nothing of the others: an error, which
+		// leaves the read-only state as it is, not a count of none.
 		return false, errors.New("no broker answered the census")
 	}
 	return len(up) >= need, nil
