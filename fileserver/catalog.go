@@ -180,19 +180,10 @@ func (u *usage) filesLoaded(full bool, began time.Time) int {
 
 // waitLoaded waits until the index is no longer loading.
 func (u *usage) waitLoaded(ctx context.Context) error {
-	for {
-		u.mu.Lock()
-		loading, changed := u.loading, u.changed
-		u.mu.Unlock()
-		if !loading {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("files index still loading: %w", ctx.Err())
-		case <-changed:
-		}
+	if err := u.await(ctx, func() bool { return !u.loading }); err != nil {
+		return fmt.Errorf("files index still loading: %w", err)
 	}
+	return nil
 }
 
 // loadedListing is listFiles, or ok false when the index is loading: its

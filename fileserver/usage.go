@@ -153,17 +153,29 @@ func (u *usage) putUpload(seq uint64, id string, rec *uploadRecord) {
 
 // waitFor waits until the indexes hold storage up to the given sequences.
 func (u *usage) waitFor(ctx context.Context, filesSeq, uploadsSeq uint64) error {
-	for {
+	err := u.await(ctx, func() bool { return u.filesSeq >= filesSeq && u.uploadsSeq >= uploadsSeq })
+	if err != nil {
 		u.mu.Lock()
 		atFiles, atUploads := u.filesSeq, u.uploadsSeq
-		changed := u.changed
 		u.mu.Unlock()
-		if atFiles >= filesSeq && atUploads >= uploadsSeq {
+		return fmt.Errorf("usage index at files %d, uploads %d of %d, %d: %w", atFiles, atUploads, filesSeq, uploadsSeq, err)
+	}
+	return nil
+}
+
+// await waits until ready, called with u.mu held, says so, looking again
+// at every change of the indexes.
+func (u *usage) await(ctx context.Context, ready func() bool) error {
+	for {
+		u.mu.Lock()
+		ok, changed := ready(), u.changed
+		u.mu.Unlock()
+		if ok {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("usage index at files %d, uploads %d of %d, %d: %w", atFiles, atUploads, filesSeq, uploadsSeq, ctx.Err())
+			return ctx.Err()
 		case <-changed:
 		}
 	}
