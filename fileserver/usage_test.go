@@ -193,7 +193,7 @@ func TestLimitsInProcess(t *testing.T) {
 	s := servers[0]
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, gerr := s.stream.GetLastMsgForSubject(context.Background(), s.chunkSubject(st.Upload))
+		_, gerr := s.store.ObjectStream().GetLastMsgForSubject(context.Background(), s.chunkSubject(st.Upload))
 		_, kerr := s.uploads.Get(context.Background(), st.Upload)
 		if gerr == jetstream.ErrMsgNotFound && kerr == jetstream.ErrKeyNotFound {
 			break
@@ -313,7 +313,7 @@ func TestALongDirectUploadCountsAsATransfer(t *testing.T) {
 	if err := s.checkTransfers(ctx, AdminUser, downloadKey{}, false); err != nil {
 		t.Fatalf("an upload whose client stored nothing for a minute counted: %v", err)
 	}
-	if _, err := s.js.Publish(ctx, s.chunkSubject(st.Upload), make([]byte, 100)); err != nil {
+	if _, err := s.store.JetStream().Publish(ctx, s.chunkSubject(st.Upload), make([]byte, 100)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.checkTransfers(ctx, AdminUser, downloadKey{}, false); subjects.CodeOf(err) != subjects.CodeQuota {
@@ -333,7 +333,7 @@ func TestAnOpenFarFromEveryLimitGoesAheadOnALaggingIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A server whose index nothing feeds: it lags the bucket for good.
-	s := &Server{cfg: Config{MaxOpenUploads: 4}, usage: newUsage(), js: started.js, store: started.store, log: started.log}
+	s := &Server{cfg: Config{MaxOpenUploads: 4}, usage: newUsage(), store: started.store, log: started.log}
 
 	start := time.Now()
 	if err := s.admitUpload(ctx, "alice", 0, 0); err != nil {
@@ -374,7 +374,7 @@ func TestACommitCountsAFileStoredAMomentAgoElsewhere(t *testing.T) {
 	}
 	// A server whose index applies that file 100 ms late.
 	s := &Server{cfg: Config{UserQuota: 4096, Bucket: started.cfg.Bucket}, usage: newUsage(),
-		nc: started.nc, js: started.js, store: started.store, stream: started.stream, log: started.log}
+		nc: started.nc, store: started.store, log: started.log}
 	go func() {
 		time.Sleep(100 * time.Millisecond)
 		s.usage.putFile(seq, subjects.FileInfo{Name: "elsewhere", Owner: AdminUser, Size: 3000}, true)
