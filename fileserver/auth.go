@@ -155,10 +155,7 @@ func (s *Server) putUser(ctx context.Context, u userRecord, create bool) error {
 			return subjects.Errorf(subjects.CodeConflict, "user %q exists already", u.Name)
 		}
 	} else {
-		err = s.store.RetryWrite(ctx, subjects.KVStream(s.users.Bucket()), func(ctx context.Context) error {
-			_, err := s.users.Put(ctx, u.Name, b)
-			return err
-		})
+		_, err = s.store.KVPut(ctx, s.users, u.Name, b)
 	}
 	return wrapStorage("write user", err)
 }
@@ -173,12 +170,11 @@ func (s *Server) bootstrapAdmin(ctx context.Context) error {
 		return fmt.Errorf("%s: %w", subjects.EnvAdminPassword, err)
 	}
 	return store.RetryStartup(ctx, s.log, "create first admin", func(ctx context.Context) error {
-		lister, err := s.users.ListKeys(ctx)
+		names, err := s.store.KVKeys(ctx, s.users)
 		if err != nil {
 			return err
 		}
-		for range lister.Keys() {
-			_ = lister.Stop()
+		if len(names) > 0 {
 			return nil // users exist: leave them alone
 		}
 		hash, err := bcrypt.GenerateFromPassword([]byte(s.cfg.AdminPassword), bcryptCost)
@@ -513,16 +509,12 @@ func (s *Server) userPassword(c *call) (any, error) {
 // revokeSessions deletes every session of user but the one keyed keep,
 // and says how many it deleted.
 func (s *Server) revokeSessions(ctx context.Context, user, keep string) (int, error) {
-	lister, err := s.sessions.ListKeys(ctx)
+	keys, err := s.store.KVKeys(ctx, s.sessions)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, wrapStorage("list sessions", err)
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
 	}
 	n := 0
 	for _, k := range keys {
@@ -553,18 +545,11 @@ func (s *Server) userList(c *call) (any, error) {
 	if _, err := decodeCall[subjects.Empty](c); err != nil {
 		return nil, err // the body is {} or nothing
 	}
-	lister, err := s.users.ListKeys(c.ctx)
+	names, err := s.store.KVKeys(c.ctx, s.users)
 	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
 		return nil, wrapStorage("list users", err)
 	}
 	reply := subjects.UserListReply{Users: []subjects.UserInfo{}}
-	if lister == nil {
-		return reply, nil
-	}
-	var names []string
-	for k := range lister.Keys() {
-		names = append(names, k)
-	}
 	slices.Sort(names) // by name, as ls lists files
 	for _, n := range names {
 		u, err := s.getUser(c.ctx, n)

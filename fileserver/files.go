@@ -107,19 +107,12 @@ func (s *Server) writeMeta(ctx context.Context, info jetstream.ObjectInfo, expec
 		return 0, false, err
 	}
 	m := nats.NewMsg(s.metaSubject(info.Name))
-	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expectSeq, 10))
 	if msgID == "" {
 		sum := sha256.Sum256(append([]byte(m.Subject+"\x00"+strconv.FormatUint(expectSeq, 10)+"\x00"), data...))
 		msgID = hex.EncodeToString(sum[:16])
 	}
-	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	m.Data = data
-	var ack *jetstream.PubAck
-	err = s.store.RetryWrite(ctx, s.filesStream(), func(ctx context.Context) (err error) {
-		ack, err = s.js.PublishMsg(ctx, m)
-		return err
-	})
+	ack, err := s.store.Publish(ctx, m, store.Expect{LastSeq: expectSeq, MsgID: msgID, Rollup: true})
 	if store.WrongLastSequence(err) {
 		return 0, false, errConflict
 	}
@@ -167,7 +160,7 @@ func fileInfo(info jetstream.ObjectInfo) subjects.FileInfo {
 func (s *Server) allObjects(ctx context.Context) ([]jetstream.ObjectInfo, error) {
 	var out []jetstream.ObjectInfo
 	var err error
-	if s.stream.CachedInfo().Config.Replicas > 1 {
+	if s.store.ObjectStreamCachedInfo().Config.Replicas > 1 {
 		out, err = s.allObjectsFromLeader(ctx)
 	} else {
 		out, err = s.allObjectsFromConsumer(ctx)
@@ -182,7 +175,7 @@ func (s *Server) allObjects(ctx context.Context) ([]jetstream.ObjectInfo, error)
 // allObjectsFromConsumer reads the metas with an ordered consumer: fast,
 // and consistent on a single replica.
 func (s *Server) allObjectsFromConsumer(ctx context.Context) ([]jetstream.ObjectInfo, error) {
-	list, err := s.files.List(ctx)
+	list, err := s.store.ListObjects(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, nil
 	}
@@ -373,7 +366,7 @@ func (s *Server) purgeUnreferenced(ctx context.Context, nuid string, seq uint64)
 		s.log.Warn("not purging chunks: cannot read the last file change", "version", nuid, "err", err)
 		return
 	}
-	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(nuid))); err != nil {
+	if err := s.store.PurgeSubject(ctx, s.chunkSubject(nuid)); err != nil {
 		s.log.Warn("purge chunks", "version", nuid, "err", err)
 	}
 }

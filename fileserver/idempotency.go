@@ -127,7 +127,7 @@ func (s *Server) idempotent(f op) op {
 			// Not final: free the ID so that a retry runs again. (Left
 			// claimed, the claim goes stale and a retry runs it all the same.)
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), store.WriteAttempt)
-			_ = s.requests.Delete(dctx, key, jetstream.LastRevision(rev))
+			_ = s.store.KVDeleteAt(dctx, s.requests, key, rev)
 			cancel()
 			return v, err
 		case err != nil:

@@ -22,7 +22,7 @@ func TestCountsComeFromTheStreamLeader(t *testing.T) {
 	defer cancel()
 	id := "LEADERCOUNT"
 	for range 3 {
-		if _, err := s.js.Publish(ctx, s.chunkSubject(id), []byte("chunk")); err != nil {
+		if _, err := s.store.JetStream().Publish(ctx, s.chunkSubject(id), []byte("chunk")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -85,14 +85,14 @@ func TestBucketsReadThroughTheirLeader(t *testing.T) {
 		s = r.s
 	}
 	for _, b := range subjects.KVBuckets() {
-		st, err := s.js.Stream(ctx, subjects.KVStream(b))
+		st, err := s.store.JetStream().Stream(ctx, subjects.KVStream(b))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if st.CachedInfo().Config.AllowDirect {
 			t.Errorf("%s allows direct gets", b)
 		}
-		if _, err := s.js.KeyValue(ctx, b); err != nil {
+		if _, err := s.store.JetStream().KeyValue(ctx, b); err != nil {
 			t.Errorf("bind %s: %v", b, err)
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -206,11 +207,6 @@ func (s *Server) storeWhole(ctx context.Context, id string, data []byte) error {
 	// A repeat of an attempt whose answer was lost is answered with the
 	// first one's sequence (message ID); the expected sequence keeps
 	// anything else off a subject only this request writes.
-	m.Header.Set(jetstream.MsgIDHeader, id+".0")
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
-	err := s.store.RetryWrite(ctx, s.filesStream(), func(ctx context.Context) error {
-		_, err := s.js.PublishMsg(ctx, m)
-		return err
-	})
+	_, err := s.store.Publish(ctx, m, store.Expect{MsgID: id + ".0"})
 	return wrapStorage("store file content", err)
 }

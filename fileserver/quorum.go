@@ -76,7 +76,7 @@ func (m *mirror) get(key string) ([]byte, bool) {
 func (m *mirror) follow(ctx context.Context, s *Server, kv jetstream.KeyValue) {
 	backoff := 250 * time.Millisecond
 	for ctx.Err() == nil {
-		err := m.watch(ctx, kv)
+		err := m.watch(ctx, s.store, kv)
 		if ctx.Err() != nil {
 			return
 		}
@@ -90,10 +90,10 @@ func (m *mirror) follow(ctx context.Context, s *Server, kv jetstream.KeyValue) {
 	}
 }
 
-func (m *mirror) watch(ctx context.Context, kv jetstream.KeyValue) error {
+func (m *mirror) watch(ctx context.Context, st *store.Store, kv jetstream.KeyValue) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := kv.WatchAll(wctx)
+	w, err := st.KVWatchAll(wctx, kv)
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror,
 	if !s.store.ReadOnly() {
 		var e jetstream.KeyValueEntry
 		read := func(ctx context.Context) (err error) {
-			e, err = kv.Get(ctx, key)
+			e, err = s.store.KVGetOnce(ctx, kv, key)
 			return err
 		}
 		lctx, cancel := context.WithTimeout(ctx, leaderWait)

@@ -97,7 +97,7 @@ func (s *Server) checkReplicas(ctx context.Context) {
 			return
 		}
 		ictx, cancel := context.WithTimeout(ctx, replicaCheckTimeout)
-		stream, err := s.js.Stream(ictx, name)
+		info, err := s.store.StreamInfo(ictx, name)
 		cancel()
 		if err != nil {
 			// Reported by status as the stream's error; the last
@@ -105,7 +105,7 @@ func (s *Server) checkReplicas(ctx context.Context) {
 			s.log.Debug("replica check: stream info", "stream", name, "err", err)
 			continue
 		}
-		cfg := stream.CachedInfo().Config
+		cfg := info.Config
 		have := cfg.Replicas
 		if have >= want {
 			s.shortfalls.set(name, "")
@@ -115,7 +115,7 @@ func (s *Server) checkReplicas(ctx context.Context) {
 			"bucket", buckets[i], "stream", name, "replicas", have, "want", want)
 		cfg.Replicas = want
 		uctx, cancel := context.WithTimeout(ctx, replicaCheckTimeout)
-		_, err = s.js.UpdateStream(uctx, cfg)
+		err = s.store.UpdateStream(uctx, cfg)
 		cancel()
 		if err != nil {
 			s.log.Warn("raising a bucket's replicas failed; trying again later",

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ftfs/ftfs/internal/store"
 	"github.com/ftfs/ftfs/subjects"
 )
 
@@ -18,21 +18,17 @@ import (
 // The raise itself runs on a cluster in the end-to-end restore tests.
 func TestABucketWithFewerReplicasIsReported(t *testing.T) {
 	url := startTestBroker(t)
-	nc, err := nats.Connect(url, nats.UserInfo(subjects.ServiceUser, testServicePassword), nats.Timeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: subjects.FilesBucket, Replicas: 1}); err != nil {
+	st, err := store.Connect(ctx, store.Dialer{Servers: []string{url}, Password: testServicePassword, Log: startTestLogger()}, errReadOnly)
+	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{cfg: Config{Bucket: subjects.FilesBucket, Replicas: 3}, js: js, log: startTestLogger()}
+	t.Cleanup(st.Close)
+	if _, err := st.JetStream().CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: subjects.FilesBucket, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{cfg: Config{Bucket: subjects.FilesBucket, Replicas: 3}, store: st, log: startTestLogger()}
 
 	s.checkReplicas(ctx)
 	warnings := s.replicaWarnings(s.streamStatuses(ctx))

@@ -35,12 +35,9 @@ type Server struct {
 	log    *slog.Logger
 	nc     *nats.Conn // storage: JetStream, in subjects.Account
 	front  *nats.Conn // requests and replies, in subjects.UsersAccount
-	js     jetstream.JetStream
 	svc    micro.Service
 	issuer nkeys.KeyPair
 
-	files    jetstream.ObjectStore
-	stream   jetstream.Stream // the object store's stream, for chunk and meta messages
 	users    jetstream.KeyValue
 	sessions jetstream.KeyValue
 	uploads  jetstream.KeyValue
@@ -262,7 +259,7 @@ func (s *Server) connect(ctx context.Context) error {
 		st.Close()
 		return err
 	}
-	s.store, s.nc, s.js, s.front = st, st.Conn(), st.JetStream(), front
+	s.store, s.nc, s.front = st, st.Conn(), front
 	return nil
 }
 
@@ -277,17 +274,21 @@ func (s *Server) closeConns() {
 // openBuckets creates the buckets or opens them when another instance got
 // there first (store.Store.OpenBuckets).
 func (s *Server) openBuckets(ctx context.Context) error {
-	b, err := s.store.OpenBuckets(ctx, store.BucketsConfig{
-		Files:          s.cfg.Bucket,
-		Replicas:       s.cfg.Replicas,
-		SessionsMaxAge: s.cfg.SessionTTL + time.Hour,
-		LoginsMaxAge:   loginsKeep,
+	kv, err := s.store.OpenBuckets(ctx, store.BucketsConfig{
+		Files:    s.cfg.Bucket,
+		Replicas: s.cfg.Replicas,
+		KV: []store.KVConfig{
+			{Bucket: subjects.UsersBucket, Description: "ftfs users"},
+			{Bucket: subjects.SessionsBucket, Description: "ftfs sessions", MaxAge: s.cfg.SessionTTL + time.Hour},
+			{Bucket: subjects.UploadsBucket, Description: "ftfs uploads in flight"},
+			{Bucket: subjects.RequestsBucket, Description: "ftfs outcomes of recent requests, by request id", MaxAge: 10 * time.Minute},
+			{Bucket: subjects.LoginsBucket, Description: "ftfs failed logins, by digest of the user name", MaxAge: loginsKeep},
+		},
 	})
 	if err != nil {
 		return err
 	}
-	s.files, s.stream = b.Files, b.Stream
-	s.users, s.sessions, s.uploads, s.requests, s.logins = b.Users, b.Sessions, b.Uploads, b.Requests, b.Logins
+	s.users, s.sessions, s.uploads, s.requests, s.logins = kv[subjects.UsersBucket], kv[subjects.SessionsBucket], kv[subjects.UploadsBucket], kv[subjects.RequestsBucket], kv[subjects.LoginsBucket]
 	return nil
 }
 

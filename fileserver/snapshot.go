@@ -230,7 +230,7 @@ func (s *Server) saveSnapshot(seq uint64) uint64 {
 		return seq
 	}
 	snap.Bucket = s.cfg.Bucket
-	snap.StreamCreated = s.stream.CachedInfo().Created.UnixNano()
+	snap.StreamCreated = s.store.ObjectStreamCachedInfo().Created.UnixNano()
 	began := time.Now()
 	if err := writeSnapshot(path, snap); err != nil {
 		s.log.Warn("files index snapshot not written; the next start reads every file", "path", path, "err", err)
@@ -294,11 +294,7 @@ func (s *Server) checkSnapshot(ctx context.Context, h snapshotHeader) error {
 	if age := time.Since(time.Unix(0, h.FullRead)); age > snapshotTrust {
 		return fmt.Errorf("the index was last read in full %v ago", age.Round(time.Minute))
 	}
-	var info *jetstream.StreamInfo
-	err := s.store.RetryRead(ctx, s.filesStream(), func(ctx context.Context) (err error) {
-		info, err = s.stream.Info(ctx)
-		return err
-	})
+	info, err := s.store.ObjectStreamInfo(ctx)
 	if err != nil {
 		return fmt.Errorf("files stream: %w", err)
 	}
@@ -355,13 +351,8 @@ func (s *Server) recordTombstonesPurged(ctx context.Context, through uint64) err
 			return nil
 		}
 		m := nats.NewMsg(subjects.TombstonesPurged(s.cfg.Bucket))
-		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(at, 10))
 		m.Data = []byte(strconv.FormatUint(through, 10))
-		err = s.store.RetryWrite(ctx, s.filesStream(), func(ctx context.Context) error {
-			_, err := s.js.PublishMsg(ctx, m)
-			return err
-		})
+		_, err = s.store.Publish(ctx, m, store.Expect{LastSeq: at, Rollup: true})
 		if err == nil {
 			return nil
 		}

@@ -55,7 +55,7 @@ func (s *Server) status(c *call) (any, error) {
 	st.Bucket.Replicas = files.Replicas
 	st.Bucket.Leader = files.Leader
 	st.Bucket.Peers = files.Peers
-	st.Bucket.Storage = s.stream.CachedInfo().Config.Storage.String()
+	st.Bucket.Storage = s.store.ObjectStreamCachedInfo().Config.Storage.String()
 	all, err := s.allObjects(c.ctx)
 	if err != nil {
 		st.Streams[0].Error = fmt.Sprintf("list files: %v", err)
@@ -94,12 +94,11 @@ func (s *Server) streamStatuses(ctx context.Context) []subjects.StreamStatus {
 func (s *Server) streamStatus(ctx context.Context, st *subjects.StreamStatus) {
 	ctx, cancel := context.WithTimeout(ctx, streamInfoTimeout)
 	defer cancel()
-	stream, err := s.js.Stream(ctx, st.Stream)
+	info, err := s.store.StreamInfo(ctx, st.Stream)
 	if err != nil {
 		st.Error = wrapStorage("stream info "+st.Stream, err).Error()
 		return
 	}
-	info := stream.CachedInfo()
 	st.Messages = info.State.Msgs
 	st.Bytes = info.State.Bytes
 	st.Replicas = info.Config.Replicas

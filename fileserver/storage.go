@@ -18,7 +18,7 @@ func (s *Server) leaderGet(ctx context.Context, req store.MsgRequest) (*jetstrea
 }
 
 // filesStream is the name of the files bucket's stream.
-func (s *Server) filesStream() string { return s.stream.CachedInfo().Config.Name }
+func (s *Server) filesStream() string { return s.store.ObjectStreamName() }
 
 func wrapStorage(what string, err error) error {
 	if err == nil {

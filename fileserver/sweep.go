@@ -154,7 +154,7 @@ func (s *Server) sweepStorage(ctx context.Context, age time.Duration) (sweepResu
 // purgeUpTo purges subject's messages up to and including stream sequence
 // seq: one stored after it stays.
 func (s *Server) purgeUpTo(ctx context.Context, subject string, seq uint64) error {
-	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(subject), jetstream.WithPurgeSequence(seq+1)); err != nil {
+	if err := s.store.PurgeSubjectThrough(ctx, subject, seq); err != nil {
 		return fmt.Errorf("purge %s up to %d: %w", subject, seq, err)
 	}
 	return nil

@@ -50,7 +50,7 @@ func TestSweepPurgesOrphansAndTombstones(t *testing.T) {
 		t.Fatal(err)
 	}
 	orphan := subjects.ObjectChunks(subjects.FilesBucket, "ORPHANEDVERSION")
-	if _, err := s.js.Publish(ctx, orphan, []byte("content whose meta was never written")); err != nil {
+	if _, err := s.store.JetStream().Publish(ctx, orphan, []byte("content whose meta was never written")); err != nil {
 		t.Fatal(err)
 	}
 	// The deleted version's chunks go right after the delete.
@@ -65,7 +65,7 @@ func TestSweepPurgesOrphansAndTombstones(t *testing.T) {
 	waitGone(t, s, orphan)
 	waitGone(t, s, s.metaSubject("gone.bin"))
 
-	got, err := s.files.GetBytes(ctx, "kept.bin")
+	got, err := s.store.Objects().GetBytes(ctx, "kept.bin")
 	if err != nil || !bytes.Equal(got, kept) {
 		t.Fatalf("kept.bin after the sweep: %v, equal=%v", err, bytes.Equal(got, kept))
 	}
@@ -73,7 +73,7 @@ func TestSweepPurgesOrphansAndTombstones(t *testing.T) {
 	if err := admin.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: 3, Digest: digestBytes([]byte("abc"))}, &fi); err != nil {
 		t.Fatalf("commit of the upload open during the sweep: %v", err)
 	}
-	if got, err := s.files.GetBytes(ctx, "open.bin"); err != nil || string(got) != "abc" {
+	if got, err := s.store.Objects().GetBytes(ctx, "open.bin"); err != nil || string(got) != "abc" {
 		t.Fatalf("open.bin: %q, %v", got, err)
 	}
 	var list subjects.ListReply
@@ -95,7 +95,7 @@ func TestSweepPurgesOrphansAndTombstones(t *testing.T) {
 	if r, err := s.sweepStorage(ctx, 0); err != nil || r.Tombstones != 0 {
 		t.Fatalf("sweep with a tombstone last: %+v, %v", r, err)
 	}
-	if _, err := s.stream.GetLastMsgForSubject(ctx, s.metaSubject("later.bin")); err != nil {
+	if _, err := s.store.ObjectStream().GetLastMsgForSubject(ctx, s.metaSubject("later.bin")); err != nil {
 		t.Fatalf("the last tombstone: %v", err)
 	}
 }
@@ -104,7 +104,7 @@ func waitGone(t *testing.T, s *Server, subject string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err := s.stream.GetLastMsgForSubject(context.Background(), subject)
+		_, err := s.store.ObjectStream().GetLastMsgForSubject(context.Background(), subject)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return
 		}

@@ -362,7 +362,7 @@ func (s *Server) getFailures(ctx context.Context, key string) (failures, uint64,
 	}
 	ctx, cancel := context.WithTimeout(ctx, throttleStorage)
 	defer cancel()
-	e, err := s.logins.Get(ctx, key)
+	e, err := s.store.KVGetOnce(ctx, s.logins, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return f, 0, nil
 	}
@@ -391,9 +391,9 @@ func (s *Server) recordFailure(ctx context.Context, key string, now time.Time) (
 		}
 		wctx, cancel := context.WithTimeout(ctx, throttleStorage)
 		if rev == 0 {
-			_, err = s.logins.Create(wctx, key, b)
+			_, err = s.store.KVCreateOnce(wctx, s.logins, key, b)
 		} else {
-			_, err = s.logins.Update(wctx, key, b, rev)
+			_, err = s.store.KVUpdateOnce(wctx, s.logins, key, b, rev)
 		}
 		cancel()
 		if err == nil {
@@ -412,5 +412,5 @@ func (s *Server) clearFailures(ctx context.Context, key string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, throttleStorage)
 	defer cancel()
-	return s.logins.Purge(ctx, key)
+	return s.store.KVPurgeOnce(ctx, s.logins, key)
 }

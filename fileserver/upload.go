@@ -383,7 +383,7 @@ func (s *Server) uploadAbort(c *call) (any, error) {
 func (s *Server) abortUpload(ctx context.Context, id string) {
 	s.holders.drop(id)
 	s.endUpload(id)
-	if err := s.uploads.Purge(ctx, id); err != nil {
+	if err := s.store.KVPurgeOnce(ctx, s.uploads, id); err != nil {
 		s.log.Warn("forget aborted upload", "upload", id, "err", err)
 	}
 	s.purgeChunks(ctx, id)
@@ -401,7 +401,7 @@ func (s *Server) abortUpload(ctx context.Context, id string) {
 
 // purgeChunks purges the chunk subject of an upload that was not committed.
 func (s *Server) purgeChunks(ctx context.Context, id string) {
-	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(id))); err != nil {
+	if err := s.store.PurgeSubject(ctx, s.chunkSubject(id)); err != nil {
 		s.log.Warn("purge aborted upload", "upload", id, "err", err)
 	}
 }
@@ -452,16 +452,12 @@ func (s *Server) janitorEvery() time.Duration { return min(30*time.Second, s.cfg
 
 // eachUpload calls f with every upload record.
 func (s *Server) eachUpload(ctx context.Context, f func(rec uploadRecord, rev uint64)) {
-	lister, err := s.uploads.ListKeys(ctx)
+	ids, err := s.store.KVKeys(ctx, s.uploads)
 	if err != nil {
 		return
 	}
-	var ids []string
-	for k := range lister.Keys() {
-		ids = append(ids, k)
-	}
 	for _, id := range ids {
-		e, err := s.uploads.Get(ctx, id)
+		e, err := s.store.KVGetOnce(ctx, s.uploads, id)
 		if err != nil {
 			continue
 		}
@@ -480,7 +476,7 @@ func (s *Server) sweepUploads() {
 		age := time.Since(rec.Updated)
 		switch {
 		case rec.Committed != nil && age > committedKeep:
-			_ = s.uploads.Delete(ctx, id, jetstream.LastRevision(rev))
+			_ = s.store.KVDeleteAt(ctx, s.uploads, id, rev)
 		case rec.Committed == nil && rec.Direct:
 			if s.directAbandoned(ctx, rec, age) {
 				s.dropAbandoned(ctx, rec, rev, age)
@@ -499,7 +495,7 @@ func (s *Server) sweepUploads() {
 // its chunks. A purge that fails leaves chunks nothing points at, which
 // the storage sweep finds.
 func (s *Server) dropAbandoned(ctx context.Context, rec uploadRecord, rev uint64, idle time.Duration) {
-	if err := s.uploads.Delete(ctx, rec.ID, jetstream.LastRevision(rev)); err != nil {
+	if err := s.store.KVDeleteAt(ctx, s.uploads, rec.ID, rev); err != nil {
 		return // written meanwhile: not abandoned after all
 	}
 	if rec.Direct {
@@ -508,7 +504,7 @@ func (s *Server) dropAbandoned(ctx context.Context, rec uploadRecord, rev uint64
 	if err := s.syncCatalog(ctx); err != nil || s.usage.references(rec.ID) {
 		return
 	}
-	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(s.chunkSubject(rec.ID))); err != nil {
+	if err := s.store.PurgeSubject(ctx, s.chunkSubject(rec.ID)); err != nil {
 		s.log.Warn("purge abandoned upload", "upload", rec.ID, "err", err)
 		return
 	}

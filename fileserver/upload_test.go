@@ -93,14 +93,14 @@ func TestAbandonedUploadsArePurged(t *testing.T) {
 			if up == direct.Upload && i < 20 && i%2 == 0 {
 				// Active for two seconds, twice the idle time, with
 				// no more chunks than its size and a window take.
-				if _, err := s.js.Publish(ctx, subj, make([]byte, 10)); err != nil {
+				if _, err := s.store.JetStream().Publish(ctx, subj, make([]byte, 10)); err != nil {
 					t.Fatal(err)
 				}
 				if _, err := s.uploads.Get(ctx, up); err != nil {
 					t.Fatalf("an active direct upload was dropped: %v", err)
 				}
 			}
-			_, gerr := s.stream.GetLastMsgForSubject(ctx, subj)
+			_, gerr := s.store.ObjectStream().GetLastMsgForSubject(ctx, subj)
 			_, kerr := s.uploads.Get(ctx, up)
 			if gerr == jetstream.ErrMsgNotFound && kerr == jetstream.ErrKeyNotFound {
 				break

@@ -187,14 +187,7 @@ func (s *Server) syncUsage(ctx context.Context) error {
 			return err
 		}
 	}
-	var uploadsSeq uint64
-	err := s.store.RetryRead(ctx, subjects.KVStream(subjects.UploadsBucket), func(ctx context.Context) error {
-		st, err := s.js.Stream(ctx, subjects.KVStream(subjects.UploadsBucket))
-		if err == nil {
-			uploadsSeq = st.CachedInfo().State.LastSeq
-		}
-		return err
-	})
+	uploadsSeq, err := s.store.LastSeq(ctx, subjects.KVStream(subjects.UploadsBucket))
 	if err != nil {
 		return fmt.Errorf("last upload change: %w", err)
 	}

@@ -211,13 +211,8 @@ func (u *upload) send(p *storing) {
 	msg.Data = p.data
 	msg.Header.Set(subjects.HeaderChunk, strconv.FormatUint(uint64(p.index), 10))
 	f := int(p.index) % fenceCount
-	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(u.fences[f], 10))
-	msg.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, u.s.fenceSubject(u.rec.ID, f))
 	p.sent, p.lost = time.Now(), false
-	// No retry inside nats.go: a publish answered "no responders" (a
-	// leader being elected) is sent again by it 250 ms later, after the
-	// chunks sent behind it, which are then stored before it.
-	p.ack.Sent(u.s.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0)))
+	p.ack.Sent(u.s.store.PublishAsync(msg, store.Expect{LastSeq: u.fences[f], LastOf: u.s.fenceSubject(u.rec.ID, f)}))
 }
 
 // stored takes the acknowledgement of the first chunk in flight. It
@@ -424,14 +419,10 @@ func (s *Server) moveFence(ctx context.Context, subj string, seq *uint64, read b
 	}
 	msg := nats.NewMsg(subj)
 	msg.Header.Set(headerFence, mark)
-	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*seq, 10))
-	err := s.store.RetryWrite(ctx, s.filesStream(), func(ctx context.Context) error {
-		ack, err := s.js.PublishMsg(ctx, msg)
-		if err == nil {
-			*seq = ack.Sequence
-		}
-		return err
-	})
+	ack, err := s.store.Publish(ctx, msg, store.Expect{LastSeq: *seq})
+	if err == nil {
+		*seq = ack.Sequence
+	}
 	if store.WrongLastSequence(err) {
 		// Moved by an attempt of ours whose answer was lost, or by
 		// another server.
@@ -481,7 +472,7 @@ func (s *Server) walk(ctx context.Context, rec *uploadRecord, h hash.Hash) error
 // twice) is no error. nats.go reports that case only in the text of its
 // error, so whether the message is still there is read.
 func (s *Server) deleteMsg(ctx context.Context, seq uint64) error {
-	err := s.stream.DeleteMsg(ctx, seq)
+	err := s.store.DeleteMsg(ctx, seq)
 	if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil
 	}
@@ -497,7 +488,7 @@ func (s *Server) deleteMsg(ctx context.Context, seq uint64) error {
 func chunkIndex(h nats.Header, id string) (uint32, bool) {
 	v := h.Get(subjects.HeaderChunk)
 	if v == "" {
-		v, _ = strings.CutPrefix(h.Get(jetstream.MsgIDHeader), id+".")
+		v, _ = strings.CutPrefix(h.Get(store.MsgIDHeader), id+".")
 	}
 	n, err := strconv.ParseUint(v, 10, 32)
 	return uint32(n), err == nil

@@ -39,10 +39,10 @@ func TestWalkKeepsChunksInOrder(t *testing.T) {
 		m := nats.NewMsg(s.chunkSubject(id))
 		m.Data = chunks[i]
 		m.Header.Set(subjects.HeaderChunk, strconv.Itoa(i))
-		if _, err := s.js.PublishMsg(ctx, m); err != nil {
+		if _, err := s.store.JetStream().PublishMsg(ctx, m); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.js.Publish(ctx, s.chunkSubject("OTHER"), []byte("another upload's chunk")); err != nil {
+		if _, err := s.store.JetStream().Publish(ctx, s.chunkSubject("OTHER"), []byte("another upload's chunk")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -93,7 +93,7 @@ func TestFencesKeepADeposedHolderOut(t *testing.T) {
 		f := index % fenceCount
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(fences[f], 10))
 		m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, s.fenceSubject(id, f))
-		_, err := s.js.PublishMsg(ctx, m)
+		_, err := s.store.JetStream().PublishMsg(ctx, m)
 		return err
 	}
 	first := make([]uint64, fenceCount) // never moved: every check is for 0
@@ -146,18 +146,18 @@ func TestWriterRepairsAfterFailedStores(t *testing.T) {
 	// A message first, so that the chunks deleted come after it and count
 	// as deleted (the stream's first messages deleted would only move its
 	// first sequence on).
-	if _, err := s.js.Publish(ctx, s.chunkSubject("MARKER"), []byte("m")); err != nil {
+	if _, err := s.store.JetStream().Publish(ctx, s.chunkSubject("MARKER"), []byte("m")); err != nil {
 		t.Fatal(err)
 	}
-	cfg := s.stream.CachedInfo().Config
+	cfg := s.store.ObjectStream().CachedInfo().Config
 	small := cfg
 	small.MaxMsgSize = 64 << 10
-	if _, err := s.js.UpdateStream(ctx, small); err != nil {
+	if _, err := s.store.JetStream().UpdateStream(ctx, small); err != nil {
 		t.Fatal(err)
 	}
 	restored := make(chan error, 1)
 	time.AfterFunc(1500*time.Millisecond, func() {
-		_, err := s.js.UpdateStream(context.Background(), cfg)
+		_, err := s.store.JetStream().UpdateStream(context.Background(), cfg)
 		restored <- err
 	})
 
@@ -199,14 +199,14 @@ func TestWriterRepairsAfterFailedStores(t *testing.T) {
 	if err := admin.call(subjects.UploadCommit, subjects.UploadCommitRequest{Upload: st.Upload, Size: int64(len(data)), Digest: digestBytes(data)}, &fi); err != nil {
 		t.Fatalf("commit: %v", err)
 	}
-	info, err := s.stream.Info(ctx)
+	info, err := s.store.ObjectStream().Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info.State.NumDeleted == 0 {
 		t.Fatal("no chunk was deleted: the short last chunk was not stored out of order, and the repair went untested")
 	}
-	got, err := s.files.GetBytes(ctx, "repaired.bin")
+	got, err := s.store.Objects().GetBytes(ctx, "repaired.bin")
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("object store read after the repair: %v, equal=%v", err, bytes.Equal(got, data))
 	}
@@ -279,7 +279,7 @@ func TestARefusedPutLeavesNoContent(t *testing.T) {
 	if n := chunks(); n != 1 {
 		t.Fatalf("a put that went through left %d chunks, want its one", n)
 	}
-	got, err := s.files.GetBytes(ctx, "kept.txt")
+	got, err := s.store.Objects().GetBytes(ctx, "kept.txt")
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("kept.txt reads back %q, %v", got, err)
 	}

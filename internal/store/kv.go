@@ -35,6 +35,66 @@ func (st *Store) KVUpdate(ctx context.Context, kv jetstream.KeyValue, key string
 	return st.kvWrite(ctx, kv, key, value, rev)
 }
 
+// KVPut writes key's value whatever it was, WriteAttempt at a time.
+func (st *Store) KVPut(ctx context.Context, kv jetstream.KeyValue, key string, value []byte) (uint64, error) {
+	var rev uint64
+	err := st.RetryWrite(ctx, subjects.KVStream(kv.Bucket()), func(ctx context.Context) (err error) {
+		rev, err = kv.Put(ctx, key, value)
+		return err
+	})
+	return rev, err
+}
+
+// The calls below make one attempt, bounded by ctx alone: for callers
+// that would rather give up than wait out an election (the login
+// throttle, the first try of a read a mirror may answer), or that go
+// again on their own schedule (the janitor).
+
+// KVGetOnce reads key in one attempt.
+func (st *Store) KVGetOnce(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
+	return kv.Get(ctx, key)
+}
+
+// KVCreateOnce creates key with value in one attempt.
+func (st *Store) KVCreateOnce(ctx context.Context, kv jetstream.KeyValue, key string, value []byte) (uint64, error) {
+	return kv.Create(ctx, key, value)
+}
+
+// KVUpdateOnce replaces key's value at revision rev in one attempt.
+func (st *Store) KVUpdateOnce(ctx context.Context, kv jetstream.KeyValue, key string, value []byte, rev uint64) (uint64, error) {
+	return kv.Update(ctx, key, value, rev)
+}
+
+// KVPurgeOnce removes key and its history in one attempt.
+func (st *Store) KVPurgeOnce(ctx context.Context, kv jetstream.KeyValue, key string) error {
+	return kv.Purge(ctx, key)
+}
+
+// KVDeleteAt deletes key provided it is still at revision rev, in one
+// attempt: a key written meanwhile stays.
+func (st *Store) KVDeleteAt(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64) error {
+	return kv.Delete(ctx, key, jetstream.LastRevision(rev))
+}
+
+// KVKeys lists kv's keys, in one attempt.
+func (st *Store) KVKeys(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// KVWatchAll watches every key of kv until ctx ends or the watcher stops:
+// each key's value, then a nil entry, then every change.
+func (st *Store) KVWatchAll(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+	return kv.WatchAll(ctx)
+}
+
 // kvWrite creates (rev 0) or updates key. An attempt whose answer was lost
 // may have stored the value all the same, and the next attempt is then told
 // the key exists or has moved on: a key holding these very bytes is taken

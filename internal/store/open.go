@@ -103,86 +103,73 @@ func (d Dialer) Dial(ctx context.Context, user, conn string) (*nats.Conn, error)
 
 // BucketsConfig says which buckets OpenBuckets makes, and how.
 type BucketsConfig struct {
-	Files          string        // the object store's bucket
-	Replicas       int           // of every bucket
-	SessionsMaxAge time.Duration // how long the sessions bucket keeps a session
-	LoginsMaxAge   time.Duration // how long the logins bucket keeps a record
+	Files    string     // the object store's bucket
+	Replicas int        // of every bucket
+	KV       []KVConfig // the key-value buckets
 }
 
-// Buckets are a file server's object store, its stream, and its key-value
-// buckets.
-type Buckets struct {
-	Files    jetstream.ObjectStore
-	Stream   jetstream.Stream // the object store's stream, for chunk and meta messages
-	Users    jetstream.KeyValue
-	Sessions jetstream.KeyValue
-	Uploads  jetstream.KeyValue
-	Requests jetstream.KeyValue
-	Logins   jetstream.KeyValue // failed logins per user name
+// KVConfig is one key-value bucket. It keeps one value per key: no
+// history.
+type KVConfig struct {
+	Bucket      string
+	Description string
+	MaxAge      time.Duration // how long it keeps a value; 0: for ever
 }
 
 // OpenBuckets creates the buckets or opens them when another instance got
-// there first (both may start at the same moment).
-func (st *Store) OpenBuckets(ctx context.Context, c BucketsConfig) (Buckets, error) {
-	var b Buckets
+// there first (both may start at the same moment). The object store is
+// this store's from then on (objects.go); the key-value buckets are
+// returned by name.
+func (st *Store) OpenBuckets(ctx context.Context, c BucketsConfig) (map[string]jetstream.KeyValue, error) {
 	r := c.Replicas
+	var objects jetstream.ObjectStore
+	var stream jetstream.Stream
 	var err error
 	err = RetryStartup(ctx, st.log, "object store "+c.Files, func(ctx context.Context) error {
-		b.Files, err = st.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		objects, err = st.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
 			Bucket:      c.Files,
 			Description: "ftfs file content",
 			Storage:     jetstream.FileStorage,
 			Replicas:    r,
 		})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || isAlreadyInUse(err) {
-			b.Files, err = st.js.ObjectStore(ctx, c.Files)
+			objects, err = st.js.ObjectStore(ctx, c.Files)
 		}
 		if err != nil {
 			return err
 		}
-		b.Stream, err = st.js.Stream(ctx, subjects.ObjectStream(c.Files))
+		stream, err = st.js.Stream(ctx, subjects.ObjectStream(c.Files))
 		return err
 	})
 	if err != nil {
-		return b, err
+		return nil, err
 	}
-	kvs := []struct {
-		dst     *jetstream.KeyValue
-		bucket  string
-		about   string
-		history int64
-		ttl     time.Duration
-	}{
-		{&b.Users, subjects.UsersBucket, "ftfs users", 1, 0},
-		{&b.Sessions, subjects.SessionsBucket, "ftfs sessions", 1, c.SessionsMaxAge},
-		{&b.Uploads, subjects.UploadsBucket, "ftfs uploads in flight", 1, 0},
-		{&b.Requests, subjects.RequestsBucket, "ftfs outcomes of recent requests, by request id", 1, 10 * time.Minute},
-		{&b.Logins, subjects.LoginsBucket, "ftfs failed logins, by digest of the user name", 1, c.LoginsMaxAge},
-	}
-	for _, k := range kvs {
+	st.objects, st.objectStream = objects, stream
+	kvs := make(map[string]jetstream.KeyValue, len(c.KV))
+	for _, k := range c.KV {
 		// The stream nats.go's CreateKeyValue makes, but without direct
 		// gets: reads must see every acknowledged write (a session just
 		// created, an upload's last checkpoint), and a lagging follower
 		// may answer a direct get. Made in one step, so that two servers
 		// starting together do not race to update it.
 		cfg := jetstream.StreamConfig{
-			Name:              subjects.KVStream(k.bucket),
-			Subjects:          []string{subjects.KVSubjects(k.bucket)},
-			Description:       k.about,
-			MaxMsgsPerSubject: k.history,
+			Name:              subjects.KVStream(k.Bucket),
+			Subjects:          []string{subjects.KVSubjects(k.Bucket)},
+			Description:       k.Description,
+			MaxMsgsPerSubject: 1,
 			MaxBytes:          -1,
-			MaxAge:            k.ttl,
+			MaxAge:            k.MaxAge,
 			MaxMsgSize:        -1,
 			Storage:           jetstream.FileStorage,
 			Replicas:          r,
 			AllowRollup:       true,
 			DenyDelete:        true,
-			Duplicates:        min(2*time.Minute, cmp.Or(k.ttl, 2*time.Minute)),
+			Duplicates:        min(2*time.Minute, cmp.Or(k.MaxAge, 2*time.Minute)),
 			MaxMsgs:           -1,
 			MaxConsumers:      -1,
 			Discard:           jetstream.DiscardNew,
 		}
-		err := RetryStartup(ctx, st.log, "key-value bucket "+k.bucket, func(ctx context.Context) error {
+		err := RetryStartup(ctx, st.log, "key-value bucket "+k.Bucket, func(ctx context.Context) error {
 			_, err := st.js.CreateStream(ctx, cfg)
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || isAlreadyInUse(err) {
 				// Made by an earlier version, with direct gets: turn them off.
@@ -199,14 +186,14 @@ func (st *Store) OpenBuckets(ctx context.Context, c BucketsConfig) (Buckets, err
 			if err != nil {
 				return err
 			}
-			*k.dst, err = st.js.KeyValue(ctx, k.bucket)
+			kvs[k.Bucket], err = st.js.KeyValue(ctx, k.Bucket)
 			return err
 		})
 		if err != nil {
-			return b, err
+			return nil, err
 		}
 	}
-	return b, nil
+	return kvs, nil
 }
 
 func isAlreadyInUse(err error) bool {

@@ -19,6 +19,11 @@ type Store struct {
 	js  jetstream.JetStream
 	log *slog.Logger
 
+	// The files bucket (OpenBuckets): an object store, and its stream,
+	// which the file server writes chunks and metas to itself.
+	objects      jetstream.ObjectStore
+	objectStream jetstream.Stream
+
 	// readOnly is set while JetStream has lost its quorum; readOnlyErr is
 	// what a storage call returns meanwhile.
 	readOnly    atomic.Bool
