@@ -54,9 +54,13 @@ const (
 // writeCheckFresh.
 const (
 	censusWait       = 300 * time.Millisecond
-	streamLeaderWait = time.Second
+	streamLeaderWait = 2 * time.Second
 	writeCheckFresh  = 2 * time.Second
 )
+
+// notServing is the write check's reason while the server starts or
+// stops.
+const notServing = "starting or stopping: this server is not serving requests"
 
 // outcomeOK is the code label of a request answered without an error.
 const outcomeOK = "ok"
@@ -124,7 +128,6 @@ func newServerMetrics() *serverMetrics {
 			Help: `Password checks refused, by where the password came ("connect", "login", "passwd") and why ("rejected": wrong name or password; "throttled": too many failures).`,
 		}, []string{"via", "outcome"}),
 	}
-	m.last.Reason = "starting: not yet checked"
 	return m
 }
 
@@ -292,6 +295,11 @@ func (u *usage) totals() (files int, bytes int64) {
 // check.
 func (s *Server) checkWrite() writeHealth {
 	m := s.metrics
+	if !m.serving.Load() {
+		// Said at once, whatever was found a moment ago: a server that
+		// stops takes no more writes.
+		return writeHealth{Reason: notServing, Checked: time.Now().UTC()}
+	}
 	m.checkMu.Lock()
 	defer m.checkMu.Unlock()
 	if !m.last.Checked.IsZero() && time.Since(m.last.Checked) < writeCheckFresh {
@@ -303,14 +311,10 @@ func (s *Server) checkWrite() writeHealth {
 	return h
 }
 
-// newWriteCheck checks, in order, what a write needs: a server that serves,
-// a quorum of brokers, and a leader for every bucket's stream.
+// newWriteCheck checks, in order, what a write needs of storage: a quorum
+// of brokers, and a leader for every bucket's stream.
 func (s *Server) newWriteCheck() writeHealth {
 	var h writeHealth
-	if !s.metrics.serving.Load() {
-		h.Reason = "starting or stopping: this server is not serving requests"
-		return h
-	}
 	count, err := store.CountBrokers(s.front, censusWait)
 	h.Brokers = count
 	switch {
