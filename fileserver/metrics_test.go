@@ -1,11 +1,18 @@
 package fileserver
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/ftfs/ftfs/broker"
 	"github.com/ftfs/ftfs/subjects"
@@ -133,5 +140,121 @@ func TestWriteCheck(t *testing.T) {
 			t.Fatalf("a stopping server's write check says %+v", h)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestMetricsServedFromStartToStop starts a server before its broker: its
+// metrics address answers at once, alive and not writable, while it
+// connects; writable once it serves; closed once it has stopped. Scrapes
+// run all along, so that the race detector sees them beside the start.
+func TestMetricsServedFromStartToStop(t *testing.T) {
+	ports := make([]int, 2)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	started := make(chan *Server, 1)
+	startErr := make(chan error, 1)
+	go func() {
+		s, err := Start(ctx, Config{
+			Servers: []string{fmt.Sprintf("nats://127.0.0.1:%d", ports[0])}, ServicePassword: testServicePassword,
+			AdminPassword: "admin-password", Role: RolePrimary, Logger: startTestLogger(), MetricsAddr: addr,
+		})
+		if err != nil {
+			startErr <- err
+			return
+		}
+		started <- s
+	}()
+
+	hc := http.Client{Timeout: 10 * time.Second}
+	get := func(path string) (int, string, error) {
+		resp, err := hc.Get("http://" + addr + path)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body), err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if status, _, err := get(HealthPath); err == nil && status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no answer on /healthz while the server starts")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	status, body, err := get(WriteHealthPath)
+	if err != nil || status != http.StatusServiceUnavailable || !strings.Contains(body, notServing) {
+		t.Fatalf("/healthz/write while connecting: %d %q %v", status, body, err)
+	}
+	scrapeValue := func(name string) float64 {
+		t.Helper()
+		status, body, err := get(MetricsPath)
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("scrape: %d %v", status, err)
+		}
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		mfs, err := p.TextToMetricFamilies(strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("parse the scrape: %v", err)
+		}
+		mf, ok := mfs[name]
+		if !ok || len(mf.GetMetric()) != 1 {
+			t.Fatalf("scrape has no single %s", name)
+		}
+		return mf.GetMetric()[0].GetGauge().GetValue()
+	}
+	if v := scrapeValue("ftfs_writable"); v != 0 {
+		t.Fatalf("ftfs_writable %v while connecting", v)
+	}
+
+	scraping, stopScraping := context.WithCancel(ctx)
+	scraped := make(chan struct{})
+	go func() {
+		defer close(scraped)
+		for scraping.Err() == nil {
+			_, _, _ = get(MetricsPath)
+			_, _, _ = get(WriteHealthPath)
+		}
+	}()
+	b, err := broker.Start(broker.Config{
+		Port: ports[0], HTTPPort: -1, DataDir: t.TempDir(), ServicePassword: testServicePassword,
+		SystemPassword: testSystemPassword, Logger: startTestLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Shutdown)
+	var s *Server
+	select {
+	case s = <-started:
+	case err := <-startErr:
+		t.Fatal(err)
+	}
+	stopScraping()
+	<-scraped
+	deadline = time.Now().Add(30 * time.Second)
+	for scrapeValue("ftfs_writable") != 1 {
+		if time.Now().After(deadline) {
+			_, body, _ := get(WriteHealthPath)
+			t.Fatalf("not writable 30s after its start: %s", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	s.Stop()
+	if _, _, err := get(HealthPath); err == nil {
+		t.Fatal("the metrics address still answers after Stop")
 	}
 }
