@@ -77,11 +77,11 @@ type serverMetrics struct {
 	served        *prometheus.CounterVec   // via
 	loginFailures *prometheus.CounterVec   // via, outcome
 
-	// started is set once Start has connected and opened the buckets
+	// stateReady is set once Start has connected and opened the buckets
 	// (what the collectors read is there); serving while, besides, Stop
 	// has not begun.
-	started atomic.Bool
-	serving atomic.Bool
+	stateReady atomic.Bool
+	serving    atomic.Bool
 
 	checkMu sync.Mutex // one write check at a time; the others wait for its answer
 	last    writeHealth
@@ -104,7 +104,7 @@ type writeHealth struct {
 }
 
 func newServerMetrics() *serverMetrics {
-	m := &serverMetrics{
+	return &serverMetrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ftfs_requests_total",
@@ -128,10 +128,10 @@ func newServerMetrics() *serverMetrics {
 			Help: `Password checks refused, by where the password came ("connect", "login", "passwd") and why ("rejected": wrong name or password; "throttled": too many failures).`,
 		}, []string{"via", "outcome"}),
 	}
-	return m
 }
 
-// registerMetrics adds the collectors that read s's state when scraped.
+// registerMetrics registers the counters, and the collectors that read
+// s's state as it is when scraped rather than count it twice.
 func (s *Server) registerMetrics() {
 	m := s.metrics
 	gauge := func(name, help string, labels prometheus.Labels, f func() float64) prometheus.Collector {
@@ -151,7 +151,7 @@ func (s *Server) registerMetrics() {
 		gauge("ftfs_info", "Always 1; its labels are this server's role and version.",
 			prometheus.Labels{"role": s.cfg.Role, "version": Version}, func() float64 { return 1 }),
 		gauge("ftfs_read_only", "1 while storage has lost its quorum and this server refuses writes.", nil,
-			func() float64 { return flag(m.started.Load() && s.store.ReadOnly()) }),
+			func() float64 { return flag(m.stateReady.Load() && s.store.ReadOnly()) }),
 		gauge("ftfs_writable", "1 when the write check (/healthz/write) finds that a write would succeed.", nil,
 			func() float64 { return flag(s.checkWrite().Writable) }),
 		gauge("ftfs_brokers_seen", "Brokers that answered the write check's census.", nil,

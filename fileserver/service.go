@@ -131,9 +131,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.cancel()
 		return nil, err
 	}
-	started := false
+	succeeded := false
 	defer func() {
-		if !started {
+		if !succeeded {
 			s.stopMetrics()
 		}
 	}()
@@ -182,8 +182,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			f()
 		}()
 	}
-	started = true
-	s.metrics.started.Store(true)
+	succeeded = true
+	s.metrics.stateReady.Store(true)
 	s.metrics.serving.Store(true)
 	s.log.Info("file server ready", "instance", s.instance, "bucket", cfg.Bucket, "replicas", cfg.Replicas)
 	return s, nil
