@@ -81,6 +81,7 @@ func serviceFlags(cmd *cobra.Command, cfg *fileserver.Config) {
 	f.StringVar(&cfg.Bucket, "bucket", subjects.FilesBucket, "object store bucket for file content")
 	f.DurationVar(&cfg.SessionTTL, "session-ttl", subjects.SessionTTL, "how long a login lasts")
 	f.DurationVar(&cfg.UploadIdle, "upload-idle", subjects.UploadIdle, "abort an unfinished upload idle this long")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "HOST:PORT to serve Prometheus metrics (/metrics) and health checks (/healthz, /healthz/write) on over HTTP; keep it on loopback (empty: off)")
 	f.StringVar(&cfg.IndexDir, "index-dir", "./data/index", "where to keep a snapshot of the files index, so that a start reads only what changed since (servers may share it; empty: none)")
 	limitFlags(cmd, cfg)
 	loginFlags(cmd, cfg)

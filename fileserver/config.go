@@ -100,6 +100,11 @@ type Config struct {
 	// share it.
 	IndexDir string
 
+	// MetricsAddr, when set, is the HOST:PORT where the server serves its
+	// Prometheus metrics and health checks over HTTP (metrics.go). They
+	// name no user or file, but keep it on loopback or a private network.
+	MetricsAddr string
+
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Replica, when set, reports the backup's plain-file replica in the

@@ -109,6 +109,7 @@ func (s *Server) commitDirect(c *call, r subjects.UploadCommitRequest, rec uploa
 		// The client has had every chunk acknowledged: anything its
 		// connection publishes now would land after the commit.
 		s.endUpload(rec.ID)
+		s.countReceived("direct", r.Size)
 	}
 	return fi, err
 }

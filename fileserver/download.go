@@ -64,5 +64,8 @@ func (s *Server) download(c *call) (any, error) {
 	if err != nil {
 		return nil, wrapStorage(fmt.Sprintf("download %q", r.Name), err)
 	}
+	// The batch's chunks, as admitDownload reckons them: JetStream sends
+	// them, not this process.
+	s.countServed("download", min(int64(r.Max)*subjects.ChunkSize, int64(o.info.Size)-r.Offset))
 	return noReply{}, nil
 }

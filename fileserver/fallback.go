@@ -127,6 +127,7 @@ func (s *Server) replicaDownload(c *call) (any, error) {
 			return nil, fmt.Errorf("send chunk: %w", err)
 		}
 		off += int64(n)
+		s.countServed("replica", int64(n))
 	}
 	end := nats.NewMsg(c.req.Reply())
 	end.Header.Set(subjects.HeaderStatus, "204")

@@ -55,5 +55,6 @@ func (s *Server) sendFile(c *call, fi subjects.FileInfo, content []byte) (any, e
 	if err := s.front.PublishMsg(m); err != nil {
 		return nil, fmt.Errorf("send %q: %w", fi.Name, err)
 	}
+	s.countServed("get", int64(len(content)))
 	return noReply{}, nil
 }

@@ -142,6 +142,8 @@ func (s *Server) authed(f op) func(micro.Request) {
 		v, err := f(c)
 		if _, ok := v.(noReply); !ok || err != nil {
 			s.reply(req, v, err)
+		} else {
+			s.answered(req, nil)
 		}
 		if c.afterReply != nil {
 			c.afterReply()
@@ -197,6 +199,7 @@ func (s *Server) admin(f op) op {
 // that. (So `nats micro stats` counts requests but not errors; the status
 // reply carries this instance's error count.)
 func (s *Server) reply(req micro.Request, v any, err error) {
+	s.answered(req, err)
 	m := nats.NewMsg(req.Reply())
 	if err != nil {
 		code := subjects.CodeOf(err)

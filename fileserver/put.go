@@ -37,6 +37,7 @@ func (s *Server) put(c *call) (any, error) {
 		return nil, err
 	}
 	data := c.req.Data()
+	s.countReceived("put", int64(len(data)))
 	if int64(len(data)) != r.Size {
 		return nil, subjects.Errorf(subjects.CodeIntegrity, "put of %q: announced %d bytes, sent %d; nothing was stored", r.Name, r.Size, len(data))
 	}

@@ -73,6 +73,8 @@ type Server struct {
 	errors     atomic.Uint64      // error replies sent
 	lastStart  atomic.Int64       // when the last one started, unix nanoseconds
 
+	metrics *serverMetrics // metrics.go
+
 	snapshotTried atomic.Bool   // the files watch has looked for a snapshot (snapshot.go)
 	snapshotSeq   atomic.Uint64 // the sequence of the snapshot file as last read or written
 }
@@ -115,9 +117,23 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		usersMirror:    newMirror(),
 		sessionsMirror: newMirror(),
 		usage:          newUsage(),
+		metrics:        newServerMetrics(),
 	}
 	s.holders = newHolders(&s.wg)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.registerMetrics()
+	// Served from the start, so that a probe sees a server that is still
+	// connecting as alive and not yet writable.
+	if err := s.startMetrics(); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	succeeded := false
+	defer func() {
+		if !succeeded {
+			s.stopMetrics()
+		}
+	}()
 
 	if err := s.connect(ctx); err != nil {
 		s.cancel()
@@ -163,6 +179,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			f()
 		}()
 	}
+	succeeded = true
+	s.metrics.stateReady.Store(true)
+	s.metrics.serving.Store(true)
 	s.log.Info("file server ready", "instance", s.instance, "bucket", cfg.Bucket, "replicas", cfg.Replicas)
 	return s, nil
 }
@@ -189,6 +208,7 @@ func (s *Server) Instance() string { return s.instance }
 func (s *Server) Stop() { s.stopOnce.Do(s.stop) }
 
 func (s *Server) stop() {
+	s.metrics.serving.Store(false)
 	// Stop taking requests, and answer those already received: a request
 	// dropped here would cost its client a timeout.
 	if s.svc != nil {
@@ -211,6 +231,7 @@ func (s *Server) stop() {
 	s.cancel()
 	s.holders.stopAll()
 	s.wg.Wait()
+	s.stopMetrics()
 	s.closeConns()
 	s.log.Info("file server stopped")
 }
@@ -344,13 +365,13 @@ func (s *Server) serve() error {
 		}...)
 	}
 	for _, e := range endpoints {
-		if err := svc.AddEndpoint(e.name, s.gate(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
+		if err := svc.AddEndpoint(e.name, s.gate(s.measured(e.name, e.h)), micro.WithEndpointSubject(e.subject)); err != nil {
 			_ = svc.Stop()
 			return fmt.Errorf("add endpoint %s: %w", e.name, err)
 		}
 	}
 	// Every instance answers Stats with its own.
-	err = svc.AddEndpoint("stats", s.gate(s.async(s.authed(s.stats))),
+	err = svc.AddEndpoint("stats", s.gate(s.measured("stats", s.async(s.authed(s.stats)))),
 		micro.WithEndpointSubject(subjects.Stats),
 		micro.WithEndpointQueueGroupDisabled())
 	if err != nil {
@@ -359,7 +380,7 @@ func (s *Server) serve() error {
 	}
 	// Chunks must reach the instance holding their upload, in order, so this
 	// endpoint is the instance's own and its handler never goes async.
-	err = svc.AddEndpoint("chunk", s.gate(micro.HandlerFunc(s.chunk)),
+	err = svc.AddEndpoint("chunk", s.gate(s.measured("chunk", micro.HandlerFunc(s.chunk))),
 		micro.WithEndpointSubject(subjects.Chunk(s.instance)),
 		micro.WithEndpointQueueGroupDisabled(),
 		micro.WithEndpointPendingLimits(4096, 64<<20))
@@ -367,7 +388,7 @@ func (s *Server) serve() error {
 		_ = svc.Stop()
 		return fmt.Errorf("add chunk endpoint: %w", err)
 	}
-	err = svc.AddEndpoint("upload-commit-here", s.gate(s.async(s.authed(s.writable(s.uploadCommit)))),
+	err = svc.AddEndpoint("upload-commit-here", s.gate(s.measured("upload-commit-here", s.async(s.authed(s.writable(s.uploadCommit))))),
 		micro.WithEndpointSubject(subjects.UploadCommitAt(s.instance)),
 		micro.WithEndpointQueueGroupDisabled())
 	if err != nil {

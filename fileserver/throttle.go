@@ -303,6 +303,7 @@ func (s *Server) passwordLogin(ctx context.Context, a loginAttempt) (userRecord,
 		hostWait = th.hosts.wait(a.host, now)
 	}
 	if wait := max(userWait, hostWait); wait > 0 {
+		s.countLoginFailure(a.via, true)
 		s.audit("login throttled", a.auditAttrs("retry_in", wait.Round(time.Millisecond),
 			"locked", th.user.locked(f, now), "by_host", hostWait > userWait)...)
 		return userRecord{}, errThrottled(wait)
@@ -310,6 +311,7 @@ func (s *Server) passwordLogin(ctx context.Context, a loginAttempt) (userRecord,
 
 	u, err := s.checkPassword(ctx, a.user, a.password)
 	if subjects.CodeOf(err) == subjects.CodeUnauthorized {
+		s.countLoginFailure(a.via, false)
 		n := s.loginFailed(ctx, key, a.host)
 		s.audit("login failed", a.auditAttrs("failures", n.Count)...)
 		return u, err

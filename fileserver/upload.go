@@ -187,6 +187,7 @@ func (s *Server) chunk(req micro.Request) {
 		s.log.Warn("chunk refused: reply subject outside the owner's inbox", "upload", id)
 		return
 	}
+	s.countReceived("upload", int64(len(req.Data())))
 	select {
 	case u.queue <- chunkMsg{index: uint32(idx), data: req.Data(), reply: req}:
 	default:

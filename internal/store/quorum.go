@@ -2,13 +2,9 @@ package store
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/ftfs/ftfs/subjects"
 )
 
 // Quorum loss. With two of three brokers down JetStream can neither store
@@ -75,31 +71,12 @@ func (st *Store) WatchQuorum(ctx context.Context, census *nats.Conn) {
 // not cut off, the storage connection's broker sees the same. An error:
 // the question could not be sent, or no broker answered.
 func quorumReachable(census *nats.Conn) (bool, error) {
-	sub, err := requestAll(census, subjects.BrokerCensus, nil)
+	count, err := CountBrokers(census, 300*time.Millisecond)
 	if err != nil {
+		// Not even the broker the question went through answered: an
+		// error, which leaves the read-only state as it is, not a count
+		// of none.
 		return false, err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	up := map[string]bool{}
-	need := 0
-	deadline := time.Now().Add(300 * time.Millisecond)
-	for {
-		m, err := sub.NextMsg(time.Until(deadline))
-		if err != nil {
-			break
-		}
-		var rep subjects.BrokerReport
-		if json.Unmarshal(m.Data, &rep) != nil || rep.Name == "" {
-			continue
-		}
-		up[rep.Name] = true
-		need = max(need, rep.QuorumNeeded, rep.MetaSize/2+1)
-	}
-	if len(up) == 0 {
-		// Not even the broker the question went through answered: it is
-		// frozen or dying, and says nothing of the others: an error, which
-		// leaves the read-only state as it is, not a count of none.
-		return false, errors.New("no broker answered the census")
-	}
-	return len(up) >= need, nil
+	return count.Quorum(), nil
 }

@@ -79,6 +79,7 @@ type config struct {
 	servers    []string
 	tls        bool
 	serverArgs []string
+	roleArgs   map[string][]string
 }
 
 // Option shapes a system.
@@ -94,6 +95,18 @@ func Servers(roles ...string) Option { return func(c *config) { c.servers = role
 // such as "--user-quota", "4MiB".
 func ServerArgs(args ...string) Option {
 	return func(c *config) { c.serverArgs = append(c.serverArgs, args...) }
+}
+
+// RoleArgs adds flags to one role's command line ("primary", "backup"),
+// after ServerArgs': flags whose values differ between the servers, such
+// as each one's --metrics-addr.
+func RoleArgs(role string, args ...string) Option {
+	return func(c *config) {
+		if c.roleArgs == nil {
+			c.roleArgs = map[string][]string{}
+		}
+		c.roleArgs[role] = append(c.roleArgs[role], args...)
+	}
 }
 
 // TLS runs the system with TLS: development certificates made by `ftfs
@@ -230,6 +243,7 @@ func Start(t testing.TB, opts ...Option) *System {
 			args = append(args, "--tls-ca", sys.TLSCA)
 		}
 		args = append(args, cfg.serverArgs...)
+		args = append(args, cfg.roleArgs[role]...)
 		p := &Process{Name: role, args: args}
 		sys.procs[role] = p
 		sys.launch(t, p)
