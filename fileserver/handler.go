@@ -32,6 +32,8 @@ type call struct {
 	// afterReply, when set, runs once the reply has left (idempotent's
 	// record of the outcome).
 	afterReply func()
+	// access is what user may do, read on first use (accessOf).
+	access *accessView
 }
 
 // op handles an authenticated request; it returns the reply body or an error

@@ -46,6 +46,7 @@ type Server struct {
 	uploads  jetstream.KeyValue
 	requests jetstream.KeyValue
 	logins   jetstream.KeyValue // failed logins per user name (throttle.go)
+	access   jetstream.KeyValue // access rules and groups (access.go)
 	throttle *loginThrottle
 
 	instance string
@@ -65,7 +66,9 @@ type Server struct {
 	store          *store.Store
 	usersMirror    *mirror
 	sessionsMirror *mirror
-	usage          *usage // per-user limits (usage.go)
+	accessMirror   *mirror     // of the access bucket (access.go)
+	policies       policyCache // the access record last parsed
+	usage          *usage      // per-user limits (usage.go)
 	// shortfalls are the buckets found with fewer replicas than
 	// --replicas (replicas.go).
 	shortfalls replicaShortfalls
@@ -117,6 +120,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 		usersMirror:    newMirror(),
 		sessionsMirror: newMirror(),
+		accessMirror:   newMirror(),
 		usage:          newUsage(),
 	}
 	s.holders = newHolders(&s.wg)
@@ -155,6 +159,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		func() { s.store.FollowElections(s.ctx) },
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
+		func() { s.accessMirror.follow(s.ctx, s, s.access) },
 		s.expireSessions,
 		s.followUsage,
 		s.snapshotter,
@@ -288,6 +293,7 @@ func (s *Server) openBuckets(ctx context.Context) error {
 	}
 	s.files, s.stream = b.Files, b.Stream
 	s.users, s.sessions, s.uploads, s.requests, s.logins = b.Users, b.Sessions, b.Uploads, b.Requests, b.Logins
+	s.access = b.Access
 	return nil
 }
 
@@ -334,6 +340,13 @@ func (s *Server) serve() error {
 		{"user-passwd", subjects.UserPassword, s.async(s.authed(s.writable(s.idempotent(s.userPassword))))},
 		{"user-ls", subjects.UserList, s.async(s.authed(s.admin(s.userList)))},
 		{"user-revoke", subjects.UserRevoke, s.async(s.authed(s.admin(s.writable(s.idempotent(s.userRevoke)))))},
+		{"access-set", subjects.AccessSet, s.async(s.authed(s.writable(s.idempotent(s.accessSet))))},
+		{"access-rm", subjects.AccessRemove, s.async(s.authed(s.writable(s.idempotent(s.accessRemove))))},
+		{"access-show", subjects.AccessShow, s.async(s.authed(s.accessShow))},
+		{"access-ls", subjects.AccessList, s.async(s.authed(s.accessList))},
+		{"group-add", subjects.GroupAdd, s.async(s.authed(s.admin(s.writable(s.idempotent(s.groupAdd)))))},
+		{"group-rm", subjects.GroupRemove, s.async(s.authed(s.admin(s.writable(s.idempotent(s.groupRemove)))))},
+		{"group-ls", subjects.GroupList, s.async(s.authed(s.groupList))},
 	}
 	if s.cfg.Fallback != nil {
 		endpoints = append(endpoints, []endpoint{

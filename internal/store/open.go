@@ -119,6 +119,7 @@ type Buckets struct {
 	Uploads  jetstream.KeyValue
 	Requests jetstream.KeyValue
 	Logins   jetstream.KeyValue // failed logins per user name
+	Access   jetstream.KeyValue // access rules and groups
 }
 
 // OpenBuckets creates the buckets or opens them when another instance got
@@ -158,6 +159,7 @@ func (st *Store) OpenBuckets(ctx context.Context, c BucketsConfig) (Buckets, err
 		{&b.Uploads, subjects.UploadsBucket, "ftfs uploads in flight", 1, 0},
 		{&b.Requests, subjects.RequestsBucket, "ftfs outcomes of recent requests, by request id", 1, 10 * time.Minute},
 		{&b.Logins, subjects.LoginsBucket, "ftfs failed logins, by digest of the user name", 1, c.LoginsMaxAge},
+		{&b.Access, subjects.AccessBucket, "ftfs access rules and groups", 1, 0},
 	}
 	for _, k := range kvs {
 		// The stream nats.go's CreateKeyValue makes, but without direct
