@@ -19,6 +19,7 @@ func teamPolicy(t *testing.T) *accessPolicy {
 			"projects/x/drop/":   {Lines: []string{"write: *", "read,list: alice"}},
 			"home/carol/public/": {Lines: []string{"read,list: *", "read,list,write,delete,admin: carol"}},
 			"projects/x/ghosts/": {Lines: []string{"read: @gone"}},
+			"projects/x/index/":  {Lines: []string{"list: *"}},
 		},
 		Groups: map[string][]string{"eng": {"alice", "bob"}},
 	}
@@ -154,6 +155,37 @@ func TestAccessBadRecordRefuses(t *testing.T) {
 	for _, raw := range []string{`{"rules":{"p":{"lines":["read: *"]}}}`, `{"rules":{"p/":{"lines":["reed: *"]}}}`, `{"rules":{"p/":{"lines":[]}}}`, `not json`} {
 		if _, err := parsePolicy([]byte(raw)); err == nil {
 			t.Errorf("parsePolicy(%s) accepted a record no server writes", raw)
+		}
+	}
+}
+
+// TestMayListAndMayRead is the contract other features (watches, share
+// links) rely on: list is list or read, read is read alone, and a site
+// admin passes.
+func TestMayListAndMayRead(t *testing.T) {
+	s := &Server{}
+	p := teamPolicy(t)
+	for _, tc := range []struct {
+		user, name string
+		list, read bool
+		admin      bool
+	}{
+		{"bob", "projects/x/a.txt", true, true, false},
+		{"carol", "projects/x/a.txt", false, false, false},
+		{"carol", "projects/x/index/a.txt", true, false, false},
+		{"carol", "projects/x/drop/a.txt", false, false, false}, // write alone
+		{"bob", "home/alice/a.txt", false, false, false},
+		{"root", "home/alice/a.txt", true, true, true},
+	} {
+		c := &call{user: tc.user, admin: tc.admin}
+		if !tc.admin {
+			c.access = &accessView{p: p, user: tc.user, folders: map[string]rights{}}
+		}
+		if got := s.mayList(c, tc.name); got != tc.list {
+			t.Errorf("mayList(%s, %q) = %v, want %v", tc.user, tc.name, got, tc.list)
+		}
+		if got := s.mayRead(c, tc.name); got != tc.read {
+			t.Errorf("mayRead(%s, %q) = %v, want %v", tc.user, tc.name, got, tc.read)
 		}
 	}
 }
