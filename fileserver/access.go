@@ -502,6 +502,8 @@ func (s *Server) accessRemove(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// No guard against losing one's own admin right here, unlike set:
+	// handing a folder back to its parent's rule is what removing means.
 	err = s.changeAccess(c, "access rule removed", func(p *accessPolicy, rec *accessRecord) ([]any, error) {
 		if !c.admin && !p.adminAt(r.Prefix, c.user) {
 			return nil, subjects.Errorf(subjects.CodeForbidden, "you may not remove the rule of %s: that takes the admin right there or in a folder above", folderName(r.Prefix))
