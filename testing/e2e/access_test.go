@@ -330,6 +330,44 @@ func TestAccessMatrix(t *testing.T) {
 		}
 	})
 
+	t.Run("garbage at the access and group endpoints changes nothing", func(t *testing.T) {
+		rulesBefore, err := admin.ListAccess(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		groupsBefore, err := admin.ListGroups(ctxT(t), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := dialWire(t, sys, admin)
+		var cases []wireCase
+		for _, e := range []wireEndpoint{
+			{subjects.AccessSet, a, `{"prefix":"junk/","lines":["read: *"]}`, false},
+			{subjects.AccessRemove, a, `{"prefix":"projects/x/"}`, false},
+			{subjects.AccessShow, a, `{"path":"projects/x/a.txt"}`, false},
+			{subjects.AccessList, a, `{}`, false},
+			{subjects.GroupAdd, a, `{"group":"junk","users":["carol"]}`, false},
+			{subjects.GroupRemove, a, `{"group":"eng"}`, false},
+			{subjects.GroupList, a, `{"group":"eng"}`, false},
+		} {
+			cases = append(cases, e.malformed()...)
+		}
+		for _, c := range cases {
+			c.run(t)
+		}
+		rulesAfter, err := admin.ListAccess(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		groupsAfter, err := admin.ListGroups(ctxT(t), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(rulesBefore) != fmt.Sprint(rulesAfter) || fmt.Sprint(groupsBefore) != fmt.Sprint(groupsAfter) {
+			t.Errorf("garbage changed the rules or groups:\n%v %v\n%v %v", rulesBefore, groupsBefore, rulesAfter, groupsAfter)
+		}
+	})
+
 	t.Run("the command line", func(t *testing.T) {
 		cli := sys.AdminCLI(t)
 		if out, stderr, code := cli.Run(t, nil, nil, "group", "add", "ops", "carol"); code != 0 || !strings.Contains(out, "group ops: carol") {
