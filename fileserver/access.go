@@ -18,6 +18,7 @@ package fileserver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,20 +244,64 @@ func (pc *policyCache) get(raw []byte) (*accessPolicy, error) {
 	return p, nil
 }
 
-// loadPolicy reads the access record as it stands now (readKV: from the
-// mirror while storage is read-only).
-func (s *Server) loadPolicy(c *call) (*accessPolicy, error) {
-	raw, err := s.readKV(c.ctx, s.access, s.accessMirror, subjects.AccessKey)
+// readAccessRecord reads the access record as it stands now (readKV:
+// from the mirror while storage is read-only); nil when none is stored.
+func (s *Server) readAccessRecord(ctx context.Context) ([]byte, error) {
+	raw, err := s.readKV(ctx, s.access, s.accessMirror, subjects.AccessKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		if s.store.ReadOnly() && !s.accessMirror.loaded.Load() {
 			// The built-in rules would stand in for stored ones, some
 			// of them stricter: say nothing rather than the wrong thing.
 			return nil, subjects.Errorf(subjects.CodeUnavailable, "access rules not loaded yet while storage is read-only; try again")
 		}
-		raw, err = nil, nil
+		return nil, nil
 	}
 	if err != nil {
 		return nil, wrapStorage("read access rules", err)
+	}
+	return raw, nil
+}
+
+// accessRead is a read of the access record started as a request
+// arrives, while its session is read (authed): each is a storage round
+// trip, and a file request needs both, one after the other otherwise.
+type accessRead struct {
+	done chan struct{}
+	raw  []byte
+	err  error
+}
+
+// startAccessRead starts reading the access record for a request whose
+// context is ctx. It runs inside the request's handler, which holds a
+// count of s.wg, so the Add cannot race the server's final Wait.
+func (s *Server) startAccessRead(ctx context.Context) *accessRead {
+	r := &accessRead{done: make(chan struct{})}
+	s.wg.Add(1)
+	go func() { // owned by s.wg; ends with ctx at the latest
+		defer s.wg.Done()
+		defer close(r.done)
+		r.raw, r.err = s.readAccessRecord(ctx)
+	}()
+	return r
+}
+
+// loadPolicy is the access record as of this call: the read started as
+// it arrived, or one made now.
+func (s *Server) loadPolicy(c *call) (*accessPolicy, error) {
+	var raw []byte
+	var err error
+	if r := c.accessRead; r != nil {
+		select {
+		case <-r.done:
+			raw, err = r.raw, r.err
+		case <-c.ctx.Done():
+			return nil, wrapStorage("read access rules", c.ctx.Err())
+		}
+	} else {
+		raw, err = s.readAccessRecord(c.ctx)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return s.policies.get(raw)
 }
