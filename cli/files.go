@@ -84,7 +84,7 @@ func rmCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:     "rm NAME...",
 		GroupID: "files",
-		Short:   "Delete files (yours, or any as an admin)",
+		Short:   "Delete files (yours, or any where you have the delete right; see ftfs access)",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			var errs []error
@@ -105,7 +105,7 @@ func mvCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "mv OLD NEW",
 		GroupID: "files",
-		Short:   "Rename a file (yours, or any as an admin)",
+		Short:   "Rename a file (yours, or any where you have the delete right; see ftfs access)",
 		Args:    cobra.ExactArgs(2),
 		RunE: e.withClient(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			if _, err := c.Rename(cmd.Context(), args[0], args[1], force); err != nil {

@@ -590,7 +590,8 @@ func (c *Client) Stat(ctx context.Context, name string) (FileInfo, error) {
 	return fi, nil
 }
 
-// Delete removes a file (owner or admin only).
+// Delete removes a file: the caller's own where the folder's access rule
+// gives them write, anyone's where it gives them delete (SetAccess).
 func (c *Client) Delete(ctx context.Context, name string) error {
 	if err := subjects.ValidName(name); err != nil {
 		return fmt.Errorf("delete: %w", fromWire(err))
@@ -601,8 +602,9 @@ func (c *Client) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// Rename renames a file (owner or admin only). Without overwrite an
-// existing target is ErrConflict.
+// Rename renames a file: Delete's check on the old name, a put's on the
+// new one (SetAccess). Without overwrite an existing target is
+// ErrConflict.
 func (c *Client) Rename(ctx context.Context, from, to string, overwrite bool) (FileInfo, error) {
 	var fi FileInfo
 	for _, n := range []string{from, to} {

@@ -186,27 +186,32 @@ func (u *usage) waitLoaded(ctx context.Context) error {
 	return nil
 }
 
-// loadedListing is listFiles, or ok false when the index is loading: its
+// loadedListing is listVisible, or ok false when the index is loading: its
 // watch started over (filesAhead, by another request) after the caller
 // caught up with storage, and an index half loaded would list too little.
-func (u *usage) loadedListing(r subjects.ListRequest) (subjects.ListReply, bool) {
+func (u *usage) loadedListing(r subjects.ListRequest, visible func(string) bool) (subjects.ListReply, bool) {
 	u.mu.Lock()
 	loading := u.loading
 	u.mu.Unlock()
 	if loading {
 		return subjects.ListReply{}, false
 	}
-	return u.listFiles(r), true
+	return u.listVisible(r, visible), true
 }
 
 // listFiles cuts the page r asks for out of the index.
+func (u *usage) listFiles(r subjects.ListRequest) subjects.ListReply { return u.listVisible(r, nil) }
+
+// listVisible is listFiles of the names visible accepts (every name when
+// nil; access.go): the page is cut after the filter, so that it is full
+// and More says whether a visible name follows.
 //
 // Its names are kept sorted between listings: sorting a million names
 // took a listing after any file came or went most of a second. A name
 // that comes joins u.added, a short list merged in as the page is cut; a
 // name that goes stays in u.names, skipped as the page is cut, until they
 // are too many (u.stale) and the next listing sorts every name again.
-func (u *usage) listFiles(r subjects.ListRequest) subjects.ListReply {
+func (u *usage) listVisible(r subjects.ListRequest, visible func(string) bool) subjects.ListReply {
 	r.Limit = pageLimit(r)
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -248,6 +253,9 @@ func (u *usage) listFiles(r subjects.ListRequest) subjects.ListReply {
 		rec, live := u.files[name]
 		if !live || (name == last && len(reply.Files) > 0) {
 			continue // gone, or met twice (it came, went and came back)
+		}
+		if visible != nil && !visible(name) {
+			continue
 		}
 		if len(reply.Files) == r.Limit {
 			reply.More = true

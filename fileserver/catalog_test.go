@@ -101,11 +101,11 @@ func TestAnIndexLoadingAgainAnswersNothing(t *testing.T) {
 	u := newUsage()
 	u.filesLoaded(true, time.Now())
 	u.putFile(1, subjects.FileInfo{Name: "kept.txt", Owner: "alice", Size: 3, Version: "V1"}, true)
-	if l, ok := u.loadedListing(subjects.ListRequest{}); !ok || len(l.Files) != 1 {
+	if l, ok := u.loadedListing(subjects.ListRequest{}, nil); !ok || len(l.Files) != 1 {
 		t.Fatalf("loaded index lists %+v, %v", l, ok)
 	}
 	u.resetFiles() // the watch starts over
-	if l, ok := u.loadedListing(subjects.ListRequest{}); ok {
+	if l, ok := u.loadedListing(subjects.ListRequest{}, nil); ok {
 		t.Fatalf("an index loading again listed %+v", l)
 	}
 	if !u.references("V1") || !u.references("anything") {

@@ -185,13 +185,17 @@ func (s *Server) claimLost(c *call, id, what string, err error) (subjects.FileIn
 }
 
 // mayReplace checks that the version rec describes may take its name from
-// cur, the version the name holds now: the name is free or rec
-// overwrites, the user may change cur, and the limits admit it.
+// cur, the version the name holds now: the access rule lets the user
+// write there, the name is free or rec overwrites, the user may change
+// cur, and the limits admit it.
 func (s *Server) mayReplace(c *call, rec uploadRecord, cur object) error {
+	if err := s.needAccess(c, rec.Name, mayWrite, "write"); err != nil {
+		return err // asked again: the rule may have changed since the upload opened
+	}
 	if cur.live() && !rec.Overwrite {
 		return subjects.Errorf(subjects.CodeConflict, "%q exists already", rec.Name)
 	}
-	if err := mayChange(c, cur); err != nil {
+	if err := s.mayReplaceName(c, rec.Name, cur); err != nil {
 		return err
 	}
 	return s.admitCommit(c.ctx, rec, cur)

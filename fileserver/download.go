@@ -26,6 +26,13 @@ func (s *Server) download(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := subjects.ValidName(r.Name); err != nil {
+		return nil, err
+	}
+	// Every batch: a rule changed during a download stops it.
+	if err := s.needAccess(c, r.Name, mayRead, "read"); err != nil {
+		return nil, err
+	}
 	o, err := s.liveObject(c.ctx, r.Name)
 	if err != nil {
 		return nil, err

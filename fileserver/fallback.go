@@ -48,13 +48,17 @@ func (s *Server) replicaList(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	reply := page(r, s.cfg.Fallback.List())
+	v, err := s.accessOf(c)
+	if err != nil {
+		return nil, err
+	}
+	reply := pageVisible(r, s.cfg.Fallback.List(), v.visible())
 	reply.Replica = s.replicaLag()
 	return reply, nil
 }
 
 func (s *Server) replicaStat(c *call) (any, error) {
-	f, fi, err := s.namedReplica(c)
+	f, fi, err := s.namedReplica(c, mayRead|mayListName, "see")
 	if err != nil {
 		return nil, err
 	}
@@ -63,10 +67,14 @@ func (s *Server) replicaStat(c *call) (any, error) {
 	return fi, nil
 }
 
-// namedReplica opens the replica's copy of the file a NameRequest names.
-func (s *Server) namedReplica(c *call) (*os.File, subjects.FileInfo, error) {
+// namedReplica opens the replica's copy of the file a NameRequest names,
+// provided the caller has one of anyOf on it (namedObject).
+func (s *Server) namedReplica(c *call, anyOf rights, doing string) (*os.File, subjects.FileInfo, error) {
 	r, err := decodeCall[subjects.NameRequest](c)
 	if err != nil {
+		return nil, subjects.FileInfo{}, err
+	}
+	if err := s.needAccess(c, r.Name, anyOf, doing); err != nil {
 		return nil, subjects.FileInfo{}, err
 	}
 	return s.cfg.Fallback.Open(r.Name)
@@ -75,7 +83,7 @@ func (s *Server) namedReplica(c *call) (*os.File, subjects.FileInfo, error) {
 // replicaGet answers a Get from the replica: the file's info, and its
 // content when it is one chunk or less.
 func (s *Server) replicaGet(c *call) (any, error) {
-	f, fi, err := s.namedReplica(c)
+	f, fi, err := s.namedReplica(c, mayRead, "read")
 	if err != nil {
 		return nil, err
 	}
@@ -96,6 +104,9 @@ func (s *Server) replicaGet(c *call) (any, error) {
 func (s *Server) replicaDownload(c *call) (any, error) {
 	r, err := decodeCall[subjects.DownloadRequest](c)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.needAccess(c, r.Name, mayRead, "read"); err != nil {
 		return nil, err
 	}
 	f, fi, err := s.cfg.Fallback.Open(r.Name)

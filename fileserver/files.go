@@ -124,14 +124,6 @@ func (s *Server) writeMeta(ctx context.Context, info jetstream.ObjectInfo, expec
 
 var errConflict = subjects.Errorf(subjects.CodeConflict, "the file changed meanwhile; try again")
 
-// mayChange says whether user may overwrite, rename or delete o.
-func mayChange(c *call, o object) error {
-	if !o.live() || c.admin || o.owner() == c.user {
-		return nil
-	}
-	return subjects.Errorf(subjects.CodeForbidden, "%q belongs to %s: only the owner or an admin may change it", o.info.Name, o.owner())
-}
-
 // modTime is when a file was last changed: the time its server wrote into
 // its meta, or for a meta written by another tool (nats.go's object store
 // stores none), the time JetStream stored the message. The server's own
@@ -215,9 +207,14 @@ func (s *Server) list(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	v, err := s.accessOf(c)
+	if err != nil {
+		return nil, err
+	}
+	visible := v.visible()
 	err = s.syncCatalog(c.ctx)
 	if err == nil {
-		if reply, ok := s.usage.loadedListing(r); ok {
+		if reply, ok := s.usage.loadedListing(r, visible); ok {
 			return reply, nil
 		}
 		err = errIndexBehind
@@ -234,7 +231,7 @@ func (s *Server) list(c *call) (any, error) {
 	for i, o := range all {
 		files[i] = fileInfo(o)
 	}
-	return page(r, files), nil
+	return pageVisible(r, files, visible), nil
 }
 
 // pageLimit is how many files the page r asks for may hold.
@@ -247,10 +244,19 @@ func pageLimit(r subjects.ListRequest) int {
 
 // page cuts the page r asks for out of every file, sorted by name.
 func page(r subjects.ListRequest, all []subjects.FileInfo) subjects.ListReply {
+	return pageVisible(r, all, nil)
+}
+
+// pageVisible is page of the files visible accepts (every file when nil),
+// cut after the filter as listVisible does.
+func pageVisible(r subjects.ListRequest, all []subjects.FileInfo, visible func(string) bool) subjects.ListReply {
 	r.Limit = pageLimit(r)
 	reply := subjects.ListReply{Files: []subjects.FileInfo{}}
 	for _, f := range all {
 		if !strings.HasPrefix(f.Name, r.Prefix) || (r.After != "" && f.Name <= r.After) {
+			continue
+		}
+		if visible != nil && !visible(f.Name) {
 			continue
 		}
 		if len(reply.Files) == r.Limit {
@@ -263,17 +269,25 @@ func page(r subjects.ListRequest, all []subjects.FileInfo) subjects.ListReply {
 }
 
 func (s *Server) stat(c *call) (any, error) {
-	o, err := s.namedObject(c)
+	o, err := s.namedObject(c, mayRead|mayListName, "see")
 	if err != nil {
 		return nil, err
 	}
 	return fileInfo(o.info), nil
 }
 
-// namedObject reads the live file a NameRequest names.
-func (s *Server) namedObject(c *call) (object, error) {
+// namedObject reads the live file a NameRequest names, provided the
+// caller has one of anyOf on it (asked first: a refusal does not tell
+// whether the file exists).
+func (s *Server) namedObject(c *call, anyOf rights, doing string) (object, error) {
 	r, err := decodeCall[subjects.NameRequest](c)
 	if err != nil {
+		return object{}, err
+	}
+	if err := subjects.ValidName(r.Name); err != nil {
+		return object{}, err
+	}
+	if err := s.needAccess(c, r.Name, anyOf, doing); err != nil {
 		return object{}, err
 	}
 	return s.liveObject(c.ctx, r.Name)
@@ -285,6 +299,9 @@ func (s *Server) delete(c *call) (any, error) {
 		return nil, err
 	}
 	if err := subjects.ValidName(r.Name); err != nil {
+		return nil, err
+	}
+	if err := s.needAccess(c, r.Name, mayDelete|mayWrite, "delete"); err != nil {
 		return nil, err
 	}
 	for attempt, fresh := 0, false; ; fresh = true {
@@ -301,7 +318,7 @@ func (s *Server) delete(c *call) (any, error) {
 			}
 			return nil, subjects.Errorf(subjects.CodeNotFound, "no file %q", r.Name)
 		}
-		if err := mayChange(c, o); err != nil {
+		if err := s.mayRemove(c, o); err != nil {
 			if !fresh {
 				continue
 			}
@@ -386,6 +403,13 @@ func (s *Server) rename(c *call) (any, error) {
 	if r.From == r.To {
 		return nil, subjects.Errorf(subjects.CodeInvalid, "%q and its new name are the same", r.From)
 	}
+	// A rename is a delete of the old name and a put of the new one.
+	if err := s.needAccess(c, r.From, mayDelete|mayWrite, "rename"); err != nil {
+		return nil, err
+	}
+	if err := s.needAccess(c, r.To, mayWrite, "write"); err != nil {
+		return nil, err
+	}
 	for attempt := 0; ; attempt++ {
 		from, err := s.getObject(c.ctx, r.From)
 		if err != nil {
@@ -399,7 +423,7 @@ func (s *Server) rename(c *call) (any, error) {
 			}
 			return nil, subjects.Errorf(subjects.CodeNotFound, "no file %q", r.From)
 		}
-		if err := mayChange(c, from); err != nil {
+		if err := s.mayRemove(c, from); err != nil {
 			return nil, err
 		}
 		to, err := s.getObject(c.ctx, r.To)
@@ -412,7 +436,7 @@ func (s *Server) rename(c *call) (any, error) {
 		if to.live() && !halfDone && !r.Overwrite {
 			return nil, subjects.Errorf(subjects.CodeConflict, "%q exists already", r.To)
 		}
-		if err := mayChange(c, to); err != nil {
+		if err := s.mayReplaceName(c, r.To, to); err != nil {
 			return nil, err
 		}
 		moved := stamped(c, from.info)

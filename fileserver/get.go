@@ -19,7 +19,7 @@ import (
 )
 
 func (s *Server) get(c *call) (any, error) {
-	o, err := s.namedObject(c)
+	o, err := s.namedObject(c, mayRead, "read")
 	if err != nil {
 		return nil, err
 	}

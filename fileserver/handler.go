@@ -32,6 +32,10 @@ type call struct {
 	// afterReply, when set, runs once the reply has left (idempotent's
 	// record of the outcome).
 	afterReply func()
+	// access is what user may do, read on first use (accessOf), from
+	// accessRead, the read of the rules started as the request came.
+	access     *accessView
+	accessRead *accessRead
 }
 
 // op handles an authenticated request; it returns the reply body or an error
@@ -131,11 +135,13 @@ func (s *Server) authed(f op) func(micro.Request) {
 				stopKeepalive()
 			}
 		}()
+		rules := s.startAccessRead(ctx) // alongside the session's read
 		c, err := s.authenticate(ctx, req)
 		if err != nil {
 			s.reply(req, nil, err)
 			return
 		}
+		c.accessRead = rules
 		if stopKeepalive == nil {
 			stopKeepalive = s.keepalive(req.Reply()) // the inbox is the user's
 		}

@@ -43,6 +43,7 @@ type Server struct {
 	uploads  jetstream.KeyValue
 	requests jetstream.KeyValue
 	logins   jetstream.KeyValue // failed logins per user name (throttle.go)
+	access   jetstream.KeyValue // access rules and groups (access.go)
 	throttle *loginThrottle
 
 	instance string
@@ -62,7 +63,9 @@ type Server struct {
 	store          *store.Store
 	usersMirror    *mirror
 	sessionsMirror *mirror
-	usage          *usage // per-user limits (usage.go)
+	accessMirror   *mirror     // of the access bucket (access.go)
+	policies       policyCache // the access record last parsed
+	usage          *usage      // per-user limits (usage.go)
 	// shortfalls are the buckets found with fewer replicas than
 	// --replicas (replicas.go).
 	shortfalls replicaShortfalls
@@ -116,6 +119,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 		usersMirror:    newMirror(),
 		sessionsMirror: newMirror(),
+		accessMirror:   newMirror(),
 		usage:          newUsage(),
 		metrics:        newServerMetrics(),
 	}
@@ -168,6 +172,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		func() { s.store.FollowElections(s.ctx) },
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
+		func() { s.accessMirror.follow(s.ctx, s, s.access) },
 		s.expireSessions,
 		s.followUsage,
 		s.snapshotter,
@@ -304,12 +309,14 @@ func (s *Server) openBuckets(ctx context.Context) error {
 			{Bucket: subjects.UploadsBucket, Description: "ftfs uploads in flight"},
 			{Bucket: subjects.RequestsBucket, Description: "ftfs outcomes of recent requests, by request id", MaxAge: 10 * time.Minute},
 			{Bucket: subjects.LoginsBucket, Description: "ftfs failed logins, by digest of the user name", MaxAge: loginsKeep},
+			{Bucket: subjects.AccessBucket, Description: "ftfs access rules and groups"},
 		},
 	})
 	if err != nil {
 		return err
 	}
 	s.users, s.sessions, s.uploads, s.requests, s.logins = kv[subjects.UsersBucket], kv[subjects.SessionsBucket], kv[subjects.UploadsBucket], kv[subjects.RequestsBucket], kv[subjects.LoginsBucket]
+	s.access = kv[subjects.AccessBucket]
 	return nil
 }
 
@@ -356,6 +363,13 @@ func (s *Server) serve() error {
 		{"user-passwd", subjects.UserPassword, s.async(s.authed(s.writable(s.idempotent(s.userPassword))))},
 		{"user-ls", subjects.UserList, s.async(s.authed(s.admin(s.userList)))},
 		{"user-revoke", subjects.UserRevoke, s.async(s.authed(s.admin(s.writable(s.idempotent(s.userRevoke)))))},
+		{"access-set", subjects.AccessSet, s.async(s.authed(s.writable(s.idempotent(s.accessSet))))},
+		{"access-rm", subjects.AccessRemove, s.async(s.authed(s.writable(s.idempotent(s.accessRemove))))},
+		{"access-show", subjects.AccessShow, s.async(s.authed(s.accessShow))},
+		{"access-ls", subjects.AccessList, s.async(s.authed(s.accessList))},
+		{"group-add", subjects.GroupAdd, s.async(s.authed(s.admin(s.writable(s.idempotent(s.groupAdd)))))},
+		{"group-rm", subjects.GroupRemove, s.async(s.authed(s.admin(s.writable(s.idempotent(s.groupRemove)))))},
+		{"group-ls", subjects.GroupList, s.async(s.authed(s.groupList))},
 	}
 	if s.cfg.Fallback != nil {
 		endpoints = append(endpoints, []endpoint{

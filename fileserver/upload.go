@@ -119,7 +119,11 @@ func (s *Server) uploadOpen(c *call) (any, error) {
 	if err := s.checkFileSize(r.Name, r.Size); err != nil {
 		return nil, err
 	}
-	// Fail fast; commit checks again against the file as it is then.
+	// Fail fast; commit checks again against the file and the access
+	// rule as they are then.
+	if err := s.needAccess(c, r.Name, mayWrite, "write"); err != nil {
+		return nil, err
+	}
 	cur, err := s.getObject(c.ctx, r.Name)
 	if err != nil {
 		return nil, err
@@ -127,7 +131,7 @@ func (s *Server) uploadOpen(c *call) (any, error) {
 	if cur.live() && !r.Overwrite {
 		return nil, subjects.Errorf(subjects.CodeConflict, "%q exists already", r.Name)
 	}
-	if err := mayChange(c, cur); err != nil {
+	if err := s.mayReplaceName(c, r.Name, cur); err != nil {
 		return nil, err
 	}
 	if r.Direct && r.Size < 0 {

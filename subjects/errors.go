@@ -15,7 +15,7 @@ type Code string
 const (
 	CodeInvalid      Code = "400" // malformed request or bad name
 	CodeUnauthorized Code = "401" // no, bad or expired session; bad login
-	CodeForbidden    Code = "403" // not the owner, not an admin
+	CodeForbidden    Code = "403" // not the owner, not an admin, refused by an access rule
 	CodeNotFound     Code = "404" // no such file, user or upload
 	CodeConflict     Code = "409" // exists already, or changed meanwhile
 	CodeTooLarge     Code = "413" // chunk or file over its limit
@@ -61,6 +61,17 @@ const (
 	ReasonMissingField  Reason = "missing-field"  // a required field absent or empty
 	ReasonOutOfRange    Reason = "out-of-range"   // a number outside what the field allows (a negative limit)
 	ReasonBadOffset     Reason = "bad-offset"     // a download position outside the file
+)
+
+// The reasons of CodeInvalid access rules and groups (ParseAccessLine,
+// ValidAccessPrefix, ValidGroup).
+const (
+	ReasonAccessPrefix Reason = "access-prefix" // not "" nor a folder ending in "/"
+	ReasonAccessSyntax Reason = "access-syntax" // a line without RIGHTS: MEMBERS
+	ReasonAccessRight  Reason = "access-right"  // an unknown right, or none
+	ReasonAccessMember Reason = "access-member" // a bad member, or none
+	ReasonAccessEmpty  Reason = "access-empty"  // a rule without lines, or too many
+	ReasonGroupName    Reason = "group-name"    // a bad group name
 )
 
 // ReasonResume comes with a CodeConflict commit of a direct upload whose

@@ -435,3 +435,119 @@ type MetaPeer struct {
 	Current bool   `json:"current"`
 	Offline bool   `json:"offline,omitempty"`
 }
+
+// AccessSetRequest gives the folder Prefix ("" for the root, otherwise
+// ending in "/") the rule Lines (ParseAccessRule), in place of the rule it
+// had or inherited.
+type AccessSetRequest struct {
+	Prefix string   `json:"prefix,omitempty"`
+	Lines  []string `json:"lines"`
+}
+
+// Validate: the prefix is a folder and the rule parses.
+func (r AccessSetRequest) Validate() error {
+	if err := ValidAccessPrefix(r.Prefix); err != nil {
+		return err
+	}
+	_, err := ParseAccessRule(r.Lines)
+	return err
+}
+
+// AccessPrefixRequest names a folder: the rule to remove (AccessRemove),
+// so that the folder inherits its parent's again.
+type AccessPrefixRequest struct {
+	Prefix string `json:"prefix,omitempty"`
+}
+
+// Validate: the prefix is a folder ("" is the root).
+func (r AccessPrefixRequest) Validate() error { return ValidAccessPrefix(r.Prefix) }
+
+// AccessShowRequest asks which rule governs Path (a file name, or a
+// folder ending in "/"; "" for the root) and what the caller may do there.
+type AccessShowRequest struct {
+	Path string `json:"path,omitempty"`
+}
+
+// Validate: the path is a file name or a folder.
+func (r AccessShowRequest) Validate() error {
+	if r.Path == "" || r.Path[len(r.Path)-1] == '/' {
+		return ValidAccessPrefix(r.Path)
+	}
+	return ValidName(r.Path)
+}
+
+// AccessRule is one folder's rule. Builtin marks a rule no one stored:
+// the root's, HomeRoot's and each home folder's defaults.
+type AccessRule struct {
+	Prefix  string    `json:"prefix"`
+	Lines   []string  `json:"lines"`
+	Builtin bool      `json:"builtin,omitempty"`
+	Updated time.Time `json:"updated,omitzero"`
+	By      string    `json:"by,omitempty"`
+}
+
+// AccessShowReply is the rule governing a path, from the folder
+// Rule.Prefix, and the rights the caller has there (in AccessRights'
+// order). SiteAdmin says the caller is an admin, whom no rule binds.
+type AccessShowReply struct {
+	Path      string     `json:"path"`
+	Rule      AccessRule `json:"rule"`
+	Rights    []string   `json:"rights"`
+	SiteAdmin bool       `json:"site_admin,omitempty"`
+}
+
+// AccessListReply lists the stored rules the caller may see, by prefix.
+type AccessListReply struct {
+	Rules []AccessRule `json:"rules"`
+}
+
+// GroupRequest adds Users to Group (GroupAdd, which creates it), or
+// removes them from it (GroupRemove; no users removes the group).
+type GroupRequest struct {
+	Group string   `json:"group"`
+	Users []string `json:"users,omitempty"`
+}
+
+// Validate: the group's name is valid, and so is every user's.
+func (r GroupRequest) Validate() error {
+	if err := require("group", r.Group); err != nil {
+		return err
+	}
+	if err := ValidGroup(r.Group); err != nil {
+		return err
+	}
+	if len(r.Users) > MaxGroupUsers {
+		return Rejectf(CodeInvalid, ReasonOutOfRange, "malformed request: %d users; a group holds at most %d", len(r.Users), MaxGroupUsers)
+	}
+	for _, u := range r.Users {
+		if err := ValidUser(u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GroupListRequest asks for one group, or every group the caller may see
+// when Group is empty.
+type GroupListRequest struct {
+	Group string `json:"group,omitempty"`
+}
+
+// Validate: a group named is a valid name.
+func (r GroupListRequest) Validate() error {
+	if r.Group == "" {
+		return nil
+	}
+	return ValidGroup(r.Group)
+}
+
+// GroupInfo is a group and its users, sorted.
+type GroupInfo struct {
+	Name  string   `json:"name"`
+	Users []string `json:"users"`
+}
+
+// GroupListReply lists groups by name.
+type GroupListReply struct {
+	Groups []GroupInfo `json:"groups"`
+}

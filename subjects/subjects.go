@@ -49,6 +49,21 @@
 //	admin       UserAdd, UserRemove, UserPassword, UserList (admin only)
 //	            UserRevoke  UserRequest (name only) -> Empty: ends every
 //	            session of the user at once (admin only)
+//	access      AccessSet     AccessSetRequest    -> AccessRule (the rule's
+//	            admins, or an admin); AccessRemove AccessPrefixRequest ->
+//	            Empty (the folder inherits again); AccessShow
+//	            AccessShowRequest -> AccessShowReply (the governing rule and
+//	            the caller's rights); AccessList (session) -> AccessListReply
+//	            (the stored rules the caller may see)
+//	groups      GroupAdd, GroupRemove GroupRequest -> GroupInfo / Empty
+//	            (admin only); GroupList GroupListRequest -> GroupListReply
+//	            (an admin sees every group, a user those they are in)
+//	rules       every file request is checked against the access rule of
+//	            the file's folder (access.go) on the server that answers,
+//	            replica reads included: List shows only names the user may
+//	            list; Stat needs read or list, Get and Download read, a new
+//	            name write, another's file delete. A refused name answers
+//	            CodeForbidden whether or not it exists.
 //	read-only   when JetStream has lost its quorum, every write fails with
 //	            CodeReadOnly, and so do List, Stat and Download on a server
 //	            without a replica: the client asks them again on
@@ -138,6 +153,14 @@ const (
 	UserPassword = userPrefix + ".user.passwd"
 	UserList     = userPrefix + ".user.ls"
 	UserRevoke   = userPrefix + ".user.revoke"
+	// Access rules and groups (access.go).
+	AccessSet    = userPrefix + ".access.set"
+	AccessRemove = userPrefix + ".access.rm"
+	AccessShow   = userPrefix + ".access.show"
+	AccessList   = userPrefix + ".access.ls"
+	GroupAdd     = userPrefix + ".group.add"
+	GroupRemove  = userPrefix + ".group.rm"
+	GroupList    = userPrefix + ".group.ls"
 	// Stats is answered by every file server (no queue group), each with
 	// its own micro statistics: what `ftfs status` lists per instance.
 	// Users may not ask micro discovery ($SRV.>) itself, which answers
@@ -336,11 +359,15 @@ const (
 	// LoginsBucket counts failed logins per user name (by digest), for the
 	// login throttle all file servers share.
 	LoginsBucket = "ftfs-logins"
+	// AccessBucket holds the access rules and groups, in one key
+	// (AccessKey) that every request reads.
+	AccessBucket = "ftfs-access"
+	AccessKey    = "rules"
 )
 
 // KVBuckets are the key-value buckets, every bucket but FilesBucket.
 func KVBuckets() []string {
-	return []string{UsersBucket, SessionsBucket, UploadsBucket, RequestsBucket, LoginsBucket}
+	return []string{UsersBucket, SessionsBucket, UploadsBucket, RequestsBucket, LoginsBucket, AccessBucket}
 }
 
 // Object metadata keys on stored objects (ObjectInfo.Metadata).
