@@ -151,6 +151,10 @@ func TestRepliesGoNowhereButTheAskersInbox(t *testing.T) {
 		{"upload-connection chunk on the storage subject", up, subjects.ObjectChunks(subjects.FilesBucket, st.Upload), "none", nil, `chunk`},
 		{"stats without a session (new)", nc, subjects.For("alice", subjects.Stats), "none", nil, `{}`},
 		{"stats with her session (new)", nc, subjects.For("alice", subjects.Stats), "own", nil, `{}`},
+		// A rule she may set (her own home); answered, it would be stored.
+		{"access set with her session (new)", nc, subjects.For("alice", subjects.AccessSet), "own", nil,
+			`{"prefix":"home/alice/","lines":["read,list: *"]}`},
+		{"access rm with her session (new)", nc, subjects.For("alice", subjects.AccessRemove), "own", nil, `{"prefix":"home/alice/"}`},
 	}
 	for _, rq := range requests {
 		t.Run(rq.name, func(t *testing.T) {
@@ -182,6 +186,9 @@ func TestRepliesGoNowhereButTheAskersInbox(t *testing.T) {
 				delete(landed, tg.name)
 			}
 		})
+	}
+	if rules, err := alice.ListAccess(ftfstest.Context(t, 10*time.Second)); err != nil || len(rules) != 0 {
+		t.Errorf("stored rules alice sees after requests answered nowhere: %+v, %v; want none", rules, err)
 	}
 	after := snapshot(t, sys, lockKey, st.Upload)
 	if after != before {
