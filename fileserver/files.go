@@ -424,13 +424,14 @@ func (s *Server) rename(c *call) (any, error) {
 		}
 		moved := stamped(c, from.info)
 		moved.Name = r.To
+		tomb := stamped(c, from.info)
+		markRename(&moved, &tomb, r.From, r.To)
 		moved.ModTime = from.info.ModTime // the content's, as mv keeps it
 		if _, _, err = s.requestMeta(c, moved, to.seq, ".to"); err == errConflict && attempt < 3 {
 			continue
 		} else if err != nil {
 			return nil, err
 		}
-		tomb := stamped(c, from.info)
 		tomb.Deleted, tomb.Size, tomb.Chunks, tomb.Digest = true, 0, 0, ""
 		tombSeq, _, err := s.requestMeta(c, tomb, from.seq, ".from")
 		if err != nil {

@@ -69,6 +69,8 @@ type Server struct {
 	// shortfalls are the buckets found with fewer replicas than
 	// --replicas (replicas.go).
 	shortfalls replicaShortfalls
+	// changes are the recent file changes, for watches (changes.go).
+	changes changeRing
 
 	authSub    *nats.Subscription
 	overrunSub *nats.Subscription // subjects.UploadOverrun
@@ -319,6 +321,7 @@ func (s *Server) serve() error {
 		{"whoami", subjects.WhoAmI, s.async(s.authed(s.whoami))},
 		{"list", subjects.List, s.async(s.authed(s.readable(s.list, s.replicaList)))},
 		{"stat", subjects.Stat, s.async(s.authed(s.readable(s.stat, s.replicaStat)))},
+		{"watch", subjects.Watch, s.async(s.authed(s.watch))},
 		{"delete", subjects.Delete, s.async(s.authed(s.writable(s.delete)))},
 		{"rename", subjects.Rename, s.async(s.authed(s.writable(s.rename)))},
 		{"put", subjects.Put, s.async(s.putEarly(s.authed(s.writable(s.put))))},
