@@ -1,9 +1,6 @@
 package subjects
 
-import (
-	"time"
-	"unicode/utf8"
-)
+import "time"
 
 // Watch is a long poll for the changes of the files bucket: any server
 // answers it from the stream sequence the client last saw, so a watch
@@ -26,14 +23,11 @@ type WatchRequest struct {
 	Max    int           `json:"max,omitempty"`
 }
 
-// Validate: a prefix is at most a name's length and UTF-8; wait and max
+// Validate: a prefix is at most a name's length; wait and max
 // are not negative.
 func (r WatchRequest) Validate() error {
 	if len(r.Prefix) > MaxNameLen {
 		return Rejectf(CodeInvalid, ReasonNameTooLong, "malformed request: prefix of %d bytes, more than %d", len(r.Prefix), MaxNameLen)
-	}
-	if !utf8.ValidString(r.Prefix) {
-		return Rejectf(CodeInvalid, ReasonNameNotUTF8, "malformed request: prefix is not UTF-8")
 	}
 	if err := notNegative("wait", int64(r.Wait)); err != nil {
 		return err
@@ -81,6 +75,8 @@ const (
 // cursor a watch resumes after; From is a rename's old name; Size is the
 // new content's (0 for a delete); Owner the file's owner; By who made the
 // change, when storage records it (a write by another tool does not).
+// Compacted marks an event of a compacted reply (WatchReply.Compacted):
+// the last change of its name, which may stand for several.
 type ChangeEvent struct {
 	Seq   uint64    `json:"seq"`
 	Op    ChangeOp  `json:"op"`
@@ -90,4 +86,6 @@ type ChangeEvent struct {
 	Owner string    `json:"owner,omitempty"`
 	By    string    `json:"by,omitempty"`
 	Time  time.Time `json:"time"`
+
+	Compacted bool `json:"compacted,omitempty"`
 }

@@ -1,0 +1,179 @@
+package fileserver
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ftfs/ftfs/subjects"
+)
+
+func TestChangeOfTellsPutDeleteAndRenameHalves(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	c := &call{user: "bob", req: requestWith(subjects.Rename, "{}")}
+	put := stamped(c, jetstream.ObjectInfo{ObjectMeta: jetstream.ObjectMeta{Name: "a", Metadata: map[string]string{subjects.MetaOwner: "alice"}}, Size: 7})
+	moved, tomb := stamped(c, put), stamped(c, put)
+	moved.Name = "b"
+	markRename(&moved, &tomb, "a", "b")
+	tomb.Deleted = true
+	// A delete after the rename, stamped from the tombstone's info, is a
+	// plain delete: the rename's marks stay with the rename.
+	del := stamped(&call{user: "carol", req: requestWith(subjects.Delete, "{}")}, tomb)
+	upload := jetstream.ObjectInfo{ObjectMeta: jetstream.ObjectMeta{Name: "u", Metadata: map[string]string{subjects.MetaOwner: "dave"}}, Size: 9}
+
+	for _, tc := range []struct {
+		info      jetstream.ObjectInfo
+		want      subjects.ChangeEvent
+		renamedTo string
+	}{
+		{put, subjects.ChangeEvent{Seq: 1, Op: subjects.OpPut, Name: "a", Size: 7, Owner: "alice", By: "bob", Time: at}, ""},
+		{moved, subjects.ChangeEvent{Seq: 1, Op: subjects.OpRename, Name: "b", From: "a", Size: 7, Owner: "alice", By: "bob", Time: at}, ""},
+		{tomb, subjects.ChangeEvent{Seq: 1, Op: subjects.OpDelete, Name: "a", Owner: "alice", By: "bob", Time: at}, "b"},
+		{del, subjects.ChangeEvent{Seq: 1, Op: subjects.OpDelete, Name: "a", Owner: "alice", By: "carol", Time: at}, ""},
+		{upload, subjects.ChangeEvent{Seq: 1, Op: subjects.OpPut, Name: "u", Size: 9, Owner: "dave", By: "dave", Time: at}, ""},
+	} {
+		b, err := json.Marshal(tc.info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, renamedTo, err := changeOf(1, at, b)
+		if err != nil || ev != tc.want || renamedTo != tc.renamedTo {
+			t.Errorf("changeOf(%s) = %+v, %q, %v; want %+v, %q", b, ev, renamedTo, err, tc.want, tc.renamedTo)
+		}
+	}
+	if _, _, err := changeOf(1, at, []byte("{")); err == nil {
+		t.Error("changeOf of a broken meta: no error")
+	}
+}
+
+func seqs(events []subjects.ChangeEvent) []uint64 {
+	var out []uint64
+	for _, ev := range events {
+		out = append(out, ev.Seq)
+	}
+	return out
+}
+
+func ringEvent(seq uint64, name string) *subjects.ChangeEvent {
+	return &subjects.ChangeEvent{Seq: seq, Op: subjects.OpPut, Name: name}
+}
+
+func TestChangeRingCoversOnlyWhatItReadWhole(t *testing.T) {
+	var r changeRing
+	if _, _, _, covered := r.since(0); covered {
+		t.Fatal("a ring whose watch has not begun covers changes")
+	}
+	r.begin(10)
+	if r.wants(10) || !r.wants(11) {
+		t.Fatal("the ring wants the metas up to where its watch began")
+	}
+	_, _, grew, _ := r.since(10)
+	r.add(8, "old", 0, true, ringEvent(8, "old")) // read as storage keeps it
+	r.add(11, "a", 0, true, ringEvent(11, "a"))
+	select {
+	case <-grew:
+	default:
+		t.Fatal("adding a change does not wake the waiting watches")
+	}
+	r.add(12, "b", 0, true, nil) // a rename's tombstone: no event
+	r.add(13, "a", 11, true, ringEvent(13, "a"))
+	events, last, _, covered := r.since(10)
+	if !covered || last != 13 || !slices.Equal(seqs(events), []uint64{11, 13}) {
+		t.Fatalf("since(10) = %v, last %d, covered %v; want [11 13], 13, true", seqs(events), last, covered)
+	}
+	if events, _, _, covered := r.since(11); !covered || !slices.Equal(seqs(events), []uint64{13}) {
+		t.Fatalf("since(11) = %v, %v; want [13]", seqs(events), covered)
+	}
+	if _, _, _, covered := r.since(9); covered {
+		t.Fatal("the ring covers changes from before its watch began")
+	}
+
+	// The watch misses a change of b (rolled up before it was read): the
+	// next meta of b names it, and the ring no longer covers it.
+	r.add(20, "b", 15, true, ringEvent(20, "b"))
+	if _, _, _, covered := r.since(13); covered {
+		t.Fatal("the ring covers a span whose change of b it missed")
+	}
+	if events, _, _, covered := r.since(15); !covered || !slices.Equal(seqs(events), []uint64{20}) {
+		t.Fatalf("since(15) = %v, %v; want [20]", seqs(events), covered)
+	}
+
+	// A watch started over goes on where the ring is; one over a stream
+	// holding less (made anew) starts the ring over.
+	r.begin(20)
+	if events, _, _, covered := r.since(15); !covered || len(events) != 1 {
+		t.Fatalf("a watch started over lost the ring: %v, %v", seqs(events), covered)
+	}
+	r.begin(3)
+	if _, _, _, covered := r.since(2); covered {
+		t.Fatal("a ring started over covers what came before it")
+	}
+	if events, last, _, covered := r.since(3); !covered || len(events) != 0 || last != 3 {
+		t.Fatalf("a ring started over at 3: %v, last %d, %v", seqs(events), last, covered)
+	}
+}
+
+func TestChangeRingDropsTheOldest(t *testing.T) {
+	r := changeRing{size: 3}
+	r.begin(0)
+	for seq := uint64(1); seq <= 5; seq++ {
+		r.add(seq, "n", seq-1, true, ringEvent(seq, "n"))
+	}
+	if _, _, _, covered := r.since(1); covered {
+		t.Fatal("a full ring covers what it dropped")
+	}
+	events, _, _, covered := r.since(2)
+	if !covered || !slices.Equal(seqs(events), []uint64{3, 4, 5}) {
+		t.Fatalf("since(2) = %v, %v; want [3 4 5]", seqs(events), covered)
+	}
+	// What it dropped does not count as a missed change of its name.
+	r.add(6, "n", 5, true, ringEvent(6, "n"))
+	if _, _, _, covered := r.since(3); !covered {
+		t.Fatal("a change following one in the ring is taken for a gap")
+	}
+}
+
+func TestVisibleChangeFoldsARenameHalfOutOfView(t *testing.T) {
+	s := &Server{}
+	c := &call{user: "alice"}
+	rename := subjects.ChangeEvent{Seq: 5, Op: subjects.OpRename, Name: "in/b", From: "out/a", Size: 3}
+	if ev, ok := s.visibleChange(c, "in/", rename); !ok || ev.Op != subjects.OpPut || ev.Name != "in/b" || ev.From != "" {
+		t.Errorf("rename into the prefix: %+v, %v; want a put of in/b", ev, ok)
+	}
+	rename.Name, rename.From = "out/b", "in/a"
+	if ev, ok := s.visibleChange(c, "in/", rename); !ok || ev.Op != subjects.OpDelete || ev.Name != "in/a" || ev.Size != 0 {
+		t.Errorf("rename out of the prefix: %+v, %v; want a delete of in/a", ev, ok)
+	}
+	rename.Name = "in/b"
+	if ev, ok := s.visibleChange(c, "in/", rename); !ok || ev != rename {
+		t.Errorf("rename within the prefix: %+v, %v; want it as it is", ev, ok)
+	}
+	if _, ok := s.visibleChange(c, "other/", rename); ok {
+		t.Error("a rename outside the prefix is visible")
+	}
+	if _, ok := s.visibleChange(c, "in/", subjects.ChangeEvent{Op: subjects.OpPut, Name: "out/x"}); ok {
+		t.Error("a put outside the prefix is visible")
+	}
+}
+
+func TestChangeRingBoundsTheWatchesHeld(t *testing.T) {
+	var r changeRing
+	for range maxHeldWatchesPerUser {
+		if !r.hold("mallory") {
+			t.Fatal("a user's first watches are refused")
+		}
+	}
+	if r.hold("mallory") {
+		t.Fatal("a user holds more watches than the bound")
+	}
+	if !r.hold("alice") {
+		t.Fatal("one user's watches refuse another's")
+	}
+	r.release("mallory")
+	if !r.hold("mallory") {
+		t.Fatal("a released watch is still counted")
+	}
+}
