@@ -48,7 +48,10 @@ behind that deletes it missed are gone fails: list the files again.`,
 			}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
-			w := c.Watch(ctx, prefix, opts...)
+			w, err := c.Watch(ctx, prefix, opts...)
+			if err != nil {
+				return err
+			}
 			defer w.Close()
 			printed := 0
 			for ev := range w.Events() {

@@ -10,8 +10,12 @@ import (
 	"github.com/ftfs/ftfs/subjects"
 )
 
-// ChangeEvent is one change of a file a Watcher delivers.
-type ChangeEvent = subjects.ChangeEvent
+// ChangeEvent is one change of a file a Watcher delivers, and ChangeOp
+// what it did.
+type (
+	ChangeEvent = subjects.ChangeEvent
+	ChangeOp    = subjects.ChangeOp
+)
 
 // The ops of a ChangeEvent.
 const (
@@ -49,30 +53,43 @@ type Watcher struct {
 }
 
 // Watch starts watching the changes of the files whose names start with
-// prefix (all of them for ""). A server's or broker's death, and a
-// connection lost for a while, do not end it: it asks the next server from
-// the last change it delivered. It ends with ErrWatchBehind when it fell so
+// prefix (all of them for ""): from now, unless WatchAfter says otherwise;
+// "now" is asked of a server before Watch returns, so every change after
+// the call is delivered. A server's or broker's death, and a connection
+// lost for a while, do not end the watch: it asks the next server from the
+// last change it delivered. It ends with ErrWatchBehind when it fell so
 // far behind that deletes it has not seen are no longer kept, and with a
 // request's error that asking again cannot mend (ErrUnauthorized: the
 // session ended; ErrInvalid).
-func (c *Client) Watch(ctx context.Context, prefix string, opts ...WatchOption) *Watcher {
+func (c *Client) Watch(ctx context.Context, prefix string, opts ...WatchOption) (*Watcher, error) {
 	o := watchOptions{fromNow: true}
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if len(prefix) > subjects.MaxNameLen {
+		return nil, fmt.Errorf("watch: %w: prefix of %d bytes, more than %d", ErrInvalid, len(prefix), subjects.MaxNameLen)
+	}
+	after := o.after
+	if o.fromNow {
+		var r subjects.WatchReply
+		if err := c.do(ctx, call{subject: subjects.Watch, body: subjects.WatchRequest{Prefix: prefix, Now: true}, reply: &r}); err != nil {
+			return nil, fmt.Errorf("watch %q: %w", prefix, err)
+		}
+		after = r.Next
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	w := &Watcher{events: make(chan ChangeEvent), cancel: cancel, done: make(chan struct{}), last: o.after}
+	w := &Watcher{events: make(chan ChangeEvent), cancel: cancel, done: make(chan struct{}), last: after}
 	go func() {
 		defer close(w.done)
 		defer close(w.events)
-		err := c.watch(ctx, prefix, o, w)
+		err := c.watch(ctx, prefix, after, w)
 		if ctx.Err() == nil {
 			w.mu.Lock()
 			w.err = err
 			w.mu.Unlock()
 		}
 	}()
-	return w
+	return w, nil
 }
 
 // Events delivers the changes; it is closed when the watch ends.
@@ -104,7 +121,7 @@ func (w *Watcher) Close() {
 // poll that runs out of it is asked again.
 const watchPollBudget = subjects.MaxWatchWait + 20*time.Second
 
-func (c *Client) watch(ctx context.Context, prefix string, o watchOptions, w *Watcher) error {
+func (c *Client) watch(ctx context.Context, prefix string, after uint64, w *Watcher) error {
 	backoff := 100 * time.Millisecond
 	poll := func(req subjects.WatchRequest) (subjects.WatchReply, error) {
 		for {
@@ -130,15 +147,6 @@ func (c *Client) watch(ctx context.Context, prefix string, o watchOptions, w *Wa
 			}
 			backoff = min(2*backoff, 2*time.Second)
 		}
-	}
-	after := o.after
-	if o.fromNow {
-		r, err := poll(subjects.WatchRequest{Prefix: prefix, Now: true})
-		if err != nil {
-			return err
-		}
-		after = r.Next
-		w.setLast(after)
 	}
 	for {
 		r, err := poll(subjects.WatchRequest{Prefix: prefix, After: after, Wait: subjects.MaxWatchWait})

@@ -67,7 +67,23 @@ type changeRing struct {
 	grew   chan struct{}     // closed when recs grows or starts over
 	held   map[string]int    // watches held, per user
 	total  int
-	size   int // changeRingSize; smaller in tests
+	size   int  // changeRingSize; smaller in tests
+	closed bool // the server is stopping: hold no watch
+}
+
+// close answers the watches held at once: a stopping server waits for the
+// requests in flight, and a held watch need not make it wait.
+func (r *changeRing) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	r.wake()
+}
+
+func (r *changeRing) closing() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
 }
 
 // begin is called as the files watch starts, with storage's last meta
@@ -309,7 +325,7 @@ func (s *Server) watch(c *call) (any, error) {
 				}
 			}
 		}
-		if len(reply.Events) > 0 {
+		if len(reply.Events) > 0 || s.changes.closing() {
 			return reply, nil
 		}
 		if covered {
@@ -371,6 +387,7 @@ func (s *Server) compactedChanges(c *call, prefix string, after uint64, most int
 			if ev.Op == subjects.OpRename {
 				renamed[[2]string{ev.From, ev.Name}] = true
 			}
+			ev.Compacted = true
 			keep := renamedTo == "" || !renamed[[2]string{ev.Name, renamedTo}]
 			if keep {
 				if ev, ok := s.visibleChange(c, prefix, ev); ok {

@@ -207,6 +207,7 @@ func (s *Server) stop() {
 	}
 	_ = s.nc.FlushTimeout(2 * time.Second)
 	_ = s.front.FlushTimeout(2 * time.Second)
+	s.changes.close()
 	for deadline := time.Now().Add(requestTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		quiet := time.Since(time.Unix(0, s.lastStart.Load())) > 100*time.Millisecond
 		if s.inflight.Load() == 0 && quiet {
