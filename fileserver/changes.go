@@ -8,9 +8,12 @@ package fileserver
 // CodeWatchBehind when the deletes after it may have been swept.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,29 +49,73 @@ const (
 	maxHeldWatchesPerUser = 4
 )
 
-// changeRecord is one meta message the files watch read: event is nil for
-// the tombstone of a rename's old name, which the rename's event covers.
+// changeRecord is one meta message: event is nil for the tombstone of a
+// rename's old name, which the rename's event covers. Its writer expected
+// the name's previous meta at expect (hasExpect: the write said so).
 type changeRecord struct {
-	seq   uint64
-	name  string
-	event *subjects.ChangeEvent
+	seq       uint64
+	name      string
+	expect    uint64
+	hasExpect bool
+	event     *subjects.ChangeEvent
 }
 
 // changeRing is the changes a server has read in order, with the span of
 // stream sequences it holds every meta message of: (from, last]. Its zero
 // value is ready: not live until the files watch begins.
+//
+// A meta replaced before the files watch reads it (a rollup: the watch
+// lagging, or replaced after a broker's death) is gone from storage; the
+// next meta of its name names its sequence (Nats-Expected-Last-Subject-
+// Sequence), so the ring knows what it missed. The metas this server
+// wrote itself wait in written until the watch passes them, and fill
+// such gaps: a server left alone keeps every change through the loss of
+// its broker.
 type changeRing struct {
-	mu     sync.Mutex
-	live   bool
-	from   uint64
-	last   uint64
-	recs   []changeRecord
-	lastOf map[string]uint64 // the last sequence of each name in recs
-	grew   chan struct{}     // closed when recs grows or starts over
-	held   map[string]int    // watches held, per user
-	total  int
-	size   int  // changeRingSize; smaller in tests
-	closed bool // the server is stopping: hold no watch
+	mu      sync.Mutex
+	live    bool
+	from    uint64
+	last    uint64
+	recs    []changeRecord
+	written map[uint64]changeRecord // this server's writes past last
+	lastOf  map[string]uint64       // the last sequence of each name in recs
+	grew    chan struct{}           // closed when recs grows or starts over
+	held    map[string]int          // watches held, per user
+	total   int
+	size    int  // changeRingSize; smaller in tests
+	closed  bool // the server is stopping: hold no watch
+	// The last check of the ring against storage (stalled).
+	checkedAt   time.Time
+	checkedLast uint64
+	behind      bool
+}
+
+// stallCheckEvery is how often, at most, a server idle with watches held
+// checks that its files watch has not stalled: a consumer left for dead by
+// its broker's loss has been seen to deliver nothing for minutes.
+const stallCheckEvery = 3 * time.Second
+
+// dueCheck says whether the ring is due a check against storage.
+func (r *changeRing) dueCheck(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.live || now.Sub(r.checkedAt) < stallCheckEvery {
+		return false
+	}
+	r.checkedAt = now
+	return true
+}
+
+// stalled says, given storage's last meta sequence and the sequence the
+// files watch has reached (the index's, which moves while it loads too),
+// whether the watch was behind storage at the previous check too and has
+// not moved since.
+func (r *changeRing) stalled(storageLast, reached uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	stalled := r.behind && reached == r.checkedLast && storageLast > reached
+	r.behind, r.checkedLast = storageLast > reached && !stalled, reached
+	return stalled
 }
 
 // close answers the watches held at once: a stopping server waits for the
@@ -98,34 +145,77 @@ func (r *changeRing) begin(last uint64) {
 	if r.live && last >= r.last {
 		return
 	}
-	r.live, r.from, r.last, r.recs, r.lastOf = true, last, last, nil, map[string]uint64{}
+	r.live, r.from, r.last, r.recs, r.lastOf, r.written = true, last, last, nil, map[string]uint64{}, map[uint64]changeRecord{}
 	r.wake()
 }
 
-// add records the meta of name stored at seq, whose writer expected the
-// name's previous meta at expect (hasExpect: the write said so).
-func (r *changeRing) add(seq uint64, name string, expect uint64, hasExpect bool, ev *subjects.ChangeEvent) {
+// add records a meta the files watch read, after this server's own writes
+// before it, which the watch has passed whether or not it read them. It
+// says whether the ring found that it had missed a meta.
+func (r *changeRing) add(rec changeRecord) (missed bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.live || seq <= r.last {
+	if !r.live || rec.seq <= r.last {
+		return false
+	}
+	delete(r.written, rec.seq) // the stored message's time is the one
+	if len(r.written) > 0 {
+		var before []changeRecord
+		for seq, w := range r.written {
+			if seq < rec.seq {
+				before = append(before, w)
+				delete(r.written, seq)
+			}
+		}
+		slices.SortFunc(before, func(a, b changeRecord) int { return cmp.Compare(a.seq, b.seq) })
+		for _, w := range before {
+			missed = r.push(w) || missed
+		}
+	}
+	missed = r.push(rec) || missed
+	r.wake()
+	return missed
+}
+
+// addWritten records a meta this server wrote, until the files watch
+// passes it. One the watch passed already is in the ring, or reported
+// missed.
+func (r *changeRing) addWritten(rec changeRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.live || rec.seq <= r.last {
 		return
 	}
-	if hasExpect && expect > r.from && r.lastOf[name] != expect {
+	r.written[rec.seq] = rec
+	if len(r.written) > r.capacity() {
+		// The watch is away for long: the oldest write goes, and the
+		// ring reports the gap should storage no longer hold it.
+		delete(r.written, slices.Min(slices.Collect(maps.Keys(r.written))))
+	}
+}
+
+func (r *changeRing) capacity() int {
+	if r.size == 0 {
+		return changeRingSize
+	}
+	return r.size
+}
+
+// push appends rec, in sequence order, to the ring.
+func (r *changeRing) push(rec changeRecord) (missed bool) {
+	if rec.hasExpect && rec.expect > r.from && r.lastOf[rec.name] != rec.expect {
 		// The name's previous meta was replaced before the watch read
-		// it (a rollup): the ring cannot say that change happened.
-		r.forget(expect)
+		// it: the ring cannot say that change happened.
+		r.forget(rec.expect)
+		missed = true
 	}
-	r.recs = append(r.recs, changeRecord{seq: seq, name: name, event: ev})
-	r.lastOf[name] = seq
-	r.last = seq
-	size := r.size
-	if size == 0 {
-		size = changeRingSize
-	}
-	if len(r.recs) > size {
+	r.recs = append(r.recs, rec)
+	r.lastOf[rec.name] = rec.seq
+	r.last = rec.seq
+	if size := r.capacity(); len(r.recs) > size {
 		r.forget(r.recs[len(r.recs)-size-1].seq)
 	}
-	r.wake()
+	return missed
 }
 
 // forget drops the records up to seq: the ring holds every change only
@@ -244,17 +334,42 @@ func (s *Server) changeStored(md *jetstream.MsgMetadata, m jetstream.Msg) {
 	if !s.changes.wants(seq) {
 		return // read as storage keeps it, at a watch's start
 	}
-	ev, renamedTo, err := changeOf(seq, md.Timestamp, m.Data())
+	rec, err := changeRecordOf(seq, md.Timestamp, m.Data(), m.Headers().Get(jetstream.ExpectedLastSubjSeqHeader))
 	if err != nil {
 		s.log.Warn("unreadable file meta message; no change event", "seq", seq, "err", err)
 		return
 	}
-	expect, perr := strconv.ParseUint(m.Headers().Get(jetstream.ExpectedLastSubjSeqHeader), 10, 64)
-	var event *subjects.ChangeEvent
-	if renamedTo == "" {
-		event = &ev
+	if s.changes.add(rec) {
+		s.log.Warn("a file change was replaced before the files watch read it; watches from before it get what storage keeps",
+			"name", rec.name, "seq", seq)
 	}
-	s.changes.add(seq, ev.Name, expect, perr == nil, event)
+}
+
+// changeWritten feeds the ring with a meta this server stored at seq,
+// expecting the name's previous meta at expect.
+func (s *Server) changeWritten(seq, expect uint64, data []byte) {
+	if !s.changes.wants(seq) {
+		return
+	}
+	if rec, err := changeRecordOf(seq, time.Now(), data, strconv.FormatUint(expect, 10)); err == nil {
+		s.changes.addWritten(rec)
+	}
+}
+
+// changeRecordOf is the record of a meta message and its expected-last-
+// subject-sequence header.
+func changeRecordOf(seq uint64, stored time.Time, data []byte, expectHeader string) (changeRecord, error) {
+	ev, renamedTo, err := changeOf(seq, stored, data)
+	if err != nil {
+		return changeRecord{}, err
+	}
+	rec := changeRecord{seq: seq, name: ev.Name}
+	if renamedTo == "" {
+		rec.event = &ev
+	}
+	expect, perr := strconv.ParseUint(expectHeader, 10, 64)
+	rec.expect, rec.hasExpect = expect, perr == nil
+	return rec, nil
 }
 
 // wants says whether the ring would record a meta at seq.
@@ -309,6 +424,8 @@ func (s *Server) watch(c *call) (any, error) {
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	tick := time.NewTicker(stallCheckEvery)
+	defer tick.Stop()
 	after := r.After
 	for {
 		events, last, grew, covered := s.changes.since(after)
@@ -333,12 +450,29 @@ func (s *Server) watch(c *call) (any, error) {
 		}
 		select {
 		case <-grew:
+		case <-tick.C:
+			s.checkFollowing(c.ctx)
 		case <-timer.C:
 			return reply, nil
 		case <-c.ctx.Done():
 			return nil, wrapStorage("watch", c.ctx.Err())
 		}
 	}
+}
+
+// checkFollowing starts the files watch over when it has stalled behind
+// storage: the watches held would otherwise wait for it forever.
+func (s *Server) checkFollowing(ctx context.Context) {
+	if !s.changes.dueCheck(time.Now()) {
+		return
+	}
+	reached, _ := s.usage.filesProgress()
+	last, err := s.lastFileChange(ctx)
+	if err != nil || !s.changes.stalled(last, reached) {
+		return
+	}
+	s.log.Warn("the files watch has stalled behind storage; starting it over", "stored", last)
+	s.usage.startOver()
 }
 
 // compactedChangesWait bounds the read of what storage keeps.
@@ -353,6 +487,7 @@ func (s *Server) compactedChanges(c *call, prefix string, after uint64, most int
 	if err != nil {
 		return nil, wrapStorage("watch", err)
 	}
+	s.log.Info("watch older than the changes this server holds; answering from storage", "after", after, "user", c.user)
 	if after < purged {
 		return nil, subjects.Errorf(subjects.CodeWatchBehind,
 			"watch fell behind: the deletes after change %d are no longer kept (up to %d swept); list again", after, purged)

@@ -71,15 +71,15 @@ func TestChangeRingCoversOnlyWhatItReadWhole(t *testing.T) {
 		t.Fatal("the ring wants the metas up to where its watch began")
 	}
 	_, _, grew, _ := r.since(10)
-	r.add(8, "old", 0, true, ringEvent(8, "old")) // read as storage keeps it
-	r.add(11, "a", 0, true, ringEvent(11, "a"))
+	r.add(changeRecord{seq: 8, name: "old", expect: 0, hasExpect: true, event: ringEvent(8, "old")}) // read as storage keeps it
+	r.add(changeRecord{seq: 11, name: "a", expect: 0, hasExpect: true, event: ringEvent(11, "a")})
 	select {
 	case <-grew:
 	default:
 		t.Fatal("adding a change does not wake the waiting watches")
 	}
-	r.add(12, "b", 0, true, nil) // a rename's tombstone: no event
-	r.add(13, "a", 11, true, ringEvent(13, "a"))
+	r.add(changeRecord{seq: 12, name: "b", expect: 0, hasExpect: true, event: nil}) // a rename's tombstone: no event
+	r.add(changeRecord{seq: 13, name: "a", expect: 11, hasExpect: true, event: ringEvent(13, "a")})
 	events, last, _, covered := r.since(10)
 	if !covered || last != 13 || !slices.Equal(seqs(events), []uint64{11, 13}) {
 		t.Fatalf("since(10) = %v, last %d, covered %v; want [11 13], 13, true", seqs(events), last, covered)
@@ -93,7 +93,7 @@ func TestChangeRingCoversOnlyWhatItReadWhole(t *testing.T) {
 
 	// The watch misses a change of b (rolled up before it was read): the
 	// next meta of b names it, and the ring no longer covers it.
-	r.add(20, "b", 15, true, ringEvent(20, "b"))
+	r.add(changeRecord{seq: 20, name: "b", expect: 15, hasExpect: true, event: ringEvent(20, "b")})
 	if _, _, _, covered := r.since(13); covered {
 		t.Fatal("the ring covers a span whose change of b it missed")
 	}
@@ -116,11 +116,44 @@ func TestChangeRingCoversOnlyWhatItReadWhole(t *testing.T) {
 	}
 }
 
+// TestChangeRingFillsGapsWithItsOwnWrites: the metas a server wrote fill
+// the gaps its watch leaves (rolled up while it was away), in order; a gap
+// another server's write left is still found.
+func TestChangeRingFillsGapsWithItsOwnWrites(t *testing.T) {
+	var r changeRing
+	r.begin(10)
+	r.addWritten(changeRecord{seq: 11, name: "a", hasExpect: true, event: ringEvent(11, "a")})
+	r.addWritten(changeRecord{seq: 12, name: "a", expect: 11, hasExpect: true, event: ringEvent(12, "a")})
+	if events, _, _, _ := r.since(10); len(events) != 0 {
+		t.Fatalf("writes the watch has not passed are answered: %v", seqs(events))
+	}
+	// The watch reads 13 only: 11 and 12 were replaced meanwhile.
+	if r.add(changeRecord{seq: 13, name: "a", expect: 12, hasExpect: true, event: ringEvent(13, "a")}) {
+		t.Fatal("a gap the server's own writes fill is reported")
+	}
+	events, _, _, covered := r.since(10)
+	if !covered || !slices.Equal(seqs(events), []uint64{11, 12, 13}) {
+		t.Fatalf("since(10) = %v, %v; want [11 12 13]", seqs(events), covered)
+	}
+	// A write the watch read as well counts once.
+	r.addWritten(changeRecord{seq: 14, name: "b", hasExpect: true, event: ringEvent(14, "b")})
+	r.add(changeRecord{seq: 14, name: "b", hasExpect: true, event: ringEvent(14, "b")})
+	if events, _, _, _ := r.since(13); !slices.Equal(seqs(events), []uint64{14}) {
+		t.Fatalf("since(13) = %v; want [14] once", seqs(events))
+	}
+	if !r.add(changeRecord{seq: 20, name: "b", expect: 17, hasExpect: true, event: ringEvent(20, "b")}) {
+		t.Fatal("a gap no write of the server fills is not reported")
+	}
+	if _, _, _, covered := r.since(16); covered {
+		t.Fatal("the ring covers a change it missed")
+	}
+}
+
 func TestChangeRingDropsTheOldest(t *testing.T) {
 	r := changeRing{size: 3}
 	r.begin(0)
 	for seq := uint64(1); seq <= 5; seq++ {
-		r.add(seq, "n", seq-1, true, ringEvent(seq, "n"))
+		r.add(changeRecord{seq: seq, name: "n", expect: seq - 1, hasExpect: true, event: ringEvent(seq, "n")})
 	}
 	if _, _, _, covered := r.since(1); covered {
 		t.Fatal("a full ring covers what it dropped")
@@ -130,7 +163,7 @@ func TestChangeRingDropsTheOldest(t *testing.T) {
 		t.Fatalf("since(2) = %v, %v; want [3 4 5]", seqs(events), covered)
 	}
 	// What it dropped does not count as a missed change of its name.
-	r.add(6, "n", 5, true, ringEvent(6, "n"))
+	r.add(changeRecord{seq: 6, name: "n", expect: 5, hasExpect: true, event: ringEvent(6, "n")})
 	if _, _, _, covered := r.since(3); !covered {
 		t.Fatal("a change following one in the ring is taken for a gap")
 	}
@@ -175,5 +208,35 @@ func TestChangeRingBoundsTheWatchesHeld(t *testing.T) {
 	r.release("mallory")
 	if !r.hold("mallory") {
 		t.Fatal("a released watch is still counted")
+	}
+}
+
+// TestChangeRingTellsAStalledWatch: a files watch behind storage at two
+// checks in a row, without moving, has stalled; one that moves, or is
+// caught up, has not; and a restart is asked for once per stall.
+func TestChangeRingTellsAStalledWatch(t *testing.T) {
+	var r changeRing
+	now := time.Now()
+	if r.dueCheck(now) {
+		t.Fatal("a ring whose watch has not begun is due a check")
+	}
+	r.begin(10)
+	if !r.dueCheck(now) || r.dueCheck(now.Add(stallCheckEvery/2)) {
+		t.Fatal("checks come more often than stallCheckEvery")
+	}
+	if r.stalled(12, 10) {
+		t.Fatal("behind at one check is stalled")
+	}
+	if r.stalled(12, 11) {
+		t.Fatal("a watch that moved since the last check is stalled")
+	}
+	if !r.stalled(12, 11) {
+		t.Fatal("a watch behind storage at two checks, unmoved, is not stalled")
+	}
+	if r.stalled(12, 11) {
+		t.Fatal("one stall asks for two restarts")
+	}
+	if r.stalled(11, 11) || r.stalled(11, 11) {
+		t.Fatal("a watch caught up is stalled")
 	}
 }

@@ -126,6 +126,7 @@ func (s *Server) writeMeta(ctx context.Context, info jetstream.ObjectInfo, expec
 	if err != nil {
 		return 0, false, wrapStorage("write file info", err)
 	}
+	s.changeWritten(ack.Sequence, expectSeq, data)
 	return ack.Sequence, ack.Duplicate, nil
 }
 
