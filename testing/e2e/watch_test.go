@@ -80,7 +80,8 @@ func sameChanges(t *testing.T, what string, got []client.ChangeEvent, want []cha
 // uploaded), overwrites, deletes and renames of its prefix in order, each
 // once, a rename as one event, and a rename across the prefix as the put
 // or delete of the side it sees; a watch resumed after a change, and the
-// CLI's --json and text lines, see exactly the changes after it.
+// CLI's --json and text lines, see exactly the changes after it; after the
+// servers' restart, a watch from the start gets what storage keeps.
 func TestWatchSeesEveryChangeOnce(t *testing.T) {
 	t.Parallel() // see doc.go
 	sys := ftfstest.Start(t)
@@ -202,4 +203,36 @@ func TestWatchSeesEveryChangeOnce(t *testing.T) {
 		!strings.Contains(textLines[1], "  rename  w/live -> w/renamed  2.0 KiB  alice") {
 		t.Fatalf("ftfs watch printed %q; want a put of w/live then its rename, by alice", text)
 	}
+	// Restarted, the servers hold no change from before: a watch from
+	// the start gets what storage keeps, the last change of each name,
+	// marked compacted; a rename whose new name is kept is one event, one
+	// whose new name changed since is the delete of its old name.
+	sys.Stop(t, "primary")
+	sys.Stop(t, "backup")
+	sys.Restart(t, "primary")
+	sys.Restart(t, "backup")
+	all, err := bob.Watch(ctx, "w/", client.WatchAfter(0))
+	if err != nil {
+		t.Fatalf("watch from the start: %v", err)
+	}
+	defer all.Close()
+	kept := []change{
+		{client.OpDelete, "w/a", "", 0},
+		{client.OpDelete, "w/b", "", 0},
+		{client.OpDelete, "w/c", "", 0},
+		{client.OpPut, "w/x", "", 1},
+		{client.OpPut, "w/last", "", 3},
+		{client.OpPut, "w/sentinel", "", 1},
+		{client.OpRename, "w/renamed", "w/live", 2048},
+	}
+	fromStart := nextEvents(t, all, len(kept))
+	sameChanges(t, "watch from the start after a restart", fromStart, kept)
+	for _, ev := range fromStart {
+		if !ev.Compacted {
+			t.Errorf("event %+v from what storage keeps: not marked compacted", ev)
+		}
+	}
+	// And then the changes as they come, each once.
+	put("w/after-restart", 5)
+	sameChanges(t, "watch from the start, then on", nextEvents(t, all, 1), []change{{client.OpPut, "w/after-restart", "", 5}})
 }
