@@ -11,7 +11,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"maps"
 	"slices"
 	"strconv"
@@ -503,7 +502,7 @@ func (s *Server) compactedChanges(c *call, prefix string, after uint64, most int
 	ctx, cancel := context.WithTimeout(c.ctx, compactedChangesWait)
 	defer cancel()
 	done := false
-	var fail error
+	read := after // the last meta looked at
 	// A rename whose new name's meta is in this reply shows as that one
 	// event; one whose new name changed since is a delete of its old name.
 	renamed := map[[2]string]bool{}
@@ -513,35 +512,35 @@ func (s *Server) compactedChanges(c *call, prefix string, after uint64, most int
 				return
 			}
 			seq := md.Sequence.Stream
+			read = seq
 			ev, renamedTo, err := changeOf(seq, md.Timestamp, m.Data())
-			if err != nil {
-				done, fail = true, err
-				cancel()
-				return
-			}
-			if ev.Op == subjects.OpRename {
+			switch {
+			case err != nil:
+				// As the files index does: a meta no one can read is no
+				// file, and no change a watcher could act on.
+				s.log.Warn("unreadable file meta message; no change event", "seq", seq, "err", err)
+			case ev.Op == subjects.OpRename:
 				renamed[[2]string{ev.From, ev.Name}] = true
-			}
-			ev.Compacted = true
-			keep := renamedTo == "" || !renamed[[2]string{ev.Name, renamedTo}]
-			if keep {
+				fallthrough
+			case renamedTo == "" || !renamed[[2]string{ev.Name, renamedTo}]:
+				ev.Compacted = true
 				if ev, ok := s.visibleChange(c, prefix, ev); ok {
 					reply.Events = append(reply.Events, ev)
 				}
 			}
 			if len(reply.Events) == most || seq >= last || md.NumPending == 0 {
-				reply.Next = max(after, seq)
 				done = true
 				cancel()
 			}
 		})
-	switch {
-	case fail != nil:
-		return nil, wrapStorage("watch: read file changes", fail)
-	case !done && err != nil:
+	if !done && read == after {
+		if err == nil {
+			err = context.DeadlineExceeded
+		}
 		return nil, wrapStorage("watch: read file changes", err)
-	case !done:
-		return nil, wrapStorage("watch: read file changes", errors.Join(context.DeadlineExceeded, ctx.Err()))
 	}
+	// Cut short by its time, a read of a large bucket still moves the
+	// watch on by what it looked at.
+	reply.Next = max(after, read)
 	return reply, nil
 }
