@@ -10,11 +10,12 @@ const Watch = userPrefix + ".watch"
 // WatchRequest asks for the changes of names starting with Prefix stored
 // after stream sequence After (0: every change storage keeps). With Now it
 // asks where "now" is: the answer comes at once, with no events and the
-// Next to start from (0 when storage holds no change yet, so that After 0
-// is never ambiguous). When none is there yet the server
-// holds the request up to Wait (nanoseconds, at most MaxWatchWait; 0: answer at once),
-// sending keepalives, and answers as soon as one is. Max bounds the events
-// of the reply (0 or more than MaxWatchEvents: MaxWatchEvents).
+// Next to start from (0 when storage holds no change yet: a separate flag,
+// so that After 0 keeps one meaning). When no change is there yet the
+// server holds the request up to Wait (nanoseconds, at most MaxWatchWait;
+// 0: answer at once), sending keepalives, and answers as soon as one is.
+// Max bounds the events of the reply (0 or more than MaxWatchEvents:
+// MaxWatchEvents).
 type WatchRequest struct {
 	Prefix string        `json:"prefix,omitempty"`
 	After  uint64        `json:"after,omitempty"`
@@ -23,8 +24,8 @@ type WatchRequest struct {
 	Max    int           `json:"max,omitempty"`
 }
 
-// Validate: a prefix is at most a name's length; wait and max
-// are not negative.
+// Validate: a prefix is at most a name's length; wait and max are not
+// negative.
 func (r WatchRequest) Validate() error {
 	if len(r.Prefix) > MaxNameLen {
 		return Rejectf(CodeInvalid, ReasonNameTooLong, "malformed request: prefix of %d bytes, more than %d", len(r.Prefix), MaxNameLen)
