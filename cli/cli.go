@@ -142,7 +142,7 @@ func newRoot(e *env) *cobra.Command {
 processes is killed.
 
 Server roles:  ftfs broker | ftfs primary | ftfs backup
-User verbs:    ftfs login, ls, put, get, stat, rm, mv, access, status, user, group ...
+User verbs:    ftfs login, ls, put, get, stat, rm, mv, watch, access, status, user, group ...
 
 The servers are found through the broker URLs in --server or NATS_URL
 (default nats://127.0.0.1:4222).`,
@@ -160,7 +160,7 @@ The servers are found through the broker URLs in --server or NATS_URL
 	root.AddCommand(
 		brokerCmd(e), primaryCmd(e), backupCmd(e), restoreCmd(e),
 		loginCmd(e), logoutCmd(e), whoamiCmd(e), statusCmd(e),
-		lsCmd(e), putCmd(e), getCmd(e), statCmd(e), rmCmd(e), mvCmd(e), accessCmd(e),
+		lsCmd(e), putCmd(e), getCmd(e), statCmd(e), rmCmd(e), mvCmd(e), watchCmd(e), accessCmd(e),
 		userCmd(e), groupCmd(e), certsCmd(e), versionCmd(e),
 	)
 	return root

@@ -20,7 +20,7 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 }
 
 func TestEveryVerbHasHelp(t *testing.T) {
-	for _, verb := range []string{"broker", "primary", "backup", "restore", "login", "logout", "whoami", "ls", "put", "get", "stat", "rm", "mv", "status", "user", "user add", "user rm", "user revoke", "user passwd", "user ls", "version"} {
+	for _, verb := range []string{"broker", "primary", "backup", "restore", "login", "logout", "whoami", "ls", "put", "get", "stat", "rm", "mv", "watch", "status", "user", "user add", "user rm", "user revoke", "user passwd", "user ls", "version"} {
 		out, stderr, code := run(t, append(strings.Fields(verb), "--help")...)
 		if code != 0 || !strings.Contains(out, "Usage:") {
 			t.Errorf("%s --help: exit %d, %q %q", verb, code, out, stderr)
@@ -36,7 +36,7 @@ func TestVersionNamesFTFSAndNATS(t *testing.T) {
 }
 
 func TestUsageErrorsExitTwo(t *testing.T) {
-	for _, args := range [][]string{{"nosuchverb"}, {"get"}, {"mv", "a"}, {"ls", "--nosuchflag"}, {"stat", "a", "b"}} {
+	for _, args := range [][]string{{"nosuchverb"}, {"get"}, {"mv", "a"}, {"ls", "--nosuchflag"}, {"stat", "a", "b"}, {"watch", "a", "b"}} {
 		_, stderr, code := run(t, args...)
 		if code != 2 || !strings.HasPrefix(stderr, "ftfs: ") {
 			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)

@@ -30,6 +30,9 @@ var (
 	// ErrQuota: a per-user limit is reached (storage quota, unfinished
 	// uploads, transfers at once).
 	ErrQuota = errors.New("limit reached")
+	// ErrWatchBehind: a watch's cursor is older than the deletes storage
+	// keeps; list the files again and watch from now.
+	ErrWatchBehind = errors.New("watch fell behind: list again")
 	// ErrNoFileServer: a broker answered, but no file server did; it
 	// comes with ErrUnavailable.
 	ErrNoFileServer = errors.New("no file server answered")
@@ -49,6 +52,7 @@ var sentinels = map[subjects.Code]error{
 	subjects.CodeUnavailable:  ErrUnavailable,
 	subjects.CodeThrottled:    ErrThrottled,
 	subjects.CodeQuota:        ErrQuota,
+	subjects.CodeWatchBehind:  ErrWatchBehind,
 }
 
 // Error is a failure reported by a file server: its wire code and the

@@ -119,6 +119,7 @@ func (s *Server) writeMeta(ctx context.Context, info jetstream.ObjectInfo, expec
 	if err != nil {
 		return 0, false, wrapStorage("write file info", err)
 	}
+	s.changeWritten(ack.Sequence, expectSeq, data)
 	return ack.Sequence, ack.Duplicate, nil
 }
 
@@ -441,13 +442,14 @@ func (s *Server) rename(c *call) (any, error) {
 		}
 		moved := stamped(c, from.info)
 		moved.Name = r.To
+		tomb := stamped(c, from.info)
+		markRename(&moved, &tomb, r.From, r.To)
 		moved.ModTime = from.info.ModTime // the content's, as mv keeps it
 		if _, _, err = s.requestMeta(c, moved, to.seq, ".to"); err == errConflict && attempt < 3 {
 			continue
 		} else if err != nil {
 			return nil, err
 		}
-		tomb := stamped(c, from.info)
 		tomb.Deleted, tomb.Size, tomb.Chunks, tomb.Digest = true, 0, 0, ""
 		tombSeq, _, err := s.requestMeta(c, tomb, from.seq, ".from")
 		if err != nil {

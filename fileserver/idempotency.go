@@ -232,6 +232,11 @@ func stamped(c *call, info jetstream.ObjectInfo) jetstream.ObjectInfo {
 	} else {
 		delete(md, metaRequest)
 	}
+	// Who made the change, for watchers; a rename's marks (markRename)
+	// belong to that rename's writes only.
+	md[metaBy] = c.user
+	delete(md, metaRenamedFrom)
+	delete(md, metaRenamedTo)
 	info.Metadata = md
 	return info
 }

@@ -69,6 +69,8 @@ type Server struct {
 	// shortfalls are the buckets found with fewer replicas than
 	// --replicas (replicas.go).
 	shortfalls replicaShortfalls
+	// changes are the recent file changes, for watches (changes.go).
+	changes changeRing
 
 	authSub    *nats.Subscription
 	overrunSub *nats.Subscription // subjects.UploadOverrun
@@ -227,6 +229,7 @@ func (s *Server) stop() {
 	}
 	_ = s.nc.FlushTimeout(2 * time.Second)
 	_ = s.front.FlushTimeout(2 * time.Second)
+	s.changes.close()
 	for deadline := time.Now().Add(requestTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		quiet := time.Since(time.Unix(0, s.lastStart.Load())) > 100*time.Millisecond
 		if s.inflight.Load() == 0 && quiet {
@@ -348,6 +351,7 @@ func (s *Server) serve() error {
 		{"whoami", subjects.WhoAmI, s.async(s.authed(s.whoami))},
 		{"list", subjects.List, s.async(s.authed(s.readable(s.list, s.replicaList)))},
 		{"stat", subjects.Stat, s.async(s.authed(s.readable(s.stat, s.replicaStat)))},
+		{"watch", subjects.Watch, s.async(s.authed(s.watch))},
 		{"delete", subjects.Delete, s.async(s.authed(s.writable(s.delete)))},
 		{"rename", subjects.Rename, s.async(s.authed(s.writable(s.rename)))},
 		{"put", subjects.Put, s.async(s.putEarly(s.authed(s.writable(s.put))))},

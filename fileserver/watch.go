@@ -99,6 +99,7 @@ func (s *Server) watchFiles(ctx context.Context) error {
 		// it is loaded.
 		return err
 	}
+	s.changes.begin(last)
 	from := uint64(0)
 	if s.snapshotTried.CompareAndSwap(false, true) {
 		from = s.loadSnapshot(ctx)
@@ -124,6 +125,7 @@ func (s *Server) watchFiles(ctx context.Context) error {
 				s.log.Warn("unreadable file meta message; not counted", "seq", md.Sequence.Stream, "err", err)
 			}
 			s.usage.putFile(md.Sequence.Stream, f, live)
+			s.changeStored(md, m)
 			if !loaded && md.NumPending == 0 {
 				// What the bucket held as the watch began is in.
 				done()

@@ -64,6 +64,13 @@ func TestDecodeNamesWhatIsWrong(t *testing.T) {
 		{`{"limit":-1}`, &ListRequest{}, ReasonOutOfRange, "limit -1"},
 		{`{"password":"secret-password"}`, &UserRequest{}, ReasonMissingField, `missing field "user"`},
 		{`{"user":"bob"}`, &UserRequest{}, "", ""},
+		{`{"prefix":"a/","after":7,"wait":1000000000,"max":10}`, &WatchRequest{}, "", ""},
+		{`{"now":true}`, &WatchRequest{}, "", ""},
+		{`{"wait":-1}`, &WatchRequest{}, ReasonOutOfRange, "wait -1"},
+		{`{"max":-1}`, &WatchRequest{}, ReasonOutOfRange, "max -1"},
+		{`{"after":-1}`, &WatchRequest{}, ReasonWrongType, `"after"`},
+		{`{"since":3}`, &WatchRequest{}, ReasonUnknownField, "since"},
+		{`{"prefix":"` + strings.Repeat("p", MaxNameLen+1) + `"}`, &WatchRequest{}, ReasonNameTooLong, "prefix"},
 	}
 	for _, c := range cases {
 		err := Decode([]byte(c.body), c.into)
@@ -81,7 +88,7 @@ func TestDecodeNamesWhatIsWrong(t *testing.T) {
 
 // Every request a server decodes says what it requires.
 func TestEveryRequestValidates(t *testing.T) {
-	for _, v := range []any{LoginRequest{}, NameRequest{}, ListRequest{}, RenameRequest{}, UploadOpenRequest{}, PutRequest{}, UploadRequest{}, UploadCommitRequest{}, DownloadRequest{}, UserRequest{}} {
+	for _, v := range []any{LoginRequest{}, NameRequest{}, ListRequest{}, RenameRequest{}, UploadOpenRequest{}, PutRequest{}, UploadRequest{}, UploadCommitRequest{}, DownloadRequest{}, UserRequest{}, WatchRequest{}} {
 		if _, ok := v.(interface{ Validate() error }); !ok {
 			t.Errorf("%T has no Validate method", v)
 		}

@@ -18,6 +18,7 @@ const (
 	CodeForbidden    Code = "403" // not the owner, not an admin, refused by an access rule
 	CodeNotFound     Code = "404" // no such file, user or upload
 	CodeConflict     Code = "409" // exists already, or changed meanwhile
+	CodeWatchBehind  Code = "410" // a watch's cursor is older than the deletes storage keeps: list again
 	CodeTooLarge     Code = "413" // chunk or file over its limit
 	CodeIntegrity    Code = "422" // size or SHA-256 digest mismatch
 	CodeReadOnly     Code = "423" // storage quorum lost: no writes; reads from a replica

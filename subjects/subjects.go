@@ -20,6 +20,10 @@
 //	whoami      WhoAmI         (session)         -> SessionInfo (no token)
 //	list        List           ListRequest       -> ListReply (paged)
 //	stat        Stat           NameRequest       -> FileInfo
+//	watch       Watch          WatchRequest      -> WatchReply: a long poll
+//	            for the changes after a stream sequence (any server; held
+//	            up to MaxWatchWait with keepalives); CodeWatchBehind when
+//	            the deletes after it are no longer kept: list again
 //	delete      Delete         NameRequest       -> Empty
 //	rename      Rename         RenameRequest     -> FileInfo
 //	put         Put            PutRequest in HeaderPut, the whole content

@@ -67,6 +67,7 @@ func TestBadRequestsAtTheWire(t *testing.T) {
 		{subjects.WhoAmI, m, `{}`, false},
 		{subjects.List, m, `{"prefix":"keep","limit":10}`, false},
 		{subjects.Stat, m, `{"name":"keep.txt"}`, false},
+		{subjects.Watch, m, `{"prefix":"keep","now":true}`, false},
 		{subjects.Delete, m, `{"name":"keep.txt"}`, false},
 		{subjects.Rename, m, `{"from":"keep.txt","to":"phantom-renamed.txt"}`, false},
 		{subjects.UploadOpen, m, `{"name":"phantom.bin","size":3}`, false},
@@ -126,6 +127,12 @@ func TestBadRequestsAtTheWire(t *testing.T) {
 		inv(m, subjects.Stat, `{"name":"a\u0000b"}`, subjects.ReasonNameControlChar),
 		is(m, subjects.Stat, `{"name":"phantom.bin"}`, subjects.CodeNotFound),
 		inv(m, subjects.List, `{"limit":-1}`, subjects.ReasonOutOfRange),
+		inv(m, subjects.Watch, `{"after":1,"wait":-1}`, subjects.ReasonOutOfRange),
+		inv(m, subjects.Watch, `{"after":-1}`, subjects.ReasonWrongType),
+		inv(m, subjects.Watch, `{"prefix":"`+strings.Repeat("p", subjects.MaxNameLen+1)+`"}`, subjects.ReasonNameTooLong),
+		// A wait of an hour, after a sequence no change reaches, is held
+		// no longer than the servers' bound: answered within 15 s.
+		ok(m, subjects.Watch, `{"after":4611686018427387904,"wait":3600000000000}`).named("watch held an hour"),
 		inv(m, subjects.List, `{"prefix":1}`, subjects.ReasonWrongType),
 		inv(m, subjects.Delete, `{}`, subjects.ReasonMissingField),
 		inv(m, subjects.Delete, `{"name":"/etc/passwd"}`, subjects.ReasonNameAbsolute),
