@@ -111,7 +111,6 @@ func relative(path string) string {
 // internal_store["internal/store"].
 func toID(pkg string) string  { return strings.ReplaceAll(pkg, "/", "_") }
 func fromID(id string) string { return strings.ReplaceAll(id, "_", "/") }
-func label(pkg string) string { return fmt.Sprintf("%s[\"%s\"]", toID(pkg), pkg) }
 func mermaid(arrows []string) string {
 	var b strings.Builder
 	b.WriteString("```mermaid\nflowchart TD\n")
