@@ -25,6 +25,9 @@ func (c *Client) Get(ctx context.Context, name string, w io.Writer, opts ...Tran
 		opt(&o)
 	}
 	fi, content, err := c.getSmall(ctx, name)
+	if err == nil && o.version != "" && fi.Version != o.version {
+		return fi, fmt.Errorf("get %q: %w: version %s is now %s", name, ErrConflict, o.version, fi.Version)
+	}
 	switch {
 	case errors.Is(err, ErrReadOnly): // no server here reads a replica: ask the backups'
 		fi, err = c.Stat(ctx, name)
@@ -246,12 +249,13 @@ type batchRequest struct {
 func (d *downloader) ask(after uint64, offset int64) (*batchRequest, error) {
 	d.batches++
 	r := &batchRequest{reply: d.prefix + "." + strconv.Itoa(d.batches), after: after, offset: offset, gone: d.c.replies.serverGone()}
-	m := nats.NewMsg(subjects.For(d.c.user, subjects.Download))
+	m := nats.NewMsg("")
 	if d.replica {
-		m.Subject = subjects.For(d.c.user, subjects.ReplicaDownload)
+		d.c.address(m, subjects.ReplicaDownload, true)
+	} else {
+		d.c.address(m, subjects.Download, true)
 	}
 	m.Reply = r.reply
-	m.Header.Set(subjects.HeaderSession, d.c.Token())
 	m.Data, _ = json.Marshal(subjects.DownloadRequest{Name: d.fi.Name, Version: d.fi.Version, After: after, Offset: offset, Max: subjects.DownloadBatch})
 	if err := d.c.nc.PublishMsg(m); err != nil && !retryable(err) {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)

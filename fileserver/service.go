@@ -43,6 +43,7 @@ type Server struct {
 	uploads  jetstream.KeyValue
 	requests jetstream.KeyValue
 	logins   jetstream.KeyValue // failed logins per user name (throttle.go)
+	shares   jetstream.KeyValue // share links (share.go)
 	throttle *loginThrottle
 
 	instance string
@@ -62,6 +63,7 @@ type Server struct {
 	store          *store.Store
 	usersMirror    *mirror
 	sessionsMirror *mirror
+	sharesMirror   *mirror
 	usage          *usage // per-user limits (usage.go)
 	// shortfalls are the buckets found with fewer replicas than
 	// --replicas (replicas.go).
@@ -116,6 +118,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 		usersMirror:    newMirror(),
 		sessionsMirror: newMirror(),
+		sharesMirror:   newMirror(),
 		usage:          newUsage(),
 		metrics:        newServerMetrics(),
 	}
@@ -169,6 +172,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
 		s.expireSessions,
+		func() { s.sharesMirror.follow(s.ctx, s, s.shares) },
+		s.sweepShares,
 		s.followUsage,
 		s.snapshotter,
 		s.watchReplicas,
@@ -304,12 +309,14 @@ func (s *Server) openBuckets(ctx context.Context) error {
 			{Bucket: subjects.UploadsBucket, Description: "ftfs uploads in flight"},
 			{Bucket: subjects.RequestsBucket, Description: "ftfs outcomes of recent requests, by request id", MaxAge: 10 * time.Minute},
 			{Bucket: subjects.LoginsBucket, Description: "ftfs failed logins, by digest of the user name", MaxAge: loginsKeep},
+			{Bucket: subjects.SharesBucket, Description: "ftfs share links, by digest of their token", MaxAge: subjects.MaxShareTTL + time.Hour},
 		},
 	})
 	if err != nil {
 		return err
 	}
 	s.users, s.sessions, s.uploads, s.requests, s.logins = kv[subjects.UsersBucket], kv[subjects.SessionsBucket], kv[subjects.UploadsBucket], kv[subjects.RequestsBucket], kv[subjects.LoginsBucket]
+	s.shares = kv[subjects.SharesBucket]
 	return nil
 }
 
@@ -356,6 +363,15 @@ func (s *Server) serve() error {
 		{"user-passwd", subjects.UserPassword, s.async(s.authed(s.writable(s.idempotent(s.userPassword))))},
 		{"user-ls", subjects.UserList, s.async(s.authed(s.admin(s.userList)))},
 		{"user-revoke", subjects.UserRevoke, s.async(s.authed(s.admin(s.writable(s.idempotent(s.userRevoke)))))},
+		// Not idempotent: the outcome holds the link's token, which no
+		// server may keep; a retry after a lost answer makes a second link.
+		{"share-create", subjects.ShareCreate, s.async(s.authed(s.writable(s.shareCreate)))},
+		{"share-ls", subjects.ShareList, s.async(s.authed(s.shareList))},
+		{"share-rm", subjects.ShareRemove, s.async(s.authed(s.writable(s.shareRemove)))},
+		{"link-info", subjects.LinkInfo, s.async(s.linked("", nil, s.linkInfo))},
+		{"link-get", subjects.Link(subjects.Get), s.async(s.linked(subjects.LinkDownload, nameTarget, asOp(s.readable(s.get, s.replicaGet))))},
+		{"link-stat", subjects.Link(subjects.Stat), s.async(s.linked(subjects.LinkDownload, nameTarget, asOp(s.readable(s.stat, s.replicaStat))))},
+		{"link-download", subjects.Link(subjects.Download), s.async(s.linked(subjects.LinkDownload, downloadTarget, asOp(s.readable(s.download, s.replicaDownload))))},
 	}
 	if s.cfg.Fallback != nil {
 		endpoints = append(endpoints, []endpoint{

@@ -340,7 +340,7 @@ const (
 
 // KVBuckets are the key-value buckets, every bucket but FilesBucket.
 func KVBuckets() []string {
-	return []string{UsersBucket, SessionsBucket, UploadsBucket, RequestsBucket, LoginsBucket}
+	return []string{UsersBucket, SessionsBucket, UploadsBucket, RequestsBucket, LoginsBucket, SharesBucket}
 }
 
 // Object metadata keys on stored objects (ObjectInfo.Metadata).
