@@ -162,6 +162,7 @@ The servers are found through the broker URLs in --server or NATS_URL
 		loginCmd(e), logoutCmd(e), whoamiCmd(e), statusCmd(e),
 		lsCmd(e), putCmd(e), getCmd(e), statCmd(e), rmCmd(e), mvCmd(e),
 		userCmd(e), certsCmd(e), versionCmd(e),
+		shareCmd(e), gatewayCmd(e),
 	)
 	return root
 }
