@@ -372,6 +372,11 @@ func (s *Server) serve() error {
 		{"link-get", subjects.Link(subjects.Get), s.async(s.linked(subjects.LinkDownload, nameTarget, asOp(s.readable(s.get, s.replicaGet))))},
 		{"link-stat", subjects.Link(subjects.Stat), s.async(s.linked(subjects.LinkDownload, nameTarget, asOp(s.readable(s.stat, s.replicaStat))))},
 		{"link-download", subjects.Link(subjects.Download), s.async(s.linked(subjects.LinkDownload, downloadTarget, asOp(s.readable(s.download, s.replicaDownload))))},
+		{"link-put", subjects.Link(subjects.Put), s.async(s.linked(subjects.LinkUpload, putTarget, s.linkStored(s.writable(s.put))))},
+		{"link-upload-open", subjects.Link(subjects.UploadOpen), s.async(s.linked(subjects.LinkUpload, openTarget, asOp(s.writable(s.uploadOpen))))},
+		{"link-upload-resume", subjects.Link(subjects.UploadResume), s.async(s.linked(subjects.LinkUpload, s.uploadTarget(false), asOp(s.writable(s.uploadResume))))},
+		{"link-upload-commit", subjects.Link(subjects.UploadCommit), s.async(s.linked(subjects.LinkUpload, s.uploadTarget(true), s.linkStored(s.writable(s.uploadCommit))))},
+		{"link-upload-abort", subjects.Link(subjects.UploadAbort), s.async(s.linked(subjects.LinkUpload, s.uploadTarget(false), asOp(s.writable(s.uploadAbort))))},
 	}
 	if s.cfg.Fallback != nil {
 		endpoints = append(endpoints, []endpoint{

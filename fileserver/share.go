@@ -280,6 +280,9 @@ func (s *Server) linked(kind string, target linkTarget, f func(c *call, rec shar
 		} else {
 			s.answered(req, nil)
 		}
+		if c.afterReply != nil {
+			c.afterReply()
+		}
 	}
 }
 
@@ -435,4 +438,74 @@ func (s *Server) authorizeGateway(co jwt.ConnectOptions, host string) (grant, er
 	s.log.Info("gateway connected", "host", host)
 	return grant{user: subjects.GatewayUser, account: subjects.UsersAccount, expires: time.Now().Add(s.cfg.SessionTTL),
 		pub: subjects.GatewayPublish(), sub: subjects.GatewaySubscribe()}, nil
+}
+
+// errLinkOverwrite refuses an upload-only link's request to replace a file.
+var errLinkOverwrite = subjects.Rejectf(subjects.CodeForbidden, subjects.ReasonLinkScope, "an upload-only link adds new files; it never replaces one")
+
+func putTarget(c *call) (string, error) {
+	var r subjects.PutRequest
+	if err := decode([]byte(c.req.Headers().Get(subjects.HeaderPut)), &r); err != nil {
+		return "", err
+	}
+	if r.Overwrite {
+		return "", errLinkOverwrite
+	}
+	return r.Name, nil
+}
+
+func openTarget(c *call) (string, error) {
+	r, err := decodeCall[subjects.UploadOpenRequest](c)
+	if err != nil {
+		return "", err
+	}
+	if r.Overwrite {
+		return "", errLinkOverwrite
+	}
+	if !r.Direct {
+		// The chunk subjects of relayed uploads are not the gateway's.
+		return "", subjects.Errorf(subjects.CodeInvalid, "an upload through a link is direct: give its size")
+	}
+	return r.Name, nil
+}
+
+// uploadTarget is the name of the upload a resume, abort (or, commit, a
+// commit) names: an upload opened through a link, so that a link never
+// reaches an upload its sharer opened himself.
+func (s *Server) uploadTarget(commit bool) linkTarget {
+	return func(c *call) (string, error) {
+		var id string
+		if commit {
+			r, err := decodeCall[subjects.UploadCommitRequest](c)
+			if err != nil {
+				return "", err
+			}
+			id = r.Upload
+		} else {
+			r, err := decodeCall[subjects.UploadRequest](c)
+			if err != nil {
+				return "", err
+			}
+			id = r.Upload
+		}
+		rec, _, err := s.readUpload(c.ctx, id)
+		if err != nil {
+			return "", err
+		}
+		if rec.Via != subjects.GatewayUser || rec.Owner != c.user {
+			return "", subjects.Errorf(subjects.CodeNotFound, "no upload %q of this link", id)
+		}
+		return rec.Name, nil
+	}
+}
+
+// linkStored audits a file stored through an upload-only link.
+func (s *Server) linkStored(f op) func(*call, shareRecord) (any, error) {
+	return func(c *call, rec shareRecord) (any, error) {
+		v, err := f(c)
+		if fi, ok := v.(subjects.FileInfo); ok && err == nil {
+			s.audit("file added through link", "id", rec.ID, "owner", rec.Owner, "file", fi.Name, "size", fi.Size)
+		}
+		return v, err
+	}
 }

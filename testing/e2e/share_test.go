@@ -298,6 +298,50 @@ func TestShareLinks(t *testing.T) {
 		}
 	})
 
+	t.Run("upload-only", func(t *testing.T) {
+		info, err := alice.ShareUploads(ctx, "inbox", client.ShareOptions{})
+		if err != nil {
+			t.Fatalf("share --upload-only inbox: %v", err)
+		}
+		u := link(info)
+		note := []byte("from someone without an account\n")
+		resp, body := httpDo(t, http.MethodPut, u+"/note.txt", nil, "", note)
+		wantStatus(t, "PUT a small file", resp, body, http.StatusCreated)
+		big := ftfstest.RandomBytes(3*subjects.ChunkSize + 777) // an upload, not a put
+		resp, body = httpDo(t, http.MethodPut, u+"/deep/big.bin", nil, "", big)
+		wantStatus(t, "PUT a large file", resp, body, http.StatusCreated)
+		for name, want := range map[string][]byte{"inbox/note.txt": note, "inbox/deep/big.bin": big} {
+			fi, err := alice.Stat(ctx, name)
+			if err != nil || fi.Owner != "alice" {
+				t.Fatalf("stat %s: %+v %v: want a file of the sharer's", name, fi, err)
+			}
+			ftfstest.SameBytes(t, want, ftfstest.GetBytes(t, alice, name))
+		}
+		resp, body = httpDo(t, http.MethodPut, u+"/note.txt", nil, "", []byte("replaced"))
+		wantStatus(t, "PUT over an existing file", resp, body, http.StatusConflict)
+		resp, body = httpDo(t, http.MethodPut, u+"/deep/big.bin", nil, "", big[:subjects.ChunkSize+1])
+		wantStatus(t, "PUT a large file over an existing one", resp, body, http.StatusConflict)
+		ftfstest.SameBytes(t, note, ftfstest.GetBytes(t, alice, "inbox/note.txt"))
+		resp, body = httpDo(t, http.MethodGet, u, nil, "", nil)
+		wantStatus(t, "GET through an upload-only link", resp, body, http.StatusMethodNotAllowed)
+		resp, body = httpDo(t, http.MethodGet, u+"/note.txt", nil, "", nil)
+		wantStatus(t, "GET a file through an upload-only link", resp, body, http.StatusMethodNotAllowed)
+		resp, body = httpDo(t, http.MethodPut, u+"/a%5Cb.txt", nil, "", note)
+		wantStatus(t, "PUT a name with a backslash", resp, body, http.StatusBadRequest)
+		// A body of unknown length would make a relayed upload, whose
+		// chunk subjects are not the gateway's.
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, u+"/stream.txt", io.MultiReader(bytes.NewReader(note)))
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("PUT without a length: %v", err)
+		}
+		resp.Body.Close()
+		wantStatus(t, "PUT without a length", resp, nil, http.StatusLengthRequired)
+		if logs := sys.Logs("primary") + sys.Logs("backup"); !strings.Contains(logs, "file added through link") {
+			t.Errorf("no audit line for the files added through the link")
+		}
+	})
+
 	t.Run("cli", func(t *testing.T) {
 		cli := sys.AdminCLI(t)
 		if _, stderr, code := cli.Run(t, strings.NewReader(""), nil, "put", "-", "cli.txt"); code != 0 {
@@ -453,6 +497,40 @@ func TestGatewayIdentityIsLeastPrivilege(t *testing.T) {
 	m.Data = []byte(`{"name":"other.txt"}`)
 	if reply, err = gwc.RequestMsg(m, 10*time.Second); err != nil || reply.Header.Get(subjects.HeaderErrorCode) != string(subjects.CodeForbidden) || len(reply.Data) != 0 {
 		t.Fatalf("a link to secret.txt asked for other.txt: %v %v %d bytes", err, reply.Header, len(reply.Data))
+	}
+
+	// An upload-only link's requests outside its folder, or replacing a
+	// file, or a download through it.
+	inbox, err := alice.ShareUploads(ctx, "inbox", client.ShareOptions{})
+	if err != nil {
+		t.Fatalf("upload-only link: %v", err)
+	}
+	for _, tc := range []struct {
+		subject, body string
+		header        nats.Header
+	}{
+		{subjects.Link(subjects.UploadOpen), `{"name":"elsewhere.bin","size":1000000,"direct":true}`, nil},
+		{subjects.Link(subjects.UploadOpen), `{"name":"inbox2/x.bin","size":1000000,"direct":true}`, nil},
+		{subjects.Link(subjects.UploadOpen), `{"name":"inbox/x.bin","size":1000000,"direct":true,"overwrite":true}`, nil},
+		{subjects.Link(subjects.Put), "x", nats.Header{subjects.HeaderPut: {`{"name":"secret.txt","size":1,"digest":"` + ftfstest.Digest([]byte("x")) + `"}`}}},
+		{subjects.Link(subjects.Put), "x", nats.Header{subjects.HeaderPut: {`{"name":"inbox/y.txt","size":1,"overwrite":true,"digest":"` + ftfstest.Digest([]byte("x")) + `"}`}}},
+		{subjects.Link(subjects.Get), `{"name":"inbox/y.txt"}`, nil},
+		{subjects.Link(subjects.Stat), `{"name":"secret.txt"}`, nil},
+	} {
+		m := nats.NewMsg(subjects.For(subjects.GatewayUser, tc.subject))
+		m.Header = nats.Header{}
+		for k, v := range tc.header {
+			m.Header[k] = v
+		}
+		m.Header.Set(subjects.HeaderLink, inbox.Token)
+		m.Data = []byte(tc.body)
+		reply, err := gwc.RequestMsg(m, 10*time.Second)
+		if err != nil || reply.Header.Get(subjects.HeaderErrorCode) != string(subjects.CodeForbidden) {
+			t.Errorf("%s %s through an upload-only link to inbox/: %v %v, want %s", tc.subject, tc.body, err, reply.Header, subjects.CodeForbidden)
+		}
+	}
+	if _, err := alice.Stat(ctx, "inbox/y.txt"); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("inbox/y.txt: %v, want ErrNotFound", err)
 	}
 
 	// Alice's own connection: link requests as the gateway are refused by
