@@ -561,3 +561,103 @@ func TestGatewayIdentityIsLeastPrivilege(t *testing.T) {
 		t.Fatalf("alice using a link over her own connection: %v %v", err, reply.Header)
 	}
 }
+
+// TestShareLinkFailover: a download through a gateway that is killed is
+// resumed with a Range request through another gateway, byte for byte;
+// a download whose file server is killed, and an upload whose file server
+// is killed, complete through the same gateway.
+func TestShareLinkFailover(t *testing.T) {
+	t.Parallel() // see doc.go
+	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary", "backup"))
+	sys.AddUser(t, "alice")
+	alice := sys.Login(t, "alice")
+	gw1 := sys.StartGateway(t, "gateway1")
+	gw2 := sys.StartGateway(t, "gateway2")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// Larger than what the sockets between the gateway and the HTTP
+	// client can hold while the client does not read.
+	const size = 48 << 20
+	data := sys.PutRandom(t, alice, "big.bin", size)
+	info := share(t, alice, "big.bin", client.ShareOptions{})
+
+	// start opens a download through gw and reads its first MiB.
+	start := func(gw string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gw+"/s/"+info.Token, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET through %s: %v %v", gw, err, resp)
+		}
+		first := make([]byte, 1<<20)
+		if _, err := io.ReadFull(resp.Body, first); err != nil {
+			t.Fatalf("read the first MiB: %v", err)
+		}
+		return resp, first
+	}
+
+	t.Run("gateway killed, resumed through another", func(t *testing.T) {
+		resp, got := start(gw1)
+		etag := resp.Header.Get("ETag")
+		sys.Kill(t, "gateway1")
+		rest, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got = append(got, rest...)
+		if err == nil || len(got) >= size {
+			t.Fatalf("the download through the killed gateway ended with %v after %d of %d bytes: want it broken off", err, len(got), size)
+		}
+		t.Logf("%d bytes came before the gateway died; resuming", len(got))
+		resp2, body := httpDo(t, http.MethodGet, gw2+"/s/"+info.Token, http.Header{"Range": {fmt.Sprintf("bytes=%d-", len(got))}, "If-Range": {etag}}, "", nil)
+		wantStatus(t, "the resumed download", resp2, body, http.StatusPartialContent)
+		ftfstest.SameBytes(t, data, append(got, body...))
+	})
+
+	t.Run("file server killed mid-download", func(t *testing.T) {
+		resp, got := start(gw2)
+		sys.Kill(t, "primary")
+		rest, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("the download after the file server's death: %v after %d bytes", err, len(got)+len(rest))
+		}
+		ftfstest.SameBytes(t, data, append(got, rest...))
+	})
+
+	t.Run("file server killed mid-upload", func(t *testing.T) {
+		sys.Restart(t, "primary")
+		sys.WaitServers(t, "primary")
+		inbox, err := alice.ShareUploads(ctx, "inbox", client.ShareOptions{})
+		if err != nil {
+			t.Fatalf("upload-only link: %v", err)
+		}
+		up := ftfstest.RandomBytes(16 << 20)
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, gw2+"/s/"+inbox.Token+"/big.bin", pr)
+		req.ContentLength = int64(len(up))
+		done := make(chan error, 1)
+		var resp *http.Response
+		go func() {
+			var err error
+			resp, err = http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+		if _, err := pw.Write(up[:4<<20]); err != nil {
+			t.Fatalf("send the first 4 MiB: %v", err)
+		}
+		sys.Kill(t, "backup")
+		if _, err := pw.Write(up[4<<20:]); err != nil {
+			t.Fatalf("send the rest: %v", err)
+		}
+		pw.Close()
+		if err := <-done; err != nil {
+			t.Fatalf("PUT: %v", err)
+		}
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("PUT after the file server's death: status %d", resp.StatusCode)
+		}
+		ftfstest.SameBytes(t, up, ftfstest.GetBytes(t, alice, "inbox/big.bin"))
+	})
+}
