@@ -269,6 +269,9 @@ func (s *Server) linked(kind string, target linkTarget, f func(c *call, rec shar
 			if name, err = target(c); err == nil {
 				err = linkCovers(rec, name)
 			}
+			if err == nil && rec.Kind == subjects.LinkUpload && !s.mayWrite(c, name) {
+				err = subjects.Rejectf(subjects.CodeForbidden, subjects.ReasonLinkScope, "the link's sharer may not add %q", name)
+			}
 		}
 		if err != nil {
 			s.reply(req, nil, err)

@@ -6,7 +6,7 @@ package fileserver
 // logged-in user may read every file.
 func (s *Server) mayRead(c *call, name string) bool { return c.user != "" && name != "" }
 
-// mayWrite says whether the user of c may add a file below the prefix:
-// today every logged-in user may add new files anywhere (only overwriting
-// another's file is refused, mayChange).
-func (s *Server) mayWrite(c *call, prefix string) bool { return c.user != "" && prefix != "" }
+// mayWrite says whether the user of c may add the file name, or files
+// below the folder name: today every logged-in user may add new files
+// anywhere (only overwriting another's file is refused, mayChange).
+func (s *Server) mayWrite(c *call, name string) bool { return c.user != "" && name != "" }

@@ -660,4 +660,23 @@ func TestShareLinkFailover(t *testing.T) {
 		}
 		ftfstest.SameBytes(t, up, ftfstest.GetBytes(t, alice, "inbox/big.bin"))
 	})
+
+	t.Run("gateway stopped mid-download finishes it", func(t *testing.T) {
+		resp, got := start(gw2)
+		read := make(chan error, 1)
+		go func() {
+			rest, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got = append(got, rest...)
+			read <- err
+		}()
+		sys.Stop(t, "gateway2") // SIGTERM, and waits for the process to end
+		if err := <-read; err != nil {
+			t.Fatalf("the download through a gateway stopped with SIGTERM: %v after %d bytes", err, len(got))
+		}
+		ftfstest.SameBytes(t, data, got)
+		if !strings.Contains(sys.Logs("gateway2"), "gateway stopped") {
+			t.Errorf("gateway2 did not log its orderly stop")
+		}
+	})
 }
