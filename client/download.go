@@ -121,6 +121,11 @@ type downloader struct {
 	misses   int    // batches that found nothing though the file was unchanged
 	rep      reporter
 
+	// seek: the download starts at done, in the middle of the file
+	// (GetFrom), and its first batch asks the server to find that chunk.
+	seek bool
+	skip *skipWriter // GetFrom's: the bytes before its offset
+
 	prefix  string // of the batches' reply subjects
 	batches int    // batch requests sent
 	// While a batch comes, the next one is asked for ahead, guessing its
@@ -256,7 +261,8 @@ func (d *downloader) ask(after uint64, offset int64) (*batchRequest, error) {
 		d.c.address(m, subjects.Download, true)
 	}
 	m.Reply = r.reply
-	m.Data, _ = json.Marshal(subjects.DownloadRequest{Name: d.fi.Name, Version: d.fi.Version, After: after, Offset: offset, Max: subjects.DownloadBatch})
+	m.Data, _ = json.Marshal(subjects.DownloadRequest{Name: d.fi.Name, Version: d.fi.Version, After: after, Offset: offset, Max: subjects.DownloadBatch,
+		Seek: d.seek && after == 0 && offset > 0 && !d.replica})
 	if err := d.c.nc.PublishMsg(m); err != nil && !retryable(err) {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -338,6 +344,9 @@ func (d *downloader) receive(ctx context.Context, msgs <-chan *nats.Msg, cur *ba
 				d.replica = true
 				return true, nil
 			case e.Code.Retryable() || e.Code == subjects.CodeInternal:
+				return true, nil
+			case e.Reason == subjects.ReasonNotContiguous && d.seek && d.after == 0:
+				d.readFromStart()
 				return true, nil
 			}
 			return false, e

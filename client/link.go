@@ -8,7 +8,10 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -163,4 +166,80 @@ func (c *Client) address(m *nats.Msg, subject string, withSession bool) {
 	if withSession {
 		m.Header.Set(subjects.HeaderSession, c.Token())
 	}
+}
+
+// GetFrom writes the content of name from byte offset to its end into w
+// (an HTTP range, a video's seek): the download starts at the chunk
+// holding offset when the file's chunks lie together in storage, as they
+// do for a file stored alone, and from the start otherwise. Only a
+// download from offset 0 is checked against the file's digest, as Get
+// does; w may end it early by failing a write.
+func (c *Client) GetFrom(ctx context.Context, name string, offset int64, w io.Writer, opts ...TransferOption) (FileInfo, error) {
+	if offset == 0 {
+		return c.Get(ctx, name, w, opts...)
+	}
+	var o transferOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	fi, content, err := c.getSmall(ctx, name)
+	if err == nil && o.version != "" && fi.Version != o.version {
+		return fi, fmt.Errorf("get %q: %w: version %s is now %s", name, ErrConflict, o.version, fi.Version)
+	}
+	switch {
+	case errors.Is(err, ErrReadOnly):
+		fi, err = c.Stat(ctx, name)
+	case err == nil && (offset < 0 || offset > fi.Size):
+		return fi, fmt.Errorf("get %q: %w: offset %d is outside its %d bytes", name, ErrInvalid, offset, fi.Size)
+	case err == nil && content != nil:
+		if _, err := w.Write(content[offset:]); err != nil {
+			return fi, fmt.Errorf("get %q: write: %w", name, err)
+		}
+		return fi, nil
+	}
+	if err != nil {
+		return fi, fmt.Errorf("get: %w", err)
+	}
+	if offset == fi.Size {
+		return fi, nil
+	}
+	base := offset / subjects.ChunkSize * subjects.ChunkSize
+	skip := &skipWriter{w: w, skip: offset - base}
+	d := &downloader{c: c, fi: fi, w: skip, hash: sha256.New(), done: base, streamAt: base, seek: true, skip: skip,
+		rep: reporter{f: o.progress, p: Progress{Total: fi.Size}}}
+	if err := d.run(ctx); err != nil {
+		return fi, fmt.Errorf("get %q from %d: %w", name, offset, err)
+	}
+	return fi, nil
+}
+
+// readFromStart makes a download that could not start in the middle
+// (subjects.ReasonNotContiguous) read from the file's start, dropping the
+// bytes before its offset. Nothing has been written yet.
+func (d *downloader) readFromStart() {
+	d.seek = false
+	d.skip.skip += d.done
+	d.done, d.streamAt = 0, 0
+}
+
+// skipWriter drops the first skip bytes written to it.
+type skipWriter struct {
+	w    io.Writer
+	skip int64
+}
+
+func (s *skipWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if s.skip > 0 {
+		d := min(s.skip, int64(len(p)))
+		s.skip -= d
+		p = p[d:]
+	}
+	if len(p) == 0 {
+		return n, nil
+	}
+	if _, err := s.w.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
 }

@@ -151,13 +151,11 @@ func (g *gateway) link(w http.ResponseWriter, r *http.Request) {
 // errRangeDone ends a download once the range asked for is written.
 var errRangeDone = errors.New("range written")
 
-// rangeWriter passes on the bytes of one range of what is written to it,
-// and sends the response's status before the first of them, so that a
+// rangeWriter passes on the first left bytes written to it, and sends the response's status before the first of them, so that a
 // download that fails before any byte can still be answered with an error.
 type rangeWriter struct {
 	w       http.ResponseWriter
 	status  int
-	skip    int64 // bytes still to drop before the range
 	left    int64 // bytes of the range still to pass on
 	started bool
 	written int64
@@ -172,11 +170,6 @@ func (rw *rangeWriter) start() {
 
 func (rw *rangeWriter) Write(p []byte) (int, error) {
 	n := len(p)
-	if rw.skip > 0 {
-		d := min(rw.skip, int64(len(p)))
-		rw.skip -= d
-		p = p[d:]
-	}
 	if len(p) == 0 {
 		return n, nil
 	}
@@ -250,8 +243,10 @@ func (g *gateway) download(w http.ResponseWriter, r *http.Request, lc *client.Cl
 		w.WriteHeader(status)
 		return
 	}
-	rw := &rangeWriter{w: w, status: status, skip: rng.Start, left: rng.Length}
-	_, err = lc.Get(ctx, fi.Name, rw, client.OnlyVersion(fi.Version))
+	// From the chunk holding the range's start: a seek into a large video
+	// does not read what lies before it.
+	rw := &rangeWriter{w: w, status: status, left: rng.Length}
+	_, err = lc.GetFrom(ctx, fi.Name, rng.Start, rw, client.OnlyVersion(fi.Version))
 	if err != nil && !errors.Is(err, errRangeDone) {
 		if !rw.started {
 			h.Del("Content-Range")

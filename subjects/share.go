@@ -96,6 +96,12 @@ const (
 	ReasonLinkScope    Reason = "link-scope"    // a file outside the link's file or prefix
 )
 
+// ReasonNotContiguous comes with a CodeConflict answer to a Seek download
+// of a file whose chunks are not next to each other in the stream: the
+// server cannot tell where the chunk asked for is, and the client reads
+// from the file's start instead.
+const ReasonNotContiguous Reason = "not-contiguous"
+
 // Link lifetimes.
 const (
 	// DefaultShareTTL is how long a link lasts when its maker says nothing.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ftfs/ftfs/client"
 	"github.com/ftfs/ftfs/subjects"
@@ -679,4 +680,114 @@ func TestShareLinkFailover(t *testing.T) {
 			t.Errorf("gateway2 did not log its orderly stop")
 		}
 	})
+}
+
+// TestShareLinkRangesSeek: a range starts at the chunk holding its first
+// byte when the file's chunks lie together in storage, and reads from the
+// start otherwise; both give the right bytes through a gateway.
+func TestShareLinkRangesSeek(t *testing.T) {
+	t.Parallel() // see doc.go
+	sys := ftfstest.Start(t, ftfstest.Brokers(1), ftfstest.Servers("primary"))
+	sys.AddUser(t, "alice")
+	alice := sys.Login(t, "alice")
+	gw := sys.StartGateway(t, "gateway1")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	const chunk = subjects.ChunkSize
+	together := sys.PutRandom(t, alice, "together.bin", 6*chunk+100)
+	// A file with another's chunk and meta between its third and fourth
+	// chunks: its own are not contiguous. Its size is unknown (a pipe), so
+	// its server stores each chunk as it comes; the stream's last
+	// sequence tells when the first three are in.
+	js, err := jetstream.New(sys.ServiceConn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, subjects.ObjectStream(subjects.FilesBucket))
+	if err != nil {
+		t.Fatalf("files stream: %v", err)
+	}
+	lastSeq := func() uint64 {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatalf("files stream info: %v", err)
+		}
+		return info.State.LastSeq
+	}
+	before := lastSeq()
+	apart := ftfstest.RandomBytes(6*chunk + 100)
+	pr, pw := io.Pipe()
+	put := make(chan error, 1)
+	go func() {
+		_, err := alice.Put(ctx, "apart.bin", pr, -1)
+		put <- err
+	}()
+	if _, err := pw.Write(apart[:3*chunk]); err != nil {
+		t.Fatalf("write the first chunks: %v", err)
+	}
+	ftfstest.Eventually(t, time.Minute, "the first three chunks stored", func() bool { return lastSeq() >= before+3 })
+	sys.PutRandom(t, alice, "wedge.txt", 10)
+	if _, err := pw.Write(apart[3*chunk:]); err != nil {
+		t.Fatalf("write the rest: %v", err)
+	}
+	pw.Close()
+	if err := <-put; err != nil {
+		t.Fatalf("put apart.bin: %v", err)
+	}
+
+	links := map[string]client.ShareInfo{"together.bin": share(t, alice, "together.bin", client.ShareOptions{}), "apart.bin": share(t, alice, "apart.bin", client.ShareOptions{})}
+
+	// The file server's answer to a seek, as the gateway gets it.
+	gwc, err := sys.Connect(nats.UserInfo(subjects.GatewayUser, sys.GatewayPassword), nats.CustomInboxPrefix(subjects.Inbox(subjects.GatewayUser)))
+	if err != nil {
+		t.Fatalf("the gateway's identity: %v", err)
+	}
+	defer gwc.Close()
+	seek := func(name string, offset int64) *nats.Msg {
+		t.Helper()
+		fi, err := alice.Stat(ctx, name)
+		if err != nil {
+			t.Fatalf("stat %s: %v", name, err)
+		}
+		inbox := gwc.NewInbox()
+		sub, err := gwc.SubscribeSync(inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		m := nats.NewMsg(subjects.For(subjects.GatewayUser, subjects.Link(subjects.Download)))
+		m.Reply = inbox
+		m.Header.Set(subjects.HeaderLink, links[name].Token)
+		m.Data = fmt.Appendf(nil, `{"name":%q,"version":%q,"after":0,"offset":%d,"max":1,"seek":true}`, name, fi.Version, offset)
+		if err := gwc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			reply, err := sub.NextMsg(10 * time.Second)
+			if err != nil {
+				t.Fatalf("seek in %s: %v", name, err)
+			}
+			if reply.Header.Get(subjects.HeaderStatus) == "100" {
+				continue // a keepalive
+			}
+			return reply
+		}
+	}
+	if m := seek("together.bin", 4*chunk+5); m.Header.Get(subjects.HeaderErrorCode) != "" || !bytes.Equal(m.Data, together[4*chunk:5*chunk]) {
+		t.Fatalf("a seek to chunk 4 of a file stored alone: %v, %d bytes; want chunk 4", m.Header, len(m.Data))
+	}
+	if m := seek("apart.bin", 4*chunk+5); m.Header.Get(subjects.HeaderErrorReason) != string(subjects.ReasonNotContiguous) {
+		t.Fatalf("a seek in a file whose chunks are apart: %v, %d bytes; want %s", m.Header, len(m.Data), subjects.ReasonNotContiguous)
+	}
+
+	for name, data := range map[string][]byte{"together.bin": together, "apart.bin": apart} {
+		u := gw + "/s/" + links[name].Token
+		size := len(data)
+		for _, r := range [][2]int{{4*chunk + 5, 4*chunk + 5000}, {chunk - 1, 3*chunk + 1}, {size - 10, size - 1}, {5 * chunk, size - 1}} {
+			resp, body := httpDo(t, http.MethodGet, u, http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", r[0], r[1])}}, "", nil)
+			wantStatus(t, name+" range", resp, body, http.StatusPartialContent)
+			ftfstest.SameBytes(t, data[r[0]:r[1]+1], body)
+		}
+	}
 }
