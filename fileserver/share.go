@@ -432,9 +432,21 @@ func downloadTarget(c *call) (string, error) {
 // secret must be the one the file servers were given. It may send link
 // requests under its own name and read its own inbox, nothing else.
 func (s *Server) authorizeGateway(co jwt.ConnectOptions, host string) (grant, error) {
+	now := s.throttle.now()
+	if host != "" {
+		// The secret is long and random, but a host that keeps guessing
+		// waits as after failed logins.
+		if wait := s.throttle.hosts.wait(host, now); wait > 0 {
+			s.audit("gateway throttled", "host", host, "retry_in", wait.Round(time.Millisecond))
+			return grant{}, errThrottled(wait)
+		}
+	}
 	want := sha256.Sum256([]byte(s.cfg.GatewayPassword))
 	got := sha256.Sum256([]byte(co.Password))
 	if s.cfg.GatewayPassword == "" || co.Token != "" || subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
+		if host != "" {
+			s.throttle.hosts.failed(host, now)
+		}
 		s.audit("gateway refused", "host", host, "configured", s.cfg.GatewayPassword != "")
 		return grant{}, errors.New("gateway credentials refused")
 	}
