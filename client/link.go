@@ -134,7 +134,7 @@ func (c *Client) LinkInfo(ctx context.Context) (LinkInfo, error) {
 	if c.link == nil {
 		return r, fmt.Errorf("link info: %w: not a link's client", ErrInvalid)
 	}
-	if err := c.do(ctx, call{subject: subjects.LinkInfo, body: subjects.Empty{}, reply: &r}); err != nil {
+	if err := c.do(ctx, call{subject: subjects.LinkInfo, replica: subjects.LinkReplicaInfo, body: subjects.Empty{}, reply: &r}); err != nil {
 		return r, fmt.Errorf("link: %w", err)
 	}
 	return r, nil
@@ -152,10 +152,7 @@ func OnlyVersion(version string) TransferOption {
 // the subject.
 func (c *Client) address(m *nats.Msg, subject string, withSession bool) {
 	if c.link != nil {
-		if subject != subjects.LinkInfo {
-			subject = subjects.Link(subject)
-		}
-		m.Subject = subjects.For(c.user, subject)
+		m.Subject = subjects.For(c.user, subjects.Link(subject))
 		m.Header.Set(subjects.HeaderLink, c.link.token)
 		if c.link.password != "" {
 			m.Header.Set(subjects.HeaderLinkPassword, c.link.password)

@@ -383,6 +383,9 @@ func (s *Server) serve() error {
 			{"replica-list", subjects.ReplicaList, s.async(s.authed(s.replicaList))},
 			{"replica-stat", subjects.ReplicaStat, s.async(s.authed(s.replicaStat))},
 			{"replica-download", subjects.ReplicaDownload, s.async(s.authed(s.replicaDownload))},
+			{"link-replica-info", subjects.LinkReplicaInfo, s.async(s.linked("", nil, s.linkInfo))},
+			{"link-replica-stat", subjects.Link(subjects.ReplicaStat), s.async(s.linked(subjects.LinkDownload, nameTarget, asOp(s.replicaStat)))},
+			{"link-replica-download", subjects.Link(subjects.ReplicaDownload), s.async(s.linked(subjects.LinkDownload, downloadTarget, asOp(s.replicaDownload)))},
 		}...)
 	}
 	for _, e := range endpoints {

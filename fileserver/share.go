@@ -405,11 +405,27 @@ func (s *Server) linkInfo(c *call, rec shareRecord) (any, error) {
 	}
 	reply := subjects.LinkInfoReply{Kind: rec.Kind, Prefix: rec.Prefix, Expires: rec.Expires}
 	if rec.Kind == subjects.LinkDownload {
-		o, err := s.liveObject(c.ctx, rec.Name)
-		if err != nil {
-			return nil, err
+		var fi subjects.FileInfo
+		switch {
+		case !s.store.ReadOnly():
+			o, err := s.liveObject(c.ctx, rec.Name)
+			if err != nil {
+				return nil, err
+			}
+			fi = fileInfo(o.info)
+		case s.cfg.Fallback != nil:
+			// Storage has lost its quorum: the backup's replica answers,
+			// as for ReplicaStat.
+			f, rfi, err := s.cfg.Fallback.Open(rec.Name)
+			if err != nil {
+				return nil, err
+			}
+			f.Close()
+			fi = rfi
+			fi.Replica = s.replicaLag()
+		default:
+			return nil, errReadOnly
 		}
-		fi := fileInfo(o.info)
 		reply.File = &fi
 	}
 	s.audit("link used", "id", rec.ID, "owner", rec.Owner, "kind", rec.Kind, "file", rec.Name, "prefix", rec.Prefix)

@@ -40,12 +40,21 @@ const (
 	ShareList   = userPrefix + ".share.ls"
 	ShareRemove = userPrefix + ".share.rm"
 	LinkInfo    = userPrefix + ".link.info"
+	// LinkReplicaInfo is LinkInfo answered only by backups, from their
+	// replica dir, for when storage has lost its quorum (as ReplicaStat).
+	LinkReplicaInfo = userPrefix + ".link.replica.info"
 )
+
+// IsLink says whether subject is a link request subject already.
+func IsLink(subject string) bool { return strings.HasPrefix(subject, userPrefix+".link.") }
 
 // Link is the form of a request subject (Get, Download, Put, ...) used
 // with a share link instead of a session: "ftfs.v1.ftfs-gateway.link.get"
 // once For has filled the gateway's name in.
 func Link(subject string) string {
+	if IsLink(subject) {
+		return subject
+	}
 	if rest, ok := strings.CutPrefix(subject, userPrefix+"."); ok {
 		return userPrefix + ".link." + rest
 	}

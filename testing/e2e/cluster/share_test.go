@@ -65,3 +65,63 @@ func TestShareLinkSurvivesKillOfTheGatewaysBroker(t *testing.T) {
 	}
 	ftfstest.SameBytes(t, data[size-3<<20:], tail)
 }
+
+// TestShareLinkDuringQuorumLoss: with two of three brokers down, storage
+// has lost its quorum; a link's file is then served from the backup's
+// replica, whole and by range, through a gateway on the broker left.
+func TestShareLinkDuringQuorumLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a minute long; skipped with -short")
+	}
+	sys := ftfstest.Start(t, ftfstest.Brokers(3), ftfstest.Servers("primary", "backup"))
+	sys.AddUser(t, "alice")
+	alice := sys.Login(t, "alice")
+	gw := sys.StartGateway(t, "gateway1")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	const size = 3<<20 + 5
+	data := sys.PutRandom(t, alice, "kept.bin", size)
+	info, err := alice.Share(ctx, "kept.bin", client.ShareOptions{})
+	if err != nil {
+		t.Fatalf("share: %v", err)
+	}
+	sys.ReplicaMatches(t)
+
+	down := []string{sys.MetaLeader(t)}
+	for _, b := range []string{"broker1", "broker2", "broker3"} {
+		if b != down[0] && len(down) < 2 {
+			down = append(down, b)
+		}
+	}
+	for _, b := range down {
+		sys.Kill(t, b)
+	}
+	get := func(rng string) (int, []byte) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gw+"/s/"+info.Token, nil)
+		if rng != "" {
+			req.Header.Set("Range", rng)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET: %v", err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return 0, nil // broken off: asked again
+		}
+		return resp.StatusCode, body
+	}
+	var body []byte
+	ftfstest.Eventually(t, 2*time.Minute, "the link served during the quorum loss", func() bool {
+		var status int
+		status, body = get("")
+		return status == http.StatusOK
+	})
+	ftfstest.SameBytes(t, data, body)
+	status, body := get(fmt.Sprintf("bytes=%d-", 2<<20+7))
+	if status != http.StatusPartialContent {
+		t.Fatalf("a range during the quorum loss: status %d %q", status, body)
+	}
+	ftfstest.SameBytes(t, data[2<<20+7:], body)
+}
