@@ -142,7 +142,8 @@ func newRoot(e *env) *cobra.Command {
 processes is killed.
 
 Server roles:  ftfs broker | ftfs primary | ftfs backup
-User verbs:    ftfs login, ls, put, get, stat, rm, mv, watch, access, status, user, group ...
+User verbs:    ftfs login, ls, put, get, stat, rm, mv, watch, share, access, status, user, group ...
+Link server:   ftfs gateway
 
 The servers are found through the broker URLs in --server or NATS_URL
 (default nats://127.0.0.1:4222).`,
@@ -162,6 +163,7 @@ The servers are found through the broker URLs in --server or NATS_URL
 		loginCmd(e), logoutCmd(e), whoamiCmd(e), statusCmd(e),
 		lsCmd(e), putCmd(e), getCmd(e), statCmd(e), rmCmd(e), mvCmd(e), watchCmd(e), accessCmd(e),
 		userCmd(e), groupCmd(e), certsCmd(e), versionCmd(e),
+		shareCmd(e), gatewayCmd(e),
 	)
 	return root
 }

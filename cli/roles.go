@@ -134,6 +134,7 @@ func (e *env) serviceConfig(cmd *cobra.Command, cfg *fileserver.Config) error {
 	cfg.Servers = e.servers(cmd)
 	cfg.ServicePassword = e.getenv(subjects.EnvServicePassword)
 	cfg.AdminPassword = e.getenv(subjects.EnvAdminPassword)
+	cfg.GatewayPassword = e.getenv(subjects.EnvGatewayPassword)
 	cfg.TLSCA = e.tlsCA(cmd)
 	cfg.Logger = e.logger(cmd)
 	if cfg.ServicePassword == "" {

@@ -108,6 +108,8 @@ type Client struct {
 
 	mu    sync.Mutex
 	token string
+	// link, when set, makes every request a share link's (ForLink).
+	link *linkCredentials
 }
 
 // Dial connects to the brokers as the user of cred. The broker asks a file
@@ -340,14 +342,12 @@ func (c *Client) do(ctx context.Context, r call) error {
 	backoff := 50 * time.Millisecond
 	var last error
 	for {
-		m := nats.NewMsg(subjects.For(c.user, r.subject))
+		m := nats.NewMsg("")
 		m.Reply, m.Data = reply, body
 		for k, v := range r.header {
 			m.Header[k] = v
 		}
-		if !r.noToken {
-			m.Header.Set(subjects.HeaderSession, c.Token())
-		}
+		c.address(m, r.subject, !r.noToken)
 		if id != "" {
 			m.Header.Set(subjects.HeaderRequestID, id)
 		}

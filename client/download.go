@@ -25,6 +25,9 @@ func (c *Client) Get(ctx context.Context, name string, w io.Writer, opts ...Tran
 		opt(&o)
 	}
 	fi, content, err := c.getSmall(ctx, name)
+	if err == nil && o.version != "" && fi.Version != o.version {
+		return fi, fmt.Errorf("get %q: %w: version %s is now %s", name, ErrConflict, o.version, fi.Version)
+	}
 	switch {
 	case errors.Is(err, ErrReadOnly): // no server here reads a replica: ask the backups'
 		fi, err = c.Stat(ctx, name)
@@ -117,6 +120,11 @@ type downloader struct {
 	replica  bool   // ask ReplicaDownload (storage is read-only)
 	misses   int    // batches that found nothing though the file was unchanged
 	rep      reporter
+
+	// seek: the download starts at done, in the middle of the file
+	// (GetFrom), and its first batch asks the server to find that chunk.
+	seek bool
+	skip *skipWriter // GetFrom's: the bytes before its offset
 
 	prefix  string // of the batches' reply subjects
 	batches int    // batch requests sent
@@ -246,13 +254,15 @@ type batchRequest struct {
 func (d *downloader) ask(after uint64, offset int64) (*batchRequest, error) {
 	d.batches++
 	r := &batchRequest{reply: d.prefix + "." + strconv.Itoa(d.batches), after: after, offset: offset, gone: d.c.replies.serverGone()}
-	m := nats.NewMsg(subjects.For(d.c.user, subjects.Download))
+	m := nats.NewMsg("")
 	if d.replica {
-		m.Subject = subjects.For(d.c.user, subjects.ReplicaDownload)
+		d.c.address(m, subjects.ReplicaDownload, true)
+	} else {
+		d.c.address(m, subjects.Download, true)
 	}
 	m.Reply = r.reply
-	m.Header.Set(subjects.HeaderSession, d.c.Token())
-	m.Data, _ = json.Marshal(subjects.DownloadRequest{Name: d.fi.Name, Version: d.fi.Version, After: after, Offset: offset, Max: subjects.DownloadBatch})
+	m.Data, _ = json.Marshal(subjects.DownloadRequest{Name: d.fi.Name, Version: d.fi.Version, After: after, Offset: offset, Max: subjects.DownloadBatch,
+		Seek: d.seek && after == 0 && offset > 0 && !d.replica})
 	if err := d.c.nc.PublishMsg(m); err != nil && !retryable(err) {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -334,6 +344,9 @@ func (d *downloader) receive(ctx context.Context, msgs <-chan *nats.Msg, cur *ba
 				d.replica = true
 				return true, nil
 			case e.Code.Retryable() || e.Code == subjects.CodeInternal:
+				return true, nil
+			case e.Reason == subjects.ReasonNotContiguous && d.seek && d.after == 0:
+				d.readFromStart()
 				return true, nil
 			}
 			return false, e

@@ -22,6 +22,7 @@ type Progress struct {
 type transferOptions struct {
 	noOverwrite bool
 	progress    func(Progress)
+	version     string // Get: only this version (OnlyVersion)
 }
 
 // TransferOption configures Put and Get.

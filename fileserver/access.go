@@ -369,6 +369,13 @@ func (s *Server) mayRead(c *call, name string) bool {
 	return s.allowed(c, name, mayRead)
 }
 
+// mayWrite says whether the call's user may add the file name, or files
+// in the folder name (ending in "/"): an upload-only link's check. As
+// mayList for a failure to read the rules.
+func (s *Server) mayWrite(c *call, name string) bool {
+	return s.allowed(c, name, mayWrite)
+}
+
 func (s *Server) allowed(c *call, name string, anyOf rights) bool {
 	v, err := s.accessOf(c)
 	if err != nil {

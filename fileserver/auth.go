@@ -275,6 +275,9 @@ func (s *Server) authorizeConnect(ctx context.Context, co jwt.ConnectOptions, ho
 		}
 		return g, err
 	}
+	if co.Username == subjects.GatewayUser {
+		return s.authorizeGateway(co, host)
+	}
 	switch {
 	case co.Token != "":
 		// No throttle: a token cannot be guessed, and a client whose

@@ -42,6 +42,9 @@ type Config struct {
 	// certificates: the connection uses TLS and trusts it. A tls:// URL in
 	// Servers uses TLS with the system's roots.
 	TLSCA string
+	// GatewayPassword, when set, is the secret of the share link gateway
+	// (subjects.GatewayUser); without it no gateway may connect.
+	GatewayPassword string
 	// AdminPassword, when set and no user exists yet, creates AdminUser.
 	AdminPassword string
 	// Role is RolePrimary or RoleBackup.

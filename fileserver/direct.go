@@ -20,6 +20,7 @@ package fileserver
 // the object store's own client would.
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -156,7 +157,7 @@ func (s *Server) authorizeUpload(ctx context.Context, id, secret string) (grant,
 		account: subjects.UploadsAccount,
 		expires: time.Now().Add(uploadConnTTL),
 		pub:     subjects.UploadPublish(id),
-		sub:     subjects.UploadSubscribe(rec.Owner, id),
+		sub:     subjects.UploadSubscribe(cmp.Or(rec.Via, rec.Owner), id),
 		// A chunk and its headers (index, fence).
 		payload: subjects.ChunkSize + 4096,
 	}, nil

@@ -56,7 +56,13 @@ func (s *Server) download(c *call) (any, error) {
 	if err := s.admitDownload(c, r, int64(o.info.Size)); err != nil {
 		return nil, err
 	}
-	body, err := json.Marshal(directGet{Seq: r.After + 1, NextFor: s.chunkSubject(o.info.NUID), Batch: r.Max})
+	start := r.After + 1
+	if r.Seek && r.After == 0 && r.Offset > 0 {
+		if start, err = s.chunkSeq(c, o, uint64(r.Offset/subjects.ChunkSize)); err != nil {
+			return nil, err
+		}
+	}
+	body, err := json.Marshal(directGet{Seq: start, NextFor: s.chunkSubject(o.info.NUID), Batch: r.Max})
 	if err != nil {
 		return nil, err
 	}

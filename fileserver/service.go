@@ -44,6 +44,7 @@ type Server struct {
 	requests jetstream.KeyValue
 	logins   jetstream.KeyValue // failed logins per user name (throttle.go)
 	access   jetstream.KeyValue // access rules and groups (access.go)
+	shares   jetstream.KeyValue // share links (share.go)
 	throttle *loginThrottle
 
 	instance string
@@ -65,6 +66,7 @@ type Server struct {
 	sessionsMirror *mirror
 	accessMirror   *mirror     // of the access bucket (access.go)
 	policies       policyCache // the access record last parsed
+	sharesMirror   *mirror     // of the shares bucket (share.go)
 	usage          *usage      // per-user limits (usage.go)
 	// shortfalls are the buckets found with fewer replicas than
 	// --replicas (replicas.go).
@@ -122,6 +124,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		usersMirror:    newMirror(),
 		sessionsMirror: newMirror(),
 		accessMirror:   newMirror(),
+		sharesMirror:   newMirror(),
 		usage:          newUsage(),
 		metrics:        newServerMetrics(),
 	}
@@ -176,6 +179,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		func() { s.sessionsMirror.follow(s.ctx, s, s.sessions) },
 		func() { s.accessMirror.follow(s.ctx, s, s.access) },
 		s.expireSessions,
+		func() { s.sharesMirror.follow(s.ctx, s, s.shares) },
+		s.sweepShares,
 		s.followUsage,
 		s.snapshotter,
 		s.watchReplicas,
@@ -313,6 +318,7 @@ func (s *Server) openBuckets(ctx context.Context) error {
 			{Bucket: subjects.RequestsBucket, Description: "ftfs outcomes of recent requests, by request id", MaxAge: 10 * time.Minute},
 			{Bucket: subjects.LoginsBucket, Description: "ftfs failed logins, by digest of the user name", MaxAge: loginsKeep},
 			{Bucket: subjects.AccessBucket, Description: "ftfs access rules and groups"},
+			{Bucket: subjects.SharesBucket, Description: "ftfs share links, by digest of their token", MaxAge: subjects.MaxShareTTL + time.Hour},
 		},
 	})
 	if err != nil {
@@ -320,6 +326,7 @@ func (s *Server) openBuckets(ctx context.Context) error {
 	}
 	s.users, s.sessions, s.uploads, s.requests, s.logins = kv[subjects.UsersBucket], kv[subjects.SessionsBucket], kv[subjects.UploadsBucket], kv[subjects.RequestsBucket], kv[subjects.LoginsBucket]
 	s.access = kv[subjects.AccessBucket]
+	s.shares = kv[subjects.SharesBucket]
 	return nil
 }
 
@@ -374,12 +381,29 @@ func (s *Server) serve() error {
 		{"group-add", subjects.GroupAdd, s.async(s.authed(s.admin(s.writable(s.idempotent(s.groupAdd)))))},
 		{"group-rm", subjects.GroupRemove, s.async(s.authed(s.admin(s.writable(s.idempotent(s.groupRemove)))))},
 		{"group-ls", subjects.GroupList, s.async(s.authed(s.groupList))},
+		// Not idempotent: the outcome holds the link's token, which no
+		// server may keep; a retry after a lost answer makes a second link.
+		{"share-create", subjects.ShareCreate, s.async(s.authed(s.writable(s.shareCreate)))},
+		{"share-ls", subjects.ShareList, s.async(s.authed(s.shareList))},
+		{"share-rm", subjects.ShareRemove, s.async(s.authed(s.writable(s.shareRemove)))},
+		{"link-info", subjects.LinkInfo, s.async(s.linked("", nil, s.linkInfo))},
+		{"link-get", subjects.Link(subjects.Get), s.async(s.linked(subjects.LinkDownload, nameTarget, asOp(s.readable(s.get, s.replicaGet))))},
+		{"link-stat", subjects.Link(subjects.Stat), s.async(s.linked(subjects.LinkDownload, nameTarget, asOp(s.readable(s.stat, s.replicaStat))))},
+		{"link-download", subjects.Link(subjects.Download), s.async(s.linked(subjects.LinkDownload, downloadTarget, asOp(s.readable(s.download, s.replicaDownload))))},
+		{"link-put", subjects.Link(subjects.Put), s.async(s.linked(subjects.LinkUpload, putTarget, s.linkStored(s.writable(s.put))))},
+		{"link-upload-open", subjects.Link(subjects.UploadOpen), s.async(s.linked(subjects.LinkUpload, openTarget, asOp(s.writable(s.uploadOpen))))},
+		{"link-upload-resume", subjects.Link(subjects.UploadResume), s.async(s.linked(subjects.LinkUpload, s.uploadTarget(false), asOp(s.writable(s.uploadResume))))},
+		{"link-upload-commit", subjects.Link(subjects.UploadCommit), s.async(s.linked(subjects.LinkUpload, s.uploadTarget(true), s.linkStored(s.writable(s.uploadCommit))))},
+		{"link-upload-abort", subjects.Link(subjects.UploadAbort), s.async(s.linked(subjects.LinkUpload, s.uploadTarget(false), asOp(s.writable(s.uploadAbort))))},
 	}
 	if s.cfg.Fallback != nil {
 		endpoints = append(endpoints, []endpoint{
 			{"replica-list", subjects.ReplicaList, s.async(s.authed(s.replicaList))},
 			{"replica-stat", subjects.ReplicaStat, s.async(s.authed(s.replicaStat))},
 			{"replica-download", subjects.ReplicaDownload, s.async(s.authed(s.replicaDownload))},
+			{"link-replica-info", subjects.LinkReplicaInfo, s.async(s.linked("", nil, s.linkInfo))},
+			{"link-replica-stat", subjects.Link(subjects.ReplicaStat), s.async(s.linked(subjects.LinkDownload, nameTarget, asOp(s.replicaStat)))},
+			{"link-replica-download", subjects.Link(subjects.ReplicaDownload), s.async(s.linked(subjects.LinkDownload, downloadTarget, asOp(s.replicaDownload)))},
 		}...)
 	}
 	for _, e := range endpoints {

@@ -58,6 +58,10 @@ type uploadRecord struct {
 	LastSeq   uint64             `json:"last_seq"`
 	Hash      []byte             `json:"hash,omitempty"` // sha256 state after Chunks
 	Committed *subjects.FileInfo `json:"committed,omitempty"`
+	// Via is the identity whose connection opened the upload when it is
+	// not the owner's: the share link gateway, uploading for the sharer.
+	// Its upload connection's inbox is below Via's.
+	Via string `json:"via,omitempty"`
 	// Direct: the client publishes the chunks itself (direct.go), over a
 	// connection authorized by the secret whose SHA-256 is TokenHash.
 	Direct    bool   `json:"direct,omitempty"`
@@ -145,6 +149,9 @@ func (s *Server) uploadOpen(c *call) (any, error) {
 	rec := uploadRecord{
 		ID: nuid.Next(), Name: r.Name, Owner: c.user, Size: r.Size, Overwrite: r.Overwrite,
 		Instance: s.instance, Created: now, Updated: now, Hash: hashState(sha256.New()),
+	}
+	if via := subjects.UserOf(c.req.Subject()); via != c.user {
+		rec.Via = via
 	}
 	var secret string
 	if r.Direct {

@@ -258,13 +258,19 @@ func (r UploadCommitRequest) Validate() error {
 // Either way the position must lie within the file: Offset from 0 to its
 // size, After below the sequence of the file's meta message (which follows
 // every chunk); otherwise the reply is CodeInvalid with ReasonBadOffset.
-// Max 0 means DownloadBatch.
+// Max 0 means DownloadBatch. Seek, with After 0, starts the batch at the
+// chunk holding byte Offset instead of the first chunk (a download from
+// the middle: an HTTP range, a video's seek), which the server can find
+// only when the file's chunks lie next to each other in the stream; when
+// they do not, the reply is CodeConflict with ReasonNotContiguous and the
+// client reads from the start.
 type DownloadRequest struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
 	After   uint64 `json:"after"`
 	Offset  int64  `json:"offset,omitempty"`
 	Max     int    `json:"max"`
+	Seek    bool   `json:"seek,omitempty"`
 }
 
 // Validate: the name and version are required; offset and max are not

@@ -56,6 +56,9 @@ func ValidUser(user string) error {
 	if user == "" {
 		return Errorf(CodeInvalid, "user name is empty")
 	}
+	if user == GatewayUser {
+		return Errorf(CodeInvalid, "user name %q is reserved for the share link gateway", user)
+	}
 	if len(user) > MaxUserLen {
 		return Errorf(CodeInvalid, "user name %q is longer than %d characters", user, MaxUserLen)
 	}

@@ -371,7 +371,7 @@ const (
 
 // KVBuckets are the key-value buckets, every bucket but FilesBucket.
 func KVBuckets() []string {
-	return []string{UsersBucket, SessionsBucket, UploadsBucket, RequestsBucket, LoginsBucket, AccessBucket}
+	return []string{UsersBucket, SessionsBucket, UploadsBucket, RequestsBucket, LoginsBucket, AccessBucket, SharesBucket}
 }
 
 // Object metadata keys on stored objects (ObjectInfo.Metadata).

@@ -155,6 +155,10 @@ func TestRepliesGoNowhereButTheAskersInbox(t *testing.T) {
 		{"access set with her session (new)", nc, subjects.For("alice", subjects.AccessSet), "own", nil,
 			`{"prefix":"home/alice/","lines":["read,list: *"]}`},
 		{"access rm with her session (new)", nc, subjects.For("alice", subjects.AccessRemove), "own", nil, `{"prefix":"home/alice/"}`},
+		{"share link made with her session (new)", nc, subjects.For("alice", subjects.ShareCreate), "own", nil, `{"name":"alice.txt"}`},
+		{"share links listed with her session (new)", nc, subjects.For("alice", subjects.ShareList), "own", nil, `{}`},
+		{"link request with a link token (new)", nc, subjects.For("alice", subjects.LinkInfo), "none",
+			map[string]string{subjects.HeaderLink: strings.Repeat("A", 43)}, `{}`},
 	}
 	for _, rq := range requests {
 		t.Run(rq.name, func(t *testing.T) {
@@ -195,6 +199,9 @@ func TestRepliesGoNowhereButTheAskersInbox(t *testing.T) {
 		t.Errorf("storage changed: before %+v, after %+v", before, after)
 	}
 	ftfstest.SameBytes(t, bobData, ftfstest.GetBytes(t, bob, "bob.txt"))
+	if shares, err := alice.Shares(ctxT(t)); err != nil || len(shares) != 0 {
+		t.Errorf("alice's share links after requests answered nowhere: %v %v, want none", shares, err)
+	}
 
 	// The service answers the same requests into the asker's own inbox.
 	if r := w.ask(t, subjects.List, wireNoSession, nil, []byte(`{}`)); r.code != subjects.CodeUnauthorized {

@@ -124,6 +124,7 @@ type System struct {
 	ServicePassword string
 	AdminPassword   string
 	SystemPassword  string // the operator's (subjects.OperatorUser, SystemUser)
+	GatewayPassword string // the share link gateway's (subjects.GatewayUser)
 	Dir             string // root of every data dir
 	ReplicaDir      string // the backup's replica
 	TLSCA           string // with TLS: the CA file that signed the brokers' certificate
@@ -192,6 +193,7 @@ func Start(t testing.TB, opts ...Option) *System {
 		ServicePassword: randomSecret(),
 		AdminPassword:   randomSecret(),
 		SystemPassword:  randomSecret(),
+		GatewayPassword: randomSecret(),
 		Dir:             t.TempDir(),
 		procs:           map[string]*Process{},
 		users:           map[string]string{},
@@ -294,6 +296,7 @@ func (sys *System) launch(t testing.TB, p *Process) {
 		subjects.EnvServicePassword+"="+sys.ServicePassword,
 		subjects.EnvAdminPassword+"="+sys.AdminPassword,
 		subjects.EnvSystemPassword+"="+sys.SystemPassword,
+		subjects.EnvGatewayPassword+"="+sys.GatewayPassword,
 	)
 	cmd.Env = append(cmd.Env, p.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
