@@ -343,6 +343,51 @@ func TestShareLinks(t *testing.T) {
 		}
 	})
 
+	t.Run("access rules", func(t *testing.T) {
+		secret := []byte("alice's eyes only\n")
+		if _, err := alice.Put(ctx, "home/alice/secret.txt", bytes.NewReader(secret), int64(len(secret))); err != nil {
+			t.Fatalf("put in alice's home: %v", err)
+		}
+		if _, err := bob.Share(ctx, "home/alice/secret.txt", client.ShareOptions{}); !errors.Is(err, client.ErrForbidden) {
+			t.Fatalf("bob shares a file in alice's home: %v, want ErrForbidden", err)
+		}
+		if _, err := bob.ShareUploads(ctx, "home/alice/drop", client.ShareOptions{}); !errors.Is(err, client.ErrForbidden) {
+			t.Fatalf("bob makes an upload link into alice's home: %v, want ErrForbidden", err)
+		}
+		down := link(share(t, alice, "home/alice/secret.txt", client.ShareOptions{}))
+		info, err := alice.ShareUploads(ctx, "home/alice/drop", client.ShareOptions{})
+		if err != nil {
+			t.Fatalf("alice makes an upload link into her home: %v", err)
+		}
+		up := link(info)
+		resp, body := httpDo(t, http.MethodGet, down, nil, "", nil)
+		wantStatus(t, "GET alice's shared secret", resp, body, http.StatusOK)
+		resp, body = httpDo(t, http.MethodPut, up+"/one.txt", nil, "", []byte("one"))
+		wantStatus(t, "PUT into alice's drop", resp, body, http.StatusCreated)
+
+		// Alice takes read and write in her home from herself: both links
+		// open nothing from the next request on, and open again when the
+		// rule goes.
+		if _, err := alice.SetAccess(ctx, "home/alice/", "list,delete,admin: alice"); err != nil {
+			t.Fatalf("alice narrows her home's rule: %v", err)
+		}
+		resp, body = httpDo(t, http.MethodGet, down, nil, "", nil)
+		wantStatus(t, "GET after the sharer lost read", resp, body, http.StatusNotFound)
+		resp, body = httpDo(t, http.MethodPut, up+"/two.txt", nil, "", []byte("two"))
+		wantStatus(t, "PUT after the sharer lost write", resp, body, http.StatusNotFound)
+		if err := alice.RemoveAccess(ctx, "home/alice/"); err != nil {
+			t.Fatalf("alice drops her home's rule: %v", err)
+		}
+		resp, body = httpDo(t, http.MethodGet, down, nil, "", nil)
+		wantStatus(t, "GET once the rule is gone", resp, body, http.StatusOK)
+		if !bytes.Equal(body, secret) {
+			t.Fatalf("GET once the rule is gone: %q, want %q", body, secret)
+		}
+		if _, err := alice.Stat(ctx, "home/alice/drop/two.txt"); !errors.Is(err, client.ErrNotFound) {
+			t.Fatalf("stat of the file PUT while refused: %v, want ErrNotFound", err)
+		}
+	})
+
 	t.Run("cli", func(t *testing.T) {
 		cli := sys.AdminCLI(t)
 		if _, stderr, code := cli.Run(t, strings.NewReader(""), nil, "put", "-", "cli.txt"); code != 0 {
