@@ -79,38 +79,6 @@ type changeRing struct {
 	total   int
 	size    int  // changeRingSize; smaller in tests
 	closed  bool // the server is stopping: hold no watch
-	// The last check of the ring against storage (stalled).
-	checkedAt   time.Time
-	checkedLast uint64
-	behind      bool
-}
-
-// stallCheckEvery is how often, at most, a server idle with watches held
-// checks that its files watch has not stalled: a consumer left for dead by
-// its broker's loss has been seen to deliver nothing for minutes.
-const stallCheckEvery = 3 * time.Second
-
-// dueCheck says whether the ring is due a check against storage.
-func (r *changeRing) dueCheck(now time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.live || now.Sub(r.checkedAt) < stallCheckEvery {
-		return false
-	}
-	r.checkedAt = now
-	return true
-}
-
-// stalled says, given storage's last meta sequence and the sequence the
-// files watch has reached (the index's, which moves while it loads too),
-// whether the watch was behind storage at the previous check too and has
-// not moved since.
-func (r *changeRing) stalled(storageLast, reached uint64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	stalled := r.behind && reached == r.checkedLast && storageLast > reached
-	r.behind, r.checkedLast = storageLast > reached && !stalled, reached
-	return stalled
 }
 
 // close answers the watches held at once: a stopping server waits for the
@@ -419,8 +387,6 @@ func (s *Server) watch(c *call) (any, error) {
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	tick := time.NewTicker(stallCheckEvery)
-	defer tick.Stop()
 	after := r.After
 	for {
 		events, last, grew, covered := s.changes.since(after)
@@ -445,29 +411,12 @@ func (s *Server) watch(c *call) (any, error) {
 		}
 		select {
 		case <-grew:
-		case <-tick.C:
-			s.checkFollowing(c.ctx)
 		case <-timer.C:
 			return reply, nil
 		case <-c.ctx.Done():
 			return nil, wrapStorage("watch", c.ctx.Err())
 		}
 	}
-}
-
-// checkFollowing starts the files watch over when it has stalled behind
-// storage: the watches held would otherwise wait for it forever.
-func (s *Server) checkFollowing(ctx context.Context) {
-	if !s.changes.dueCheck(time.Now()) {
-		return
-	}
-	reached, _ := s.usage.filesProgress()
-	last, err := s.lastFileChange(ctx)
-	if err != nil || !s.changes.stalled(last, reached) {
-		return
-	}
-	s.log.Warn("the files watch has stalled behind storage; starting it over", "stored", last)
-	s.usage.startOver()
 }
 
 // compactedChangesWait bounds the read of what storage keeps.

@@ -230,35 +230,3 @@ func TestChangeRingBoundsTheWatchesHeld(t *testing.T) {
 		t.Fatal("a released watch is still counted")
 	}
 }
-
-// TestChangeRingTellsAStalledWatch: a files watch behind storage at two
-// checks in a row, without moving, has stalled; one that moves, or is
-// caught up, has not; and a restart is asked for once per stall.
-func TestChangeRingTellsAStalledWatch(t *testing.T) {
-	var r changeRing
-	now := time.Now()
-	if r.dueCheck(now) {
-		t.Fatal("a ring whose watch has not begun is due a check")
-	}
-	r.begin(10)
-	if !r.dueCheck(now) || r.dueCheck(now.Add(stallCheckEvery/2)) {
-		t.Fatal("checks come more often than stallCheckEvery")
-	}
-	if r.stalled(12, 10) {
-		t.Fatal("behind at one check is stalled")
-	}
-	if r.stalled(12, 11) {
-		t.Fatal("a watch that moved since the last check is stalled")
-	}
-	if !r.stalled(12, 11) {
-		t.Fatal("a watch behind storage at two checks, unmoved, is not stalled")
-	}
-	if r.stalled(12, 11) {
-		t.Fatal("one stall asks for two restarts")
-	}
-	for range 2 {
-		if r.stalled(11, 11) {
-			t.Fatal("a watch caught up is stalled")
-		}
-	}
-}
