@@ -262,6 +262,26 @@ func (s *Server) readAccessRecord(ctx context.Context) ([]byte, error) {
 	return raw, nil
 }
 
+// ensureAccessRecord stores an access record without rules when none is
+// stored, as a server starts. Every request reads the record, and while
+// its stream elects a leader (a broker died) the bucket's mirror answers
+// for it; but a mirror cannot tell a record that is absent from one
+// written a moment ago it has not seen, so without a stored record every
+// request would wait out the election.
+func (s *Server) ensureAccessRecord(ctx context.Context) error {
+	return store.RetryStartup(ctx, s.log, "store the access record", func(ctx context.Context) error {
+		b, err := json.Marshal(accessRecord{Updated: time.Now().UTC(), By: "first start"})
+		if err != nil {
+			return err
+		}
+		_, err = s.store.KVCreate(ctx, s.access, subjects.AccessKey, b)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return nil // stored already, by the other server or an earlier start
+		}
+		return err
+	})
+}
+
 // accessRead is a read of the access record started as a request
 // arrives, while its session is read (authed): each is a storage round
 // trip, and a file request needs both, one after the other otherwise.

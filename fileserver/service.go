@@ -158,6 +158,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.cancel()
 		return nil, err
 	}
+	if err := s.ensureAccessRecord(ctx); err != nil {
+		s.closeConns()
+		s.cancel()
+		return nil, err
+	}
 	if err := s.serve(); err != nil {
 		s.closeConns()
 		s.cancel()
