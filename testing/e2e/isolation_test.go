@@ -23,40 +23,15 @@ func TestUserConnectionsAreIsolated(t *testing.T) {
 	alice := sys.Login(t, "alice")
 	bob := sys.Login(t, "bob")
 
-	var mu sync.Mutex
-	var violations []string
-	nc, err := sys.Connect(nats.Token(alice.Token()), nats.CustomInboxPrefix(subjects.Inbox("alice")),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			mu.Lock()
-			violations = append(violations, err.Error())
-			mu.Unlock()
-		}))
+	var broker violations
+	nc, err := sys.Connect(nats.Token(alice.Token()), nats.CustomInboxPrefix(subjects.Inbox("alice")), broker.handler())
 	if err != nil {
 		t.Fatalf("alice's raw connection with her session token: %v", err)
 	}
 	defer nc.Close()
 
-	refused := func(what string, try func() error) {
-		t.Helper()
-		mu.Lock()
-		violations = nil
-		mu.Unlock()
-		if err := try(); err != nil && strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
-			return
-		}
-		ftfstest.Eventually(t, 5*time.Second, what+" refused", func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			for _, v := range violations {
-				if strings.Contains(strings.ToLower(v), "permissions violation") {
-					return true
-				}
-			}
-			return false
-		})
-	}
 	for _, subj := range []string{"$O.>", "$KV.>", "$JS.API.>", "$SYS.>", subjects.Prefix + ".>", subjects.Login, subjects.ChunkPrefix + ".>", subjects.Inbox("bob") + ".>", "_INBOX.>", subjects.AuthCallout, ">"} {
-		refused("subscribe to "+subj, func() error {
+		broker.refused(t, "subscribe to "+subj, func() error {
 			sub, err := nc.SubscribeSync(subj)
 			if err != nil {
 				return err
@@ -73,7 +48,7 @@ func TestUserConnectionsAreIsolated(t *testing.T) {
 		// answers any reply subject.
 		subjects.For("bob", subjects.List), subjects.For("bob", subjects.BrokerInfo), subjects.DiscoveryPing, subjects.DiscoveryStats,
 		subjects.UploadEnded, subjects.UploadOverrun, subjects.DownloadImport} {
-		refused("publish to "+subj, func() error {
+		broker.refused(t, "publish to "+subj, func() error {
 			if err := nc.Publish(subj, []byte("{}")); err != nil {
 				return err
 			}
@@ -129,4 +104,43 @@ func TestUserConnectionsAreIsolated(t *testing.T) {
 		want := sys.PutRandom(t, c, user+".txt", 1000)
 		ftfstest.SameBytes(t, want, ftfstest.GetBytes(t, c, user+".txt"))
 	}
+}
+
+// violations gathers the permission errors a broker sends a connection,
+// for the tests of what an identity may not do.
+type violations struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+// handler is the connection option that gathers them.
+func (v *violations) handler() nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		v.mu.Lock()
+		v.seen = append(v.seen, err.Error())
+		v.mu.Unlock()
+	})
+}
+
+// refused runs try and fails the test unless the broker refused it: try
+// itself returns a permissions violation, or one reaches the connection
+// within a few seconds.
+func (v *violations) refused(t *testing.T, what string, try func() error) {
+	t.Helper()
+	v.mu.Lock()
+	v.seen = nil
+	v.mu.Unlock()
+	if err := try(); err != nil && strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+		return
+	}
+	ftfstest.Eventually(t, 5*time.Second, what+" refused", func() bool {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		for _, seen := range v.seen {
+			if strings.Contains(strings.ToLower(seen), "permissions violation") {
+				return true
+			}
+		}
+		return false
+	})
 }

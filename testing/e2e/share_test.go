@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -467,32 +466,8 @@ func TestGatewayIdentityIsLeastPrivilege(t *testing.T) {
 		t.Fatalf("adding a user named %s: %v, want ErrInvalid", subjects.GatewayUser, err)
 	}
 
-	var mu sync.Mutex
-	var violations []string
-	collect := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		mu.Lock()
-		violations = append(violations, err.Error())
-		mu.Unlock()
-	})
-	refused := func(what string, try func() error) {
-		t.Helper()
-		mu.Lock()
-		violations = nil
-		mu.Unlock()
-		if err := try(); err != nil && strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
-			return
-		}
-		ftfstest.Eventually(t, 5*time.Second, what+" refused", func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			for _, v := range violations {
-				if strings.Contains(strings.ToLower(v), "permissions violation") {
-					return true
-				}
-			}
-			return false
-		})
-	}
+	var broker violations
+	collect := broker.handler()
 	gwc, err := sys.Connect(nats.UserInfo(subjects.GatewayUser, sys.GatewayPassword), nats.CustomInboxPrefix(subjects.Inbox(subjects.GatewayUser)), collect)
 	if err != nil {
 		t.Fatalf("the gateway's identity: %v", err)
@@ -504,7 +479,7 @@ func TestGatewayIdentityIsLeastPrivilege(t *testing.T) {
 		subjects.For("alice", subjects.List), subjects.For("alice", subjects.Link(subjects.Get)),
 		subjects.DiscoveryPing, subjects.ServerGone, "$JS.API.STREAM.LIST", subjects.DownloadImport,
 	} {
-		refused("the gateway publishing to "+subj, func() error {
+		broker.refused(t, "the gateway publishing to "+subj, func() error {
 			if err := gwc.Publish(subj, []byte("{}")); err != nil {
 				return err
 			}
@@ -512,7 +487,7 @@ func TestGatewayIdentityIsLeastPrivilege(t *testing.T) {
 		})
 	}
 	for _, subj := range []string{subjects.Inbox("alice") + ".>", subjects.Prefix + ".>", "_INBOX.>", ">"} {
-		refused("the gateway subscribing to "+subj, func() error {
+		broker.refused(t, "the gateway subscribing to "+subj, func() error {
 			sub, err := gwc.SubscribeSync(subj)
 			if err != nil {
 				return err
@@ -586,13 +561,13 @@ func TestGatewayIdentityIsLeastPrivilege(t *testing.T) {
 		t.Fatalf("alice's raw connection: %v", err)
 	}
 	defer anc.Close()
-	refused("alice publishing as the gateway", func() error {
+	broker.refused(t, "alice publishing as the gateway", func() error {
 		if err := anc.Publish(subjects.For(subjects.GatewayUser, subjects.LinkInfo), []byte("{}")); err != nil {
 			return err
 		}
 		return anc.FlushTimeout(2 * time.Second)
 	})
-	refused("alice reading the gateway's inbox", func() error {
+	broker.refused(t, "alice reading the gateway's inbox", func() error {
 		sub, err := anc.SubscribeSync(subjects.Inbox(subjects.GatewayUser) + ".>")
 		if err != nil {
 			return err
