@@ -37,6 +37,16 @@ func start(t *testing.T, cfg Config) *Broker {
 	if cfg.HTTPPort == 0 {
 		cfg.HTTPPort = -1
 	}
+	b, err := startOrErr(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// startOrErr is start for a caller that can do something about an error.
+func startOrErr(t *testing.T, cfg Config) (*Broker, error) {
+	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}
@@ -46,10 +56,10 @@ func start(t *testing.T, cfg Config) *Broker {
 	cfg.Logger = quiet()
 	b, err := Start(cfg)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(b.Shutdown)
-	return b
+	return b, nil
 }
 
 func TestServiceIdentityUsesJetStream(t *testing.T) {
@@ -171,17 +181,46 @@ func dialRaw(t *testing.T, b *Broker, lines string) (net.Conn, *bufio.Reader) {
 // settings, and returns their client URLs and cluster ports.
 func startCluster(t *testing.T, base Config) (urls []string, clusterPorts []int) {
 	t.Helper()
-	clusterPorts = ftfstest.FreePorts(t, 3)
+	// The ports are free when chosen and taken when a broker listens; a
+	// process of another test package running meanwhile may take one
+	// first. Then the whole cluster starts again on other ports.
+	for attempt := 1; ; attempt++ {
+		urls, clusterPorts, err := startClusterOn(t, base, ftfstest.FreePorts(t, 3))
+		if err == nil {
+			return urls, clusterPorts
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("cluster start, attempt %d: %v; again on other ports", attempt, err)
+	}
+}
+
+func startClusterOn(t *testing.T, base Config, clusterPorts []int) (urls []string, _ []int, err error) {
+	t.Helper()
 	var routes []string
 	for _, p := range clusterPorts {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
+	// A broker that started before another failed stays up until the
+	// test's end (its cleanup): its routes name this attempt's ports,
+	// which the next attempt does not use.
 	for i := range 3 {
 		cfg := base
+		if cfg.Port == 0 {
+			cfg.Port = -1
+		}
+		if cfg.HTTPPort == 0 {
+			cfg.HTTPPort = -1
+		}
 		cfg.Name, cfg.Cluster, cfg.ClusterPort, cfg.Routes = fmt.Sprintf("n%d", i+1), "ftfs-test", clusterPorts[i], routes
-		urls = append(urls, start(t, cfg).ClientURL())
+		b, err := startOrErr(t, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		urls = append(urls, b.ClientURL())
 	}
-	return urls, clusterPorts
+	return urls, clusterPorts, nil
 }
 
 func TestThreeBrokersFormOneJetStreamCluster(t *testing.T) {
