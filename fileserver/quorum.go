@@ -45,10 +45,11 @@ func (s *Server) writable(f op) op {
 type mirror struct {
 	mu      sync.RWMutex
 	entries map[string][]byte
-	loaded  atomic.Bool // the watch has delivered the bucket's contents
+	revs    map[string]uint64 // each entry's revision
+	loaded  atomic.Bool       // the watch has delivered the bucket's contents
 }
 
-func newMirror() *mirror { return &mirror{entries: map[string][]byte{}} }
+func newMirror() *mirror { return &mirror{entries: map[string][]byte{}, revs: map[string]uint64{}} }
 
 // sessionUser is the user of the session token, if this mirror of the
 // sessions bucket holds it (however current it is).
@@ -65,10 +66,16 @@ func (m *mirror) sessionUser(token string) (string, bool) {
 }
 
 func (m *mirror) get(key string) ([]byte, bool) {
+	v, _, ok := m.getRevision(key)
+	return v, ok
+}
+
+// getRevision is get with the entry's revision.
+func (m *mirror) getRevision(key string) ([]byte, uint64, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	v, ok := m.entries[key]
-	return v, ok
+	return v, m.revs[key], ok
 }
 
 // follow watches kv into m until ctx ends, starting the watch again after
@@ -110,14 +117,23 @@ func (m *mirror) watch(ctx context.Context, st *store.Store, kv jetstream.KeyVal
 				m.loaded.Store(true) // initial values delivered
 				continue
 			}
-			m.mu.Lock()
-			if e.Operation() == jetstream.KeyValuePut {
-				m.entries[e.Key()] = e.Value()
-			} else {
-				delete(m.entries, e.Key())
-			}
-			m.mu.Unlock()
+			m.apply(e)
 		}
+	}
+}
+
+// apply records a change the watch delivered. The watch delivers a key's
+// changes in order, and a restarted one each key's latest, so what the
+// mirror says only moves forward (accessReads' lease relies on it).
+func (m *mirror) apply(e jetstream.KeyValueEntry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e.Operation() == jetstream.KeyValuePut {
+		m.entries[e.Key()] = e.Value()
+		m.revs[e.Key()] = e.Revision()
+	} else {
+		delete(m.entries, e.Key())
+		delete(m.revs, e.Key())
 	}
 }
 
@@ -137,6 +153,7 @@ func (m *mirror) sweepSessions() {
 		var sess sessionRecord
 		if json.Unmarshal(v, &sess) != nil || now.After(sess.Expires) {
 			delete(m.entries, k)
+			delete(m.revs, k)
 		}
 	}
 }
@@ -151,6 +168,13 @@ func (m *mirror) sweepSessions() {
 // be written to it, so what the mirror holds is current (but for a change
 // made the instant before, not yet delivered).
 func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror, key string) ([]byte, error) {
+	v, _, err := s.readKVRevision(ctx, kv, mir, key)
+	return v, err
+}
+
+// readKVRevision is readKV with the revision read from the bucket's
+// leader; 0 when the mirror answered.
+func (s *Server) readKVRevision(ctx context.Context, kv jetstream.KeyValue, mir *mirror, key string) ([]byte, uint64, error) {
 	if !s.store.ReadOnly() {
 		var e jetstream.KeyValueEntry
 		read := func(ctx context.Context) (err error) {
@@ -161,30 +185,30 @@ func (s *Server) readKV(ctx context.Context, kv jetstream.KeyValue, mir *mirror,
 		err := read(lctx)
 		cancel()
 		if err == nil {
-			return e.Value(), nil
+			return e.Value(), e.Revision(), nil
 		}
 		if !store.Unavailable(err) {
-			return nil, err
+			return nil, 0, err
 		}
 		// Only what the mirror has: it may lack a key written a moment
 		// ago (its watch lags, and restarts when its consumer's broker
 		// dies), and "no such user" must not be said on a lag.
 		if v, ok := mir.get(key); ok && mir.loaded.Load() {
 			s.log.Debug("bucket unavailable; answering from its mirror", "bucket", kv.Bucket(), "err", err)
-			return v, nil
+			return v, 0, nil
 		}
 		if err = s.store.RetryRead(ctx, subjects.KVStream(kv.Bucket()), read); err == nil {
-			return e.Value(), nil
+			return e.Value(), e.Revision(), nil
 		}
 		if !errors.Is(err, errReadOnly) {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	v, ok := mir.get(key)
 	if !ok {
-		return nil, jetstream.ErrKeyNotFound
+		return nil, 0, jetstream.ErrKeyNotFound
 	}
-	return v, nil
+	return v, 0, nil
 }
 
 // leaderWait is how long a bucket read waits for its stream's leader before

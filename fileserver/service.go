@@ -65,9 +65,11 @@ type Server struct {
 	usersMirror    *mirror
 	sessionsMirror *mirror
 	accessMirror   *mirror     // of the access bucket (access.go)
+	accessReads    accessReads // of the access record, shared (access.go)
 	policies       policyCache // the access record last parsed
 	sharesMirror   *mirror     // of the shares bucket (share.go)
-	usage          *usage      // per-user limits (usage.go)
+	linkPasswords  *passedLinkPasswords
+	usage          *usage // per-user limits (usage.go)
 	// shortfalls are the buckets found with fewer replicas than
 	// --replicas (replicas.go).
 	shortfalls replicaShortfalls
@@ -125,10 +127,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		sessionsMirror: newMirror(),
 		accessMirror:   newMirror(),
 		sharesMirror:   newMirror(),
+		linkPasswords:  newPassedLinkPasswords(),
 		usage:          newUsage(),
 		metrics:        newServerMetrics(),
 	}
 	s.holders = newHolders(&s.wg)
+	s.accessReads = accessReads{read: s.readAccessRecord, mirror: s.accessMirror, wg: &s.wg}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.registerMetrics()
 	// Served from the start, so that a probe sees a server that is still
@@ -288,6 +292,7 @@ func (s *Server) connect(ctx context.Context) error {
 		Password: s.cfg.ServicePassword,
 		TLSCA:    s.cfg.TLSCA,
 		Log:      s.log,
+		Home:     map[string]int{RolePrimary: 1, RoleBackup: 2}[s.cfg.Role],
 	}
 	st, err := store.Connect(ctx, d, errReadOnly)
 	if err != nil {

@@ -244,6 +244,7 @@ func (m *mirror) dropExpired(expired func([]byte) bool) {
 	for k, v := range m.entries {
 		if expired(v) {
 			delete(m.entries, k)
+			delete(m.revs, k)
 		}
 	}
 }
@@ -370,8 +371,8 @@ func (s *Server) checkLinkPassword(ctx context.Context, rec shareRecord, passwor
 		return subjects.Rejectf(subjects.CodeUnauthorized, subjects.ReasonLinkPassword, "this link needs a password")
 	}
 	th := s.throttle
-	key := failureKey("link\x00" + rec.ID)
 	now := th.now()
+	key := failureKey("link\x00" + rec.ID)
 	f, sharedErr := s.loadFailures(ctx, key)
 	if sharedErr == nil {
 		th.users.set(key, f, now)
@@ -382,6 +383,11 @@ func (s *Server) checkLinkPassword(ctx context.Context, rec shareRecord, passwor
 		s.audit("link password throttled", "id", rec.ID, "retry_in", wait.Round(time.Millisecond))
 		secs := max(wait.Round(time.Second), time.Second)
 		return subjects.Errorf(subjects.CodeThrottled, "too many wrong passwords for this link: try again in %s", secs)
+	}
+	// After the throttle: a locked link refuses even a password it knows,
+	// or guesses would go on, unchecked by bcrypt, while it is locked.
+	if s.linkPasswords.passed(rec, password, now) {
+		return nil
 	}
 	if bcrypt.CompareHashAndPassword(rec.Hash, []byte(password)) != nil {
 		n := s.loginFailed(ctx, key, "")
@@ -394,6 +400,7 @@ func (s *Server) checkLinkPassword(ctx context.Context, rec shareRecord, passwor
 		}
 	}
 	th.users.reset(key)
+	s.linkPasswords.remember(rec, password, now)
 	return nil
 }
 

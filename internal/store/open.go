@@ -22,6 +22,35 @@ type Dialer struct {
 	Password string   // the service users' password
 	TLSCA    string   // CA file to trust, if any
 	Log      *slog.Logger
+	// Home, when 1 or 2, keeps the connection off the other home: the
+	// primary (1) and the backup (2) are dialed with Servers in orders
+	// that start at different brokers and fall back away from each
+	// other (Preferred). Both file servers' storage connections answer
+	// the brokers' auth callout: on one broker, that broker's death left
+	// no callout subscriber until they reconnected, and a client
+	// connecting meanwhile waited for a ping (FAULTS.md). With 0 the
+	// order is random, as nats.go makes it.
+	Home int
+}
+
+// Preferred orders servers for the file server whose home is home (1 or
+// 2): its home broker first, then the brokers neither server calls home,
+// then the other's home. With three brokers, the primary is on the first,
+// the backup on the second, and when either's broker dies it moves to the
+// third rather than to the other's.
+func Preferred(servers []string, home int) []string {
+	n := len(servers)
+	if n < 2 || (home != 1 && home != 2) {
+		return servers
+	}
+	mine, theirs := (home-1)%n, (home%2)%n
+	out := []string{servers[mine]}
+	for i, s := range servers {
+		if i != mine && i != theirs {
+			out = append(out, s)
+		}
+	}
+	return append(out, servers[theirs])
 }
 
 // Connect opens the storage connection, in the account that holds
@@ -83,6 +112,10 @@ func (d Dialer) Dial(ctx context.Context, user, conn string) (*nats.Conn, error)
 		opts = append(opts, nats.Timeout(time.Until(dl)))
 	}
 	servers := strings.Join(d.Servers, ",")
+	if d.Home != 0 && len(d.Servers) > 1 {
+		servers = strings.Join(Preferred(d.Servers, d.Home), ",")
+		opts = append(opts, nats.DontRandomize())
+	}
 	nc, err := nats.Connect(servers, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s as %s: %w", servers, user, err)

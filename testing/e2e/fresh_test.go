@@ -28,9 +28,29 @@ func TestFreshCommandsRightAfterABrokerKill(t *testing.T) {
 	}
 	longLived := sys.Login(t, "admin")
 
+	// The two file servers start on different brokers and, when one's
+	// broker dies, stay apart (store.Preferred): one of them answers the
+	// auth callout throughout.
+	apart := func(when string) {
+		t.Helper()
+		var p, b []string
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			p, b = sys.BrokersHolding(t, subjects.ConnNamePrimary), sys.BrokersHolding(t, subjects.ConnNameBackup)
+			if len(p) == 1 && len(b) == 1 && p[0] != b[0] {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the primary is connected through %v, the backup through %v; want one broker each, not the same", when, p, b)
+			}
+		}
+	}
+
 	for round := range 3 {
 		sys.WaitHealthy(t)
 		sys.WaitServers(t, "primary", "backup")
+		if round == 0 {
+			apart("at start")
+		}
 		// The broker a file server is connected through (one of them,
 		// in turn): its clients and its file server move at once.
 		var victim string
@@ -70,6 +90,9 @@ func TestFreshCommandsRightAfterABrokerKill(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		if round == 0 {
+			apart("after " + victim + " was killed")
+		}
 		t.Logf("figures: round %d, %s killed: a long-lived client's list took %v; fresh ls, stat, get %v",
 			round, victim, steady.Round(time.Millisecond), took)
 		// A fresh process pays for its start and its connection (tens of
