@@ -244,24 +244,31 @@ func (pc *policyCache) get(raw []byte) (*accessPolicy, error) {
 	return p, nil
 }
 
+// recordRead is what a read of the access record found.
+type recordRead struct {
+	raw []byte // nil when no record is stored
+	rev uint64 // the revision the bucket's leader gave; 0 if it did not answer
+	// mirrored says the bucket's mirror answered, storage being unable
+	// to (its stream without a leader, or read-only: readKV).
+	mirrored bool
+}
+
 // readAccessRecord reads the access record as it stands now (readKV:
-// from the mirror while storage is read-only); nil when none is stored.
-// The revision is the one the bucket's leader gave, 0 when the mirror
-// answered.
-func (s *Server) readAccessRecord(ctx context.Context) ([]byte, uint64, error) {
+// from the mirror while storage cannot answer).
+func (s *Server) readAccessRecord(ctx context.Context) (recordRead, error) {
 	raw, rev, err := s.readKVRevision(ctx, s.access, s.accessMirror, subjects.AccessKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		if s.store.ReadOnly() && !s.accessMirror.loaded.Load() {
 			// The built-in rules would stand in for stored ones, some
 			// of them stricter: say nothing rather than the wrong thing.
-			return nil, 0, subjects.Errorf(subjects.CodeUnavailable, "access rules not loaded yet while storage is read-only; try again")
+			return recordRead{}, subjects.Errorf(subjects.CodeUnavailable, "access rules not loaded yet while storage is read-only; try again")
 		}
-		return nil, 0, nil
+		return recordRead{}, nil
 	}
 	if err != nil {
-		return nil, 0, wrapStorage("read access rules", err)
+		return recordRead{}, wrapStorage("read access rules", err)
 	}
-	return raw, rev, nil
+	return recordRead{raw: raw, rev: rev, mirrored: rev == 0}, nil
 }
 
 // ensureAccessRecord stores an access record without rules when none is
@@ -300,7 +307,10 @@ type accessRead struct {
 //
 // A read from storage that began after a request arrived will do for it,
 // so requests that arrive while a read is in flight share the one that
-// starts when it ends.
+// starts when it ends. But when storage could not answer the read in
+// flight and the mirror did (readKV: a stream electing its leader, or
+// read-only), those requests came while nothing could be written: the
+// mirror's answer is theirs too, rather than a second wait for a leader.
 //
 // And a read that finds the bucket's mirror at its revision or later
 // grants a lease: for accessLease from the moment the read began, the
@@ -311,7 +321,7 @@ type accessRead struct {
 // that begins later sees the change, so its lease holds only once the
 // mirror has it too. The mirror only moves forward (mirror.apply).
 type accessReads struct {
-	read   func(ctx context.Context) ([]byte, uint64, error)
+	read   func(ctx context.Context) (recordRead, error)
 	mirror *mirror
 	wg     *sync.WaitGroup // the server's, which owns the reading goroutine
 
@@ -359,17 +369,22 @@ func (a *accessReads) run(ctx context.Context, r *accessRead) {
 	for r != nil {
 		began := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		raw, rev, err := a.read(rctx)
+		got, err := a.read(rctx)
 		cancel()
 		a.mu.Lock()
-		if _, mrev, ok := a.mirror.getRevision(subjects.AccessKey); err == nil && rev > 0 && ok && mrev >= rev {
+		if _, mrev, ok := a.mirror.getRevision(subjects.AccessKey); err == nil && got.rev > 0 && ok && mrev >= got.rev {
 			a.leaseUntil = began.Add(accessLease)
 		}
 		a.mu.Unlock()
-		r.raw, r.err = raw, err
+		r.raw, r.err = got.raw, err
 		close(r.done)
 		a.mu.Lock()
 		r, a.next = a.next, nil
+		if r != nil && err == nil && got.mirrored {
+			r.raw = got.raw
+			close(r.done)
+			r = nil
+		}
 		a.running = r != nil
 		a.mu.Unlock()
 	}
@@ -790,6 +805,28 @@ func (s *Server) groupRemove(c *call) (any, error) {
 		return []any{"group", r.Group, "users", strings.Join(r.Users, ",")}, nil
 	})
 	return nil, err
+}
+
+// leaveGroups takes user out of every group (userRemove); nothing is
+// written when user is in none.
+func (s *Server) leaveGroups(c *call, user string) error {
+	p, err := s.loadPolicy(c)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(slices.Collect(maps.Values(p.rec.Groups)), func(users []string) bool { return slices.Contains(users, user) }) {
+		return nil
+	}
+	return s.changeAccess(c, "user left groups", func(_ *accessPolicy, rec *accessRecord) ([]any, error) {
+		var left []string
+		for _, g := range slices.Sorted(maps.Keys(rec.Groups)) {
+			if slices.Contains(rec.Groups[g], user) {
+				rec.Groups[g] = slices.DeleteFunc(slices.Clone(rec.Groups[g]), func(u string) bool { return u == user })
+				left = append(left, g)
+			}
+		}
+		return []any{"user", user, "groups", strings.Join(left, ",")}, nil
+	})
 }
 
 func (s *Server) groupList(c *call) (any, error) {

@@ -13,26 +13,30 @@ import (
 // leaderRecord stands for the access bucket's leader: what a read from
 // storage returns, and how many reads were made.
 type leaderRecord struct {
-	mu    sync.Mutex
-	raw   string
-	rev   uint64
-	reads atomic.Int32
-	gate  chan struct{} // when set, a read waits for it
+	mu         sync.Mutex
+	raw        string
+	rev        uint64
+	leaderless bool // the mirror answers, as readKV's does without a leader
+	reads      atomic.Int32
+	gate       chan struct{} // when set, a read waits for it
 }
 
-func (l *leaderRecord) read(ctx context.Context) ([]byte, uint64, error) {
+func (l *leaderRecord) read(ctx context.Context) (recordRead, error) {
 	l.reads.Add(1)
 	l.mu.Lock()
-	raw, rev, gate := l.raw, l.rev, l.gate
+	raw, rev, leaderless, gate := l.raw, l.rev, l.leaderless, l.gate
 	l.mu.Unlock()
 	if gate != nil {
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return nil, 0, ctx.Err()
+			return recordRead{}, ctx.Err()
 		}
 	}
-	return []byte(raw), rev, nil
+	if leaderless {
+		return recordRead{raw: []byte(raw), mirrored: true}, nil
+	}
+	return recordRead{raw: []byte(raw), rev: rev}, nil
 }
 
 func (l *leaderRecord) set(raw string, rev uint64) {
@@ -145,5 +149,42 @@ func TestAccessReadsShareTheReadThatBeginsAfterThem(t *testing.T) {
 	}
 	if n := leader.reads.Load(); n != 2 {
 		t.Fatalf("%d reads from storage for 21 requests, want 2", n)
+	}
+}
+
+func TestAccessReadsWaitingOutNoLeaderOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	leader, mir := &leaderRecord{raw: "A", leaderless: true}, newMirror()
+	a := &accessReads{read: leader.read, mirror: mir, wg: &wg}
+
+	// The stream has no leader: the read in flight waits, then the
+	// mirror answers. Requests that came meanwhile take that answer
+	// rather than wait again.
+	gate := make(chan struct{})
+	leader.gate = gate
+	first := a.join(ctx)
+	for leader.reads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	var later []*accessRead
+	for range 5 {
+		later = append(later, a.join(ctx))
+	}
+	close(gate)
+	for _, r := range append(later, first) {
+		<-r.done
+		if r.err != nil || string(r.raw) != "A" {
+			t.Fatalf("a read while leaderless: %q, %v", r.raw, r.err)
+		}
+	}
+	if n := leader.reads.Load(); n != 1 {
+		t.Fatalf("%d reads for requests that came while the first waited for a leader, want 1", n)
+	}
+	// And no lease from a mirror's answer: the next request reads again.
+	readNow(t, a, ctx)
+	if n := leader.reads.Load(); n != 2 {
+		t.Fatalf("%d reads, want 2: a mirror's answer grants no lease", n)
 	}
 }

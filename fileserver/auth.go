@@ -423,6 +423,13 @@ func (s *Server) userRemove(c *call) (any, error) {
 	if _, err := s.getUser(c.ctx, r.User); err != nil {
 		return nil, err
 	}
+	// Out of every group first, as userdel does: a user added later under
+	// the same name must not find the old one's groups (nor, on a failure
+	// between the two steps, may a retry find the user gone and the
+	// memberships left).
+	if err := s.leaveGroups(c, r.User); err != nil {
+		return nil, err
+	}
 	if err := s.stillClaimed(c); err != nil {
 		return nil, err
 	}

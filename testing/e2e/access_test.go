@@ -182,6 +182,40 @@ func TestAccessMatrix(t *testing.T) {
 		}
 	})
 
+	t.Run("a user removed leaves its groups: the name comes back without them", func(t *testing.T) {
+		name := "projects/x/for-eng.txt"
+		sys.PutRandom(t, bob, name, 10)
+		sys.AddUser(t, "dave")
+		if _, err := admin.AddToGroup(ctxT(t), "eng", "dave"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.AddToGroup(ctxT(t), "ops", "dave"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sys.Login(t, "dave").Stat(ctxT(t), name); err != nil {
+			t.Fatalf("dave in @eng: %v", err)
+		}
+		if err := admin.RemoveUser(ctxT(t), "dave"); err != nil {
+			t.Fatal(err)
+		}
+		groups, err := admin.ListGroups(ctxT(t), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range groups {
+			if slices.Contains(g.Users, "dave") {
+				t.Errorf("group %s still lists dave after his removal: %v", g.Name, g.Users)
+			}
+			if g.Name == "eng" && !slices.Equal(g.Users, []string{"alice", "bob"}) {
+				t.Errorf("@eng after dave's removal: %v, want alice and bob", g.Users)
+			}
+		}
+		sys.AddUser(t, "dave") // someone else, under the same name
+		if _, err := sys.Login(t, "dave").Stat(ctxT(t), name); !errors.Is(err, client.ErrForbidden) {
+			t.Fatalf("the new dave's stat in @eng's folder: %v, want ErrForbidden", err)
+		}
+	})
+
 	t.Run("an upload is checked again at its commit", func(t *testing.T) {
 		w := dialWire(t, sys, bob)
 		empty := ftfstest.Digest(nil)
