@@ -318,6 +318,24 @@ func (u *usage) references(nuid string) bool {
 	return false
 }
 
+// holding says which of versions a live file holds, in one pass over
+// the index; ok is false while the index is loading (see references).
+func (u *usage) holding(versions map[string]uint64) (held map[string]bool, ok bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.loading {
+		return nil, false
+	}
+	held = map[string]bool{}
+	for _, r := range u.files {
+		v := r.version()
+		if _, queued := versions[v]; queued {
+			held[v] = true
+		}
+	}
+	return held, true
+}
+
 // filesAhead says whether the index holds a meta message past seq, the last
 // one stored: the stream was replaced (its data lost) or its last message
 // purged. The files watch then starts over, so that the index cannot go on

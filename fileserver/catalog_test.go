@@ -117,3 +117,23 @@ func TestAnIndexLoadingAgainAnswersNothing(t *testing.T) {
 		t.Fatal("a loaded index answers references wrongly")
 	}
 }
+
+// The purger asks, for a batch of versions, which a live file still holds:
+// one pass over the index, and nothing while it loads.
+func TestHoldingAnswersForABatchOfVersions(t *testing.T) {
+	u := newUsage()
+	u.filesLoaded(true, time.Now())
+	u.putFile(1, subjects.FileInfo{Name: "a.txt", Owner: "alice", Size: 3, Version: "V1"}, true)
+	u.putFile(2, subjects.FileInfo{Name: "b.txt", Owner: "alice", Size: 3, Version: "V2"}, true)
+	u.putFile(3, subjects.FileInfo{Name: "renamed-half-way.txt", Owner: "alice", Size: 3, Version: "V2"}, true)
+	u.putFile(4, subjects.FileInfo{Name: "b.txt"}, false) // deleted; its version lives on in the other name
+	u.putFile(5, subjects.FileInfo{Name: "a.txt", Owner: "alice", Size: 3, Version: "V3"}, true)
+	held, ok := u.holding(map[string]uint64{"V1": 5, "V2": 4, "V9": 0})
+	if !ok || len(held) != 1 || !held["V2"] {
+		t.Fatalf("holding V1 (replaced), V2 (one name left), V9 (never named): %v, %v; want only V2", held, ok)
+	}
+	u.resetFiles()
+	if held, ok := u.holding(map[string]uint64{"V1": 5}); ok {
+		t.Fatalf("an index loading again answered %v", held)
+	}
+}

@@ -344,51 +344,6 @@ func (s *Server) delete(c *call) (any, error) {
 	}
 }
 
-// purgeLater purges a replaced or deleted version's chunks after the reply,
-// once sure that no name points at it any more as of the meta message at
-// stream sequence seq, which replaced or deleted it.
-func (s *Server) purgeLater(nuid string, seq uint64) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, 2*time.Minute)
-		defer cancel()
-		s.purgeUnreferenced(ctx, nuid, seq)
-	}()
-}
-
-// purgeUnreferenced drops the chunks of an object version that no live name
-// points at any more, as of stream sequence seq. A rename interrupted
-// between its two steps can leave two names on one version; checking keeps
-// the survivor readable. It waits for the files index to reach seq rather
-// than for the last meta stored (syncCatalog): finding that one is a scan
-// of the stream's last blocks, too costly to pay on every delete.
-func (s *Server) purgeUnreferenced(ctx context.Context, nuid string, seq uint64) {
-	switch err := s.catalogAt(ctx, seq); {
-	case err == nil:
-		if s.usage.references(nuid) {
-			return
-		}
-	case errors.Is(err, errIndexBehind):
-		all, err := s.allObjects(ctx)
-		if err != nil {
-			s.log.Warn("not purging chunks: cannot list files", "version", nuid, "err", err)
-			return
-		}
-		for _, o := range all {
-			if o.NUID == nuid {
-				return
-			}
-		}
-	default:
-		s.log.Warn("not purging chunks: cannot read the last file change", "version", nuid, "err", err)
-		return
-	}
-	if err := s.store.PurgeSubject(ctx, s.chunkSubject(nuid)); err != nil {
-		s.log.Warn("purge chunks", "version", nuid, "err", err)
-	}
-}
-
 // rename points the new name at the same content, then removes the old
 // name. Content is not copied.
 func (s *Server) rename(c *call) (any, error) {

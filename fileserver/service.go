@@ -69,7 +69,8 @@ type Server struct {
 	policies       policyCache // the access record last parsed
 	sharesMirror   *mirror     // of the shares bucket (share.go)
 	linkPasswords  *passedLinkPasswords
-	usage          *usage // per-user limits (usage.go)
+	purges         *purgeQueue // versions whose chunks may go (purge.go)
+	usage          *usage      // per-user limits (usage.go)
 	// shortfalls are the buckets found with fewer replicas than
 	// --replicas (replicas.go).
 	shortfalls replicaShortfalls
@@ -128,6 +129,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		accessMirror:   newMirror(),
 		sharesMirror:   newMirror(),
 		linkPasswords:  newPassedLinkPasswords(),
+		purges:         newPurgeQueue(),
 		usage:          newUsage(),
 		metrics:        newServerMetrics(),
 	}
@@ -182,6 +184,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	for _, f := range []func(){
 		s.janitor,
 		s.sweeper,
+		s.purger,
 		func() { s.store.WatchQuorum(s.ctx, s.front) },
 		func() { s.store.FollowElections(s.ctx) },
 		func() { s.usersMirror.follow(s.ctx, s, s.users) },
