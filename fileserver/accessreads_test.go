@@ -47,7 +47,7 @@ func (l *leaderRecord) set(raw string, rev uint64) {
 
 func (m *mirror) put(key, raw string, rev uint64) {
 	m.mu.Lock()
-	m.entries[key], m.revs[key] = []byte(raw), rev
+	m.entries[key] = mirrored{value: []byte(raw), rev: rev}
 	m.mu.Unlock()
 }
 

@@ -81,15 +81,6 @@ func (s *Server) sessionUser(ctx context.Context, name string) (userRecord, erro
 	return s.getUser(ctx, name)
 }
 
-// mirroredAdmin says whether the users mirror has name as a site admin.
-// A guess to save work, never a grant: the request's own read of the user
-// decides.
-func (s *Server) mirroredAdmin(name string) bool {
-	var u userRecord
-	v, ok := s.usersMirror.get(name)
-	return ok && json.Unmarshal(v, &u) == nil && u.Name == name && u.Admin
-}
-
 // checkPassword returns the user if the password is right. Unknown users and
 // wrong passwords get the same error, after the same bcrypt work.
 func (s *Server) checkPassword(ctx context.Context, name, password string) (userRecord, error) {

@@ -299,27 +299,18 @@ func (u *usage) tooStale() {
 	}
 }
 
-// references says whether a live file holds version nuid.
+// references says whether a live file holds version nuid; true while the
+// index is loading (see holding).
 func (u *usage) references(nuid string) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.loading {
-		// The watch started over since the caller caught up (filesAhead):
-		// the index does not hold every file yet, so it cannot say that
-		// none points at nuid. Keep the chunks; the sweep finds them if
-		// they are orphans.
-		return true
-	}
-	for _, r := range u.files {
-		if r.version() == nuid {
-			return true
-		}
-	}
-	return false
+	held, ok := u.holding(map[string]uint64{nuid: 0})
+	return !ok || held[nuid]
 }
 
 // holding says which of versions a live file holds, in one pass over
-// the index; ok is false while the index is loading (see references).
+// the index. ok is false while the index is loading: the watch started
+// over since the caller caught up (filesAhead), so the index does not hold
+// every file yet and cannot say that none points at a version. The caller
+// keeps the chunks; the sweep finds them if they are orphans.
 func (u *usage) holding(versions map[string]uint64) (held map[string]bool, ok bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -127,8 +127,7 @@ func (s *Server) authed(f op) func(micro.Request) {
 		// see a revocation, may wait out its stream's election for a
 		// second, long enough for the client to send the request again.
 		var stopKeepalive func()
-		user, known := s.sessionsMirror.sessionUser(req.Headers().Get(subjects.HeaderSession))
-		if known && ownInbox(req, user) {
+		if user, ok := s.sessionsMirror.sessionUser(req.Headers().Get(subjects.HeaderSession)); ok && ownInbox(req, user) {
 			stopKeepalive = s.keepalive(req.Reply())
 		}
 		defer func() {
@@ -136,10 +135,7 @@ func (s *Server) authed(f op) func(micro.Request) {
 				stopKeepalive()
 			}
 		}()
-		var rules *accessRead
-		if !known || !s.mirroredAdmin(user) { // site admins pass every rule
-			rules = s.startAccessRead() // alongside the session's read
-		}
+		rules := s.startAccessRead() // alongside the session's read
 		c, err := s.authenticate(ctx, req)
 		if err != nil {
 			s.reply(req, nil, err)

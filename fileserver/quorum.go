@@ -44,12 +44,17 @@ func (s *Server) writable(f op) op {
 // never missed.
 type mirror struct {
 	mu      sync.RWMutex
-	entries map[string][]byte
-	revs    map[string]uint64 // each entry's revision
-	loaded  atomic.Bool       // the watch has delivered the bucket's contents
+	entries map[string]mirrored
+	loaded  atomic.Bool // the watch has delivered the bucket's contents
 }
 
-func newMirror() *mirror { return &mirror{entries: map[string][]byte{}, revs: map[string]uint64{}} }
+// mirrored is one key's value and its revision.
+type mirrored struct {
+	value []byte
+	rev   uint64
+}
+
+func newMirror() *mirror { return &mirror{entries: map[string]mirrored{}} }
 
 // sessionUser is the user of the session token, if this mirror of the
 // sessions bucket holds it (however current it is).
@@ -74,8 +79,8 @@ func (m *mirror) get(key string) ([]byte, bool) {
 func (m *mirror) getRevision(key string) ([]byte, uint64, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	v, ok := m.entries[key]
-	return v, m.revs[key], ok
+	e, ok := m.entries[key]
+	return e.value, e.rev, ok
 }
 
 // follow watches kv into m until ctx ends, starting the watch again after
@@ -129,11 +134,9 @@ func (m *mirror) apply(e jetstream.KeyValueEntry) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e.Operation() == jetstream.KeyValuePut {
-		m.entries[e.Key()] = e.Value()
-		m.revs[e.Key()] = e.Revision()
+		m.entries[e.Key()] = mirrored{value: e.Value(), rev: e.Revision()}
 	} else {
 		delete(m.entries, e.Key())
-		delete(m.revs, e.Key())
 	}
 }
 
@@ -146,14 +149,20 @@ func (s *Server) expireSessions() {
 // sweepSessions drops mirrored sessions past their expiry (the bucket's TTL
 // removes them without a delete marker).
 func (m *mirror) sweepSessions() {
+	now := time.Now()
+	m.dropExpired(func(v []byte) bool {
+		var sess sessionRecord
+		return json.Unmarshal(v, &sess) != nil || now.After(sess.Expires)
+	})
+}
+
+// dropExpired removes the entries expired says are past their life.
+func (m *mirror) dropExpired(expired func([]byte) bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := time.Now()
-	for k, v := range m.entries {
-		var sess sessionRecord
-		if json.Unmarshal(v, &sess) != nil || now.After(sess.Expires) {
+	for k, e := range m.entries {
+		if expired(e.value) {
 			delete(m.entries, k)
-			delete(m.revs, k)
 		}
 	}
 }

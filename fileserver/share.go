@@ -237,18 +237,6 @@ func (s *Server) sweepShares() {
 	})
 }
 
-// dropExpired removes the entries expired says are past their life.
-func (m *mirror) dropExpired(expired func([]byte) bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for k, v := range m.entries {
-		if expired(v) {
-			delete(m.entries, k)
-			delete(m.revs, k)
-		}
-	}
-}
-
 // linkTarget says which file a link request touches, from its body; it
 // refuses a request a link may never make (an overwrite).
 type linkTarget func(c *call) (string, error)
