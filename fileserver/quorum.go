@@ -41,7 +41,8 @@ func (s *Server) writable(f op) op {
 // mirror is an in-memory copy of a KV bucket, kept by a watch. It answers
 // for the bucket while storage has no quorum; at other times the bucket
 // itself is read, so that a change made a moment ago on another server is
-// never missed.
+// never missed (the access bucket's mirror also answers while a read has
+// found it current: accessReads' lease).
 type mirror struct {
 	mu      sync.RWMutex
 	entries map[string]mirrored
